@@ -1,0 +1,43 @@
+//===- SQAAttrs.h - SQA attributes ------------------------------*- C++ -*-===//
+
+#ifndef SQA_IR_SQAATTRS_H
+#define SQA_IR_SQAATTRS_H
+
+#include "mlir/IR/Attributes.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/Support/LLVM.h"
+
+#include <optional>
+#include <string>
+
+#include "SQA/IR/SQAEnums.h.inc"
+
+namespace mlir::sqa {
+
+/// Head counts of one configuration, independent of any MLIR context so that
+/// drivers can resolve and report configurations before building IR.
+struct HeadCounts {
+  int64_t total = 0;
+  int64_t query = 0;
+  int64_t kv = 0;
+};
+
+/// Checks that the counts are positive, that neither exceeds `total`, and
+/// that the larger of query/kv is a multiple of the smaller. Returns an
+/// empty string on success, else a message naming the numbers.
+std::string verifyHeadCounts(const HeadCounts &counts);
+
+/// Resolves a named preset from the baseline head count (and the group count
+/// for GQA). On failure returns std::nullopt and sets `error`.
+std::optional<HeadCounts> resolveHeadPreset(HeadVariant variant,
+                                            int64_t total,
+                                            std::optional<int64_t> groups,
+                                            std::string &error);
+
+} // namespace mlir::sqa
+
+#define GET_ATTRDEF_CLASSES
+#include "SQA/IR/SQAAttrs.h.inc"
+
+#endif // SQA_IR_SQAATTRS_H

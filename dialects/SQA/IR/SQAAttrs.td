@@ -1,0 +1,134 @@
+//===- SQAAttrs.td - SQA attributes ------------------------*- tablegen -*-===//
+
+#ifndef SQA_ATTRS_TD
+#define SQA_ATTRS_TD
+
+include "SQA/IR/SQABase.td"
+include "mlir/IR/EnumAttr.td"
+
+//===----------------------------------------------------------------------===//
+// Enums
+//===----------------------------------------------------------------------===//
+
+def SQA_MaskAlignment : I32EnumAttr<"MaskAlignment",
+    "where the diagonal of a causal or window mask starts", [
+      I32EnumAttrCase<"TopLeft", 0, "top_left">,
+      I32EnumAttrCase<"BottomRight", 1, "bottom_right">
+    ]> {
+  let cppNamespace = "::mlir::sqa";
+  let genSpecializedAttr = 0;
+}
+
+def SQA_HeadVariant : I32EnumAttr<"HeadVariant",
+    "named head configurations", [
+      I32EnumAttrCase<"MHA", 0, "mha">,
+      I32EnumAttrCase<"GQA", 1, "gqa">,
+      I32EnumAttrCase<"MQA", 2, "mqa">,
+      I32EnumAttrCase<"SQA", 3, "sqa">,
+      I32EnumAttrCase<"SSQA", 4, "ssqa">,
+      I32EnumAttrCase<"XSQA", 5, "xsqa">,
+      I32EnumAttrCase<"XSMQA", 6, "xsmqa">,
+      I32EnumAttrCase<"RSQA", 7, "rsqa">
+    ]> {
+  let cppNamespace = "::mlir::sqa";
+  let genSpecializedAttr = 0;
+}
+
+//===----------------------------------------------------------------------===//
+// MaskAttr
+//===----------------------------------------------------------------------===//
+
+def SQA_MaskAttr : SQA_Attr<"Mask", "mask"> {
+  let summary = "causal and sliding-window mask, without an S x T tensor";
+  let description = [{
+    Which keys a query may attend to. With S queries and T keys, query row
+    `i` sits on the key diagonal `i + offset`, where `offset` is 0 for
+    `top_left` alignment (PyTorch `is_causal`) and `T - S` for
+    `bottom_right` alignment (FlashAttention >= 2.1, KV-cache prefill); the
+    two agree when S = T. Key `j` is visible to query `i` iff
+
+    * `causal` is false or `j <= i + offset`, and
+    * `window_left` is -1 or `j >= i + offset - window_left`, and
+    * `window_right` is -1 or `j <= i + offset + window_right`.
+
+    -1 means unbounded on that side. A query row that sees no key yields
+    zeros, never NaN.
+
+    ```mlir
+    #sqa.mask<causal = true, alignment = bottom_right>
+    #sqa.mask<window_left = 128, window_right = 0>
+    ```
+  }];
+  let parameters = (ins
+    DefaultValuedParameter<"bool", "false">:$causal,
+    DefaultValuedParameter<"::mlir::sqa::MaskAlignment",
+                           "::mlir::sqa::MaskAlignment::TopLeft">:$alignment,
+    DefaultValuedParameter<"int64_t", "-1">:$window_left,
+    DefaultValuedParameter<"int64_t", "-1">:$window_right);
+  let assemblyFormat = "`<` struct(params) `>`";
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    /// True if the mask hides any key at all.
+    bool isRestrictive() const {
+      return getCausal() || getWindowLeft() >= 0 || getWindowRight() >= 0;
+    }
+    /// The right bound relative to the diagonal that takes effect, or -1.
+    int64_t getEffectiveRightBound() const;
+    /// Key position of query row 0's diagonal: 0 or `keyLen - queryLen`.
+    int64_t getDiagonalOffset(int64_t queryLen, int64_t keyLen) const {
+      return getAlignment() == MaskAlignment::BottomRight ? keyLen - queryLen
+                                                          : 0;
+    }
+    /// Scalar semantics, the single source of truth for tests and oracles.
+    bool isVisible(int64_t queryPos, int64_t keyPos, int64_t queryLen,
+                   int64_t keyLen) const;
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// HeadsAttr
+//===----------------------------------------------------------------------===//
+
+def SQA_HeadsAttr : SQA_Attr<"Heads", "heads"> {
+  let summary = "head configuration of an attention layer";
+  let description = [{
+    `total` is the baseline head count H that splits the model dimension
+    (d_head = d_model / H); `query` and `kv` are the query heads Hq and the
+    key/value heads Hkv. The larger of Hq and Hkv must be a multiple of the
+    smaller. Written either with numbers or as a named preset that resolves
+    to numbers from `total` (and `groups` for GQA):
+
+    | preset  | query | kv     |
+    |---------|-------|--------|
+    | `mha`   | H     | H      |
+    | `gqa`   | H     | groups |
+    | `mqa`   | H     | 1      |
+    | `sqa`   | H/2   | H/4    |
+    | `ssqa`  | H/2   | H/2    |
+    | `xsqa`  | H/4   | H/4    |
+    | `xsmqa` | H/4   | 1      |
+    | `rsqa`  | H/4   | H/2    |
+
+    ```mlir
+    #sqa.heads<total = 16, query = 8, kv = 4>
+    #sqa.heads<ssqa, total = 16>           // prints as query = 8, kv = 8
+    #sqa.heads<gqa, total = 16, groups = 4>
+    ```
+  }];
+  let parameters = (ins "int64_t":$total, "int64_t":$query, "int64_t":$kv);
+  let hasCustomAssemblyFormat = 1;
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    /// Resolves a named preset; emits through `emitError` on failure.
+    static HeadsAttr getPreset(
+        ::llvm::function_ref<::mlir::InFlightDiagnostic()> emitError,
+        ::mlir::MLIRContext *context, HeadVariant variant, int64_t total,
+        std::optional<int64_t> groups = std::nullopt);
+    /// Reverse SQA: more key/value heads than query heads.
+    bool isReverse() const { return getKv() > getQuery(); }
+    /// Heads of the attention output: max(Hq, Hkv).
+    int64_t getOutputHeads() const { return std::max(getQuery(), getKv()); }
+  }];
+}
+
+#endif // SQA_ATTRS_TD

@@ -1,0 +1,184 @@
+//===- SQAOps.cpp - SQA operations ----------------------------------------===//
+
+#include "SQA/IR/SQAOps.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/OpImplementation.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::sqa;
+
+#define GET_OP_CLASSES
+#include "SQA/IR/SQAOps.cpp.inc"
+
+//===----------------------------------------------------------------------===//
+// AttentionOp
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// Names of the BHSD dimensions of each operand, for diagnostics.
+struct OperandLayout {
+  StringRef name;
+  StringRef shape;
+};
+} // namespace
+
+static bool isSupportedElementType(Type type) {
+  return type.isF32() || type.isF16() || type.isBF16();
+}
+
+static std::string formatDim(int64_t size) {
+  return ShapedType::isDynamic(size) ? "?" : std::to_string(size);
+}
+
+/// Checks that dimension `dim` of `a` and `b` agree where both are static.
+static LogicalResult verifyDimsAgree(AttentionOp op, RankedTensorType a,
+                                     StringRef aName, RankedTensorType b,
+                                     StringRef bName, unsigned dim,
+                                     StringRef what) {
+  int64_t sa = a.getDimSize(dim), sb = b.getDimSize(dim);
+  if (ShapedType::isDynamic(sa) || ShapedType::isDynamic(sb) || sa == sb)
+    return success();
+  return op.emitOpError() << bName << " " << what << " (" << sb
+                          << ") must match " << aName << " " << what << " ("
+                          << sa << ")";
+}
+
+LogicalResult AttentionOp::verify() {
+  RankedTensorType queryType = getQueryType(), keyType = getKeyType(),
+                   valueType = getValueType(), initType = getInitType();
+
+  Type elementType = queryType.getElementType();
+  if (!isSupportedElementType(elementType))
+    return emitOpError() << "element type " << elementType
+                         << " is not supported; expected f32, f16 or bf16";
+  std::pair<StringRef, RankedTensorType> others[] = {
+      {"key", keyType}, {"value", valueType}, {"init", initType}};
+  for (auto [name, type] : others)
+    if (type.getElementType() != elementType)
+      return emitOpError() << name << " element type " << type.getElementType()
+                           << " must match query element type " << elementType;
+  if (getResult().getType() != initType)
+    return emitOpError() << "result type " << getResult().getType()
+                         << " must match init type " << initType;
+
+  // Rank, then the dimensions a kernel is specialized on: heads and head dim.
+  OperandLayout layouts[] = {{"query", "[B, Hq, S, D]"},
+                             {"key", "[B, Hkv, T, D]"},
+                             {"value", "[B, Hkv, T, Dv]"},
+                             {"init", "[B, max(Hq, Hkv), S, Dv]"}};
+  RankedTensorType types[] = {queryType, keyType, valueType, initType};
+  for (auto [layout, type] : llvm::zip_equal(layouts, types)) {
+    if (type.getRank() != 4)
+      return emitOpError() << layout.name << " must have rank 4 "
+                           << layout.shape << ", got rank " << type.getRank();
+    for (auto [dim, what] : {std::pair<unsigned, StringRef>{1, "heads"},
+                             std::pair<unsigned, StringRef>{3, "head dim"}}) {
+      int64_t size = type.getDimSize(dim);
+      if (ShapedType::isDynamic(size))
+        return emitOpError() << layout.name << " " << what << " (dim " << dim
+                             << " of " << layout.shape << ") must be static";
+      if (size <= 0)
+        return emitOpError() << layout.name << " " << what
+                             << " must be positive, got " << size;
+    }
+  }
+
+  // Batch everywhere; sequence lengths and head dims pairwise.
+  for (auto [name, type] : others)
+    if (failed(verifyDimsAgree(*this, queryType, "query", type, name, 0,
+                               "batch size")))
+      return failure();
+  if (failed(verifyDimsAgree(*this, queryType, "query", keyType, "key", 3,
+                             "head dim")) ||
+      failed(verifyDimsAgree(*this, keyType, "key", valueType, "value", 1,
+                             "heads")) ||
+      failed(verifyDimsAgree(*this, keyType, "key", valueType, "value", 2,
+                             "sequence length")) ||
+      failed(verifyDimsAgree(*this, queryType, "query", initType, "init", 2,
+                             "sequence length")) ||
+      failed(verifyDimsAgree(*this, valueType, "value", initType, "init", 3,
+                             "head dim")))
+    return failure();
+
+  int64_t numQueryHeads = getNumQueryHeads(), numKVHeads = getNumKVHeads();
+  if (numQueryHeads >= numKVHeads && numQueryHeads % numKVHeads != 0)
+    return emitOpError() << "query heads (" << numQueryHeads
+                         << ") must be a multiple of key/value heads ("
+                         << numKVHeads << ")";
+  if (numKVHeads > numQueryHeads && numKVHeads % numQueryHeads != 0)
+    return emitOpError() << "key/value heads (" << numKVHeads
+                         << ") must be a multiple of query heads ("
+                         << numQueryHeads << ")";
+  if (initType.getDimSize(1) != getNumOutputHeads())
+    return emitOpError() << "init heads (" << initType.getDimSize(1)
+                         << ") must equal max(query heads, key/value heads) = "
+                         << getNumOutputHeads();
+
+  if (FloatAttr scale = getScaleAttr();
+      scale && !std::isfinite(scale.getValueAsDouble()))
+    return emitOpError() << "scale must be finite, got "
+                         << scale.getValueAsDouble();
+
+  if (HeadsAttr heads = getHeadsAttr()) {
+    if (heads.getQuery() != numQueryHeads)
+      return emitOpError() << "query heads (" << numQueryHeads
+                           << ") do not match the head configuration's ("
+                           << heads.getQuery() << ")";
+    if (heads.getKv() != numKVHeads)
+      return emitOpError() << "key/value heads (" << numKVHeads
+                           << ") do not match the head configuration's ("
+                           << heads.getKv() << ")";
+  }
+  return success();
+}
+
+float AttentionOp::getScaleOrDefault() {
+  if (FloatAttr scale = getScaleAttr())
+    return static_cast<float>(scale.getValueAsDouble());
+  return 1.0f / std::sqrt(static_cast<float>(getHeadDim()));
+}
+
+MaskAttr AttentionOp::getEffectiveMask() {
+  MaskAttr mask = getMaskAttr();
+  return mask && mask.isRestrictive() ? mask : MaskAttr();
+}
+
+/// Canonical form: a mask is present only if it hides keys and carries no
+/// window bound that causal already implies; an explicit scale equal to the
+/// default is dropped.
+LogicalResult AttentionOp::canonicalize(AttentionOp op,
+                                        PatternRewriter &rewriter) {
+  bool changed = false;
+  if (MaskAttr mask = op.getMaskAttr()) {
+    MaskAttr canonical;
+    if (mask.isRestrictive()) {
+      int64_t right = mask.getWindowRight();
+      if (mask.getCausal() && right >= 0)
+        right = -1;
+      canonical = MaskAttr::get(op.getContext(), mask.getCausal(),
+                                mask.getAlignment(), mask.getWindowLeft(),
+                                right);
+    }
+    if (canonical != mask) {
+      rewriter.modifyOpInPlace(op, [&] {
+        if (canonical)
+          op.setMaskAttr(canonical);
+        else
+          op.removeMaskAttr();
+      });
+      changed = true;
+    }
+  }
+  if (FloatAttr scale = op.getScaleAttr()) {
+    float defaultScale = 1.0f / std::sqrt(static_cast<float>(op.getHeadDim()));
+    if (static_cast<float>(scale.getValueAsDouble()) == defaultScale) {
+      rewriter.modifyOpInPlace(op, [&] { op.removeScaleAttr(); });
+      changed = true;
+    }
+  }
+  return success(changed);
+}

@@ -1,0 +1,31 @@
+//===- Passes.h - SQA transformation passes ---------------------*- C++ -*-===//
+
+#ifndef SQA_TRANSFORMS_PASSES_H
+#define SQA_TRANSFORMS_PASSES_H
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Pass/Pass.h"
+
+namespace mlir {
+class RewriterBase;
+namespace sqa {
+class AttentionOp;
+
+#define GEN_PASS_DECL
+#include "sqa/Transforms/Passes.h.inc"
+
+/// Builds the naive reference computation of `op` at the rewriter's insertion
+/// point and returns the value that replaces its result.
+FailureOr<Value> lowerAttentionToReferenceLinalg(RewriterBase &rewriter,
+                                                 AttentionOp op);
+
+#define GEN_PASS_REGISTRATION
+#include "sqa/Transforms/Passes.h.inc"
+
+} // namespace sqa
+} // namespace mlir
+
+#endif // SQA_TRANSFORMS_PASSES_H
