@@ -18,6 +18,7 @@ config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.sqa_obj_root, "test")
 
 config.substitutions.append(("%PATH%", config.environment["PATH"]))
+config.llvm_shlib_ext = ".so"
 config.substitutions.append(("%shlibext", config.llvm_shlib_ext))
 
 llvm_config.with_system_environment(["HOME", "INCLUDE", "LIB", "TMP", "TEMP"])
@@ -45,7 +46,6 @@ config.substitutions.append(
     ("%mlir_c_runner_utils",
      os.path.join(config.llvm_lib_dir, "libmlir_c_runner_utils" + config.llvm_shlib_ext)))
 
-config.substitutions.append(("%python", python))
 config.substitutions.append(
     ("%sqa-check",
      "%s %s --sqa-opt %s --mlir-translate %s --clang %s" % (

@@ -106,8 +106,12 @@ Value ReferenceBuilder::maskAndScale(Value scores) {
   AffineMap identity = b.getMultiDimIdentityMap(5);
   float scale = op.getScaleOrDefault();
   MaskAttr mask = op.getEffectiveMask();
-  Value queryLenValue = getValueOrCreateConstantIndexOp(b, loc, queryLen);
-  Value keyLenValue = getValueOrCreateConstantIndexOp(b, loc, keyLen);
+  // Bottom-right alignment shifts every query's diagonal by T - S.
+  Value diagonalOffset;
+  if (mask && mask.getAlignment() == MaskAlignment::BottomRight)
+    diagonalOffset = arith::SubIOp::create(
+        b, loc, getValueOrCreateConstantIndexOp(b, loc, keyLen),
+        getValueOrCreateConstantIndexOp(b, loc, queryLen));
 
   return generic(
       {}, scores, {identity}, parallel5,
@@ -124,28 +128,28 @@ Value ReferenceBuilder::maskAndScale(Value scores) {
         };
         Value query = linalg::IndexOp::create(nb, l, 3);
         Value key = linalg::IndexOp::create(nb, l, 4);
-        Value diagonal = query;
-        if (mask.getAlignment() == MaskAlignment::BottomRight) {
-          Value offset =
-              arith::SubIOp::create(nb, l, keyLenValue, queryLenValue);
-          diagonal = arith::AddIOp::create(nb, l, query, offset);
-        }
-        Value visible = arith::ConstantIntOp::create(nb, l, 1, 1);
+        Value diagonal =
+            diagonalOffset ? arith::AddIOp::create(nb, l, query, diagonalOffset)
+                           : query;
+        Value visible;
         auto conjoin = [&](arith::CmpIPredicate predicate, Value bound) {
           Value cmp = arith::CmpIOp::create(nb, l, predicate, key, bound);
-          visible = arith::AndIOp::create(nb, l, visible, cmp);
+          visible = visible ? arith::AndIOp::create(nb, l, visible, cmp) : cmp;
         };
         if (int64_t right = mask.getEffectiveRightBound(); right >= 0)
           conjoin(arith::CmpIPredicate::sle,
-                  arith::AddIOp::create(nb, l, diagonal, index(right)));
+                  right == 0
+                      ? diagonal
+                      : arith::AddIOp::create(nb, l, diagonal, index(right)));
         if (int64_t left = mask.getWindowLeft(); left >= 0)
           conjoin(arith::CmpIPredicate::sge,
-                  arith::SubIOp::create(nb, l, diagonal, index(left)));
+                  left == 0
+                      ? diagonal
+                      : arith::SubIOp::create(nb, l, diagonal, index(left)));
         Value negInf = arith::ConstantOp::create(
-            nb, l,
-            nb.getF32FloatAttr(-std::numeric_limits<float>::infinity()));
-        yieldValue(
-            nb, l, arith::SelectOp::create(nb, l, visible, scaled, negInf));
+            nb, l, nb.getF32FloatAttr(-std::numeric_limits<float>::infinity()));
+        yieldValue(nb, l,
+                   arith::SelectOp::create(nb, l, visible, scaled, negInf));
       });
 }
 
@@ -175,8 +179,8 @@ Value ReferenceBuilder::build() {
   SmallVector<OpFoldResult> rowSizes = {batch, shared, group, queryLen};
   SmallVector<OpFoldResult> scoreSizes = {batch, shared, group, queryLen,
                                           keyLen};
-  SmallVector<OpFoldResult> accSizes = {
-      batch, shared, group, queryLen, b.getIndexAttr(op.getValueHeadDim())};
+  SmallVector<OpFoldResult> accSizes = {batch, shared, group, queryLen,
+                                        b.getIndexAttr(op.getValueHeadDim())};
 
   // scores[b, a, c, s, t] = sum_d q[.., s, d] * k[.., t, d]
   // dims: (b, a, c, s, t, d); the ungrouped side omits c.
@@ -186,13 +190,12 @@ Value ReferenceBuilder::build() {
   qkIterators.push_back(IteratorType::reduction);
   Value scores = generic(
       {query, key}, filled(scoreSizes, 0.0f),
-      {map(reverse ? sharedQ : groupedQ, 6), map(reverse ? groupedK : sharedK, 6),
-       map({0, 1, 2, 3, 4}, 6)},
+      {map(reverse ? sharedQ : groupedQ, 6),
+       map(reverse ? groupedK : sharedK, 6), map({0, 1, 2, 3, 4}, 6)},
       qkIterators, [&](OpBuilder &nb, Location l, ValueRange args) {
         Value product = arith::MulFOp::create(nb, l, toF32(nb, args[0]),
                                               toF32(nb, args[1]));
-        yieldValue(nb, l,
-                                arith::AddFOp::create(nb, l, args[2], product));
+        yieldValue(nb, l, arith::AddFOp::create(nb, l, args[2], product));
       });
   scores = maskAndScale(scores);
 
@@ -203,21 +206,19 @@ Value ReferenceBuilder::build() {
   AffineMap scoreMap = b.getMultiDimIdentityMap(5);
   AffineMap rowMap = map({0, 1, 2, 3}, 5);
   float negInf = -std::numeric_limits<float>::infinity();
-  Value rowMax = generic({scores}, filled(rowSizes, negInf),
-                         {scoreMap, rowMap}, rowReduction,
-                         [&](OpBuilder &nb, Location l, ValueRange args) {
-                           yieldValue(
-                               nb, l,
-                               arith::MaximumFOp::create(nb, l, args[0],
-                                                         args[1]));
-                         });
+  Value rowMax = generic(
+      {scores}, filled(rowSizes, negInf), {scoreMap, rowMap}, rowReduction,
+      [&](OpBuilder &nb, Location l, ValueRange args) {
+        yieldValue(nb, l, arith::MaximumFOp::create(nb, l, args[0], args[1]));
+      });
   SmallVector<IteratorType> parallel5(5, IteratorType::parallel);
   Value probs = generic(
       {scores, rowMax},
       tensor::EmptyOp::create(b, loc, scoreSizes, f32).getResult(),
       {scoreMap, rowMap, scoreMap}, parallel5,
       [&](OpBuilder &nb, Location l, ValueRange args) {
-        Value ninf = arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(negInf));
+        Value ninf =
+            arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(negInf));
         Value zero = arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0.0f));
         Value empty = arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ,
                                             args[1], ninf);
@@ -225,13 +226,11 @@ Value ReferenceBuilder::build() {
         Value shifted = arith::SubFOp::create(nb, l, args[0], max);
         yieldValue(nb, l, math::ExpOp::create(nb, l, shifted));
       });
-  Value rowSum = generic({probs}, filled(rowSizes, 0.0f), {scoreMap, rowMap},
-                         rowReduction,
-                         [&](OpBuilder &nb, Location l, ValueRange args) {
-                           yieldValue(
-                               nb, l,
-                               arith::AddFOp::create(nb, l, args[0], args[1]));
-                         });
+  Value rowSum = generic(
+      {probs}, filled(rowSizes, 0.0f), {scoreMap, rowMap}, rowReduction,
+      [&](OpBuilder &nb, Location l, ValueRange args) {
+        yieldValue(nb, l, arith::AddFOp::create(nb, l, args[0], args[1]));
+      });
 
   // acc[b, a, c, s, n] = sum_t p[.., s, t] * v[.., t, n]
   // dims: (b, a, c, s, n, t).
@@ -243,8 +242,7 @@ Value ReferenceBuilder::build() {
       qkIterators, [&](OpBuilder &nb, Location l, ValueRange args) {
         Value product =
             arith::MulFOp::create(nb, l, args[0], toF32(nb, args[1]));
-        yieldValue(nb, l,
-                                arith::AddFOp::create(nb, l, args[2], product));
+        yieldValue(nb, l, arith::AddFOp::create(nb, l, args[2], product));
       });
 
   // out = acc / sum, rounded once; an empty row (sum 0) gives 0.
@@ -266,8 +264,9 @@ Value ReferenceBuilder::build() {
                                          reassociation);
 }
 
-FailureOr<Value> mlir::sqa::lowerAttentionToReferenceLinalg(RewriterBase &rewriter,
-                                                            AttentionOp op) {
+FailureOr<Value>
+mlir::sqa::lowerAttentionToReferenceLinalg(RewriterBase &rewriter,
+                                           AttentionOp op) {
   OpBuilder::InsertionGuard guard(rewriter);
   rewriter.setInsertionPoint(op);
   return ReferenceBuilder(rewriter, op).build();

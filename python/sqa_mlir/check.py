@@ -111,7 +111,7 @@ def build_parser():
                    help="named head preset (needs --heads, and --groups for gqa)")
     g.add_argument("--heads", type=int, help="baseline head count H of --variant")
     g.add_argument("--groups", type=int, help="kv heads of --variant gqa")
-    p.add_argument("--head-dim", type=int, required=True, help="D (query/key)")
+    p.add_argument("--head-dim", type=int, help="D (query/key); required")
     p.add_argument("--value-dim", type=int, help="Dv (default: D)")
     p.add_argument("--dtype", choices=reference.DTYPES, default="f32")
     p.add_argument("--causal", choices=reference.ALIGNMENTS,
@@ -121,8 +121,8 @@ def build_parser():
     p.add_argument("--alignment", choices=reference.ALIGNMENTS,
                    help="mask alignment (default top_left; implied by --causal)")
     p.add_argument("--scale", type=float, help="softmax scale (default 1/sqrt(D))")
-    p.add_argument("--shapes", type=parse_shapes, required=True,
-                   help="comma-separated BxSxT list")
+    p.add_argument("--shapes", type=parse_shapes,
+                   help="comma-separated BxSxT list; required")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--explicit-attrs", action="store_true",
                    help="write every #sqa.mask parameter and the scale, even defaults")
@@ -141,6 +141,8 @@ def build_parser():
                    help="compile into DIR and keep the intermediate files")
     p.add_argument("--emit-mlir", action="store_true",
                    help="print the generated MLIR module and exit")
+    p.add_argument("--selftest", action="store_true",
+                   help="only run the numpy oracle's self-test (selftest.py) and exit")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="report timings on stderr")
     return p
@@ -225,7 +227,14 @@ def check_shape(kernel: CompiledAttention, cfg: AttentionConfig, B, S, T, rng):
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.selftest:
+        from sqa_mlir import selftest
+        return selftest.main()
+    if args.head_dim is None:
+        parser.error("--head-dim is required")
     cfg = make_config(args, parser)
+    if args.shapes is None and not args.emit_mlir:
+        parser.error("--shapes is required")
 
     if args.emit_mlir:
         sys.stdout.write(generate_mlir(cfg, explicit_attrs=args.explicit_attrs,

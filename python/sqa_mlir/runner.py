@@ -343,8 +343,12 @@ class CompiledAttention:
             workdir = self._tmp
         self.workdir = workdir
         self.keep = keep
-        self.so_path = compile_module(self.mlir, toolchain or Toolchain(), workdir)
-        self.kernel = Kernel(self.so_path)
+        try:
+            self.so_path = compile_module(self.mlir, toolchain or Toolchain(), workdir)
+            self.kernel = Kernel(self.so_path)
+        except BaseException:
+            self.close()  # rerun with keep/workdir (--keep-temps) to inspect
+            raise
 
     def close(self):
         if self._tmp is not None and not self.keep:

@@ -75,8 +75,8 @@ std::string mlir::sqa::verifyHeadCounts(const HeadCounts &counts) {
     os << "query heads (" << counts.query << ") must not exceed total heads ("
        << counts.total << ")";
   else if (counts.kv > counts.total)
-    os << "key/value heads (" << counts.kv
-       << ") must not exceed total heads (" << counts.total << ")";
+    os << "key/value heads (" << counts.kv << ") must not exceed total heads ("
+       << counts.total << ")";
   else if (counts.query >= counts.kv && counts.query % counts.kv != 0)
     os << "query heads (" << counts.query
        << ") must be a multiple of key/value heads (" << counts.kv << ")";
@@ -120,8 +120,8 @@ mlir::sqa::resolveHeadPreset(HeadVariant variant, int64_t total,
       return std::nullopt;
     }
     if (*groups <= 1 || *groups >= total) {
-      os << "preset 'gqa' needs 1 < groups (" << *groups
-         << ") < total heads (" << total << ")";
+      os << "preset 'gqa' needs 1 < groups (" << *groups << ") < total heads ("
+         << total << ")";
       return std::nullopt;
     }
     counts.query = total;
@@ -190,8 +190,8 @@ HeadsAttr HeadsAttr::getPreset(function_ref<InFlightDiagnostic()> emitError,
     emitError() << error;
     return {};
   }
-  return HeadsAttr::getChecked(emitError, context, counts->total,
-                               counts->query, counts->kv);
+  return HeadsAttr::getChecked(emitError, context, counts->total, counts->query,
+                               counts->kv);
 }
 
 // #sqa.heads<[preset ,] key = value (, key = value)*>
@@ -204,12 +204,18 @@ Attribute HeadsAttr::parse(AsmParser &parser, Type) {
   std::optional<HeadVariant> variant;
   std::optional<int64_t> total, query, kv, groups;
   bool first = true;
-  while (first || succeeded(parser.parseOptionalComma())) {
+  do {
     SMLoc keyLoc = parser.getCurrentLocation();
     StringRef key;
     if (parser.parseKeyword(&key))
       return {};
-    if (first && succeeded(parser.parseOptionalComma())) {
+    // Only the first entry may be a bare preset name.
+    if (failed(parser.parseOptionalEqual())) {
+      if (!first) {
+        parser.emitError(keyLoc) << "expected '=' after '" << key << "'";
+        return {};
+      }
+      first = false;
       variant = symbolizeHeadVariant(key);
       if (!variant) {
         parser.emitError(keyLoc)
@@ -217,31 +223,30 @@ Attribute HeadsAttr::parse(AsmParser &parser, Type) {
             << "'; expected mha, gqa, mqa, sqa, ssqa, xsqa, xsmqa or rsqa";
         return {};
       }
-      first = false;
       continue;
     }
     first = false;
-    std::optional<int64_t> *slot = llvm::StringSwitch<std::optional<int64_t> *>(key)
-                                       .Case("total", &total)
-                                       .Case("query", &query)
-                                       .Case("kv", &kv)
-                                       .Case("groups", &groups)
-                                       .Default(nullptr);
+    std::optional<int64_t> *slot =
+        llvm::StringSwitch<std::optional<int64_t> *>(key)
+            .Case("total", &total)
+            .Case("query", &query)
+            .Case("kv", &kv)
+            .Case("groups", &groups)
+            .Default(nullptr);
     if (!slot) {
       parser.emitError(keyLoc) << "unknown head parameter '" << key
                                << "'; expected total, query, kv or groups";
       return {};
     }
     if (slot->has_value()) {
-      parser.emitError(keyLoc) << "head parameter '" << key
-                               << "' given twice";
+      parser.emitError(keyLoc) << "head parameter '" << key << "' given twice";
       return {};
     }
     int64_t value;
-    if (parser.parseEqual() || parser.parseInteger(value))
+    if (parser.parseInteger(value))
       return {};
     *slot = value;
-  }
+  } while (succeeded(parser.parseOptionalComma()));
   if (parser.parseGreater())
     return {};
 
@@ -252,10 +257,10 @@ Attribute HeadsAttr::parse(AsmParser &parser, Type) {
   MLIRContext *context = parser.getContext();
   if (variant) {
     if (query || kv) {
-      parser.emitError(loc) << "preset '" << stringifyHeadVariant(*variant)
-                            << "' fixes query and kv; give only total"
-                            << (*variant == HeadVariant::GQA ? " and groups"
-                                                             : "");
+      parser.emitError(loc)
+          << "preset '" << stringifyHeadVariant(*variant)
+          << "' fixes query and kv; give only total"
+          << (*variant == HeadVariant::GQA ? " and groups" : "");
       return {};
     }
     return HeadsAttr::getPreset(emitError, context, *variant, *total, groups);

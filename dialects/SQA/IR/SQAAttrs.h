@@ -30,8 +30,7 @@ std::string verifyHeadCounts(const HeadCounts &counts);
 
 /// Resolves a named preset from the baseline head count (and the group count
 /// for GQA). On failure returns std::nullopt and sets `error`.
-std::optional<HeadCounts> resolveHeadPreset(HeadVariant variant,
-                                            int64_t total,
+std::optional<HeadCounts> resolveHeadPreset(HeadVariant variant, int64_t total,
                                             std::optional<int64_t> groups,
                                             std::string &error);
 

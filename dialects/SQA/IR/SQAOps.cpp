@@ -30,10 +30,6 @@ static bool isSupportedElementType(Type type) {
   return type.isF32() || type.isF16() || type.isBF16();
 }
 
-static std::string formatDim(int64_t size) {
-  return ShapedType::isDynamic(size) ? "?" : std::to_string(size);
-}
-
 /// Checks that dimension `dim` of `a` and `b` agree where both are static.
 static LogicalResult verifyDimsAgree(AttentionOp op, RankedTensorType a,
                                      StringRef aName, RankedTensorType b,
@@ -159,9 +155,9 @@ LogicalResult AttentionOp::canonicalize(AttentionOp op,
       int64_t right = mask.getWindowRight();
       if (mask.getCausal() && right >= 0)
         right = -1;
-      canonical = MaskAttr::get(op.getContext(), mask.getCausal(),
-                                mask.getAlignment(), mask.getWindowLeft(),
-                                right);
+      canonical =
+          MaskAttr::get(op.getContext(), mask.getCausal(), mask.getAlignment(),
+                        mask.getWindowLeft(), right);
     }
     if (canonical != mask) {
       rewriter.modifyOpInPlace(op, [&] {

@@ -1,0 +1,393 @@
+// RUN: sqa-opt %s -split-input-file -verify-diagnostics
+
+// Every verifier and parser rule of the sqa dialect, one case each.
+
+func.func @f(%q: tensor<2x8x16x32xf64>, %k: tensor<2x4x20x32xf64>, %v: tensor<2x4x20x24xf64>, %o: tensor<2x8x16x24xf64>) -> tensor<2x8x16x24xf64> {
+  // expected-error @+1 {{element type 'f64' is not supported; expected f32, f16 or bf16}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf64>, tensor<2x4x20x32xf64>, tensor<2x4x20x24xf64>) outs(%o : tensor<2x8x16x24xf64>) -> tensor<2x8x16x24xf64>
+  return %r : tensor<2x8x16x24xf64>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xi8>, %k: tensor<2x4x20x32xi8>, %v: tensor<2x4x20x24xi8>, %o: tensor<2x8x16x24xi8>) -> tensor<2x8x16x24xi8> {
+  // expected-error @+1 {{element type 'i8' is not supported; expected f32, f16 or bf16}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xi8>, tensor<2x4x20x32xi8>, tensor<2x4x20x24xi8>) outs(%o : tensor<2x8x16x24xi8>) -> tensor<2x8x16x24xi8>
+  return %r : tensor<2x8x16x24xi8>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf16>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{key element type 'f16' must match query element type 'f32'}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf16>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xbf16>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{value element type 'bf16' must match query element type 'f32'}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xbf16>) outs(%o : tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf16>) -> tensor<2x8x16x24xf16> {
+  // expected-error @+1 {{init element type 'f16' must match query element type 'f32'}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf16>) -> tensor<2x8x16x24xf16>
+  return %r : tensor<2x8x16x24xf16>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x?x24xf32> {
+  // expected-error @+1 {{result type 'tensor<2x8x?x24xf32>' must match init type 'tensor<2x8x16x24xf32>'}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) -> tensor<2x8x?x24xf32>
+  return %r : tensor<2x8x?x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{query must have rank 4 [B, Hq, S, D], got rank 3}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x1x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{key must have rank 4 [B, Hkv, T, D], got rank 5}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x1x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<4x20x24xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{value must have rank 4 [B, Hkv, T, Dv], got rank 3}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<16x24xf32>) -> tensor<16x24xf32> {
+  // expected-error @+1 {{init must have rank 4 [B, max(Hq, Hkv), S, Dv], got rank 2}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<16x24xf32>) -> tensor<16x24xf32>
+  return %r : tensor<16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x?x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{query heads (dim 1 of [B, Hq, S, D]) must be static}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x?x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x?x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{key heads (dim 1 of [B, Hkv, T, D]) must be static}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x?x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x?xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{query head dim (dim 3 of [B, Hq, S, D]) must be static}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x?xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x?xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{value head dim (dim 3 of [B, Hkv, T, Dv]) must be static}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x?xf32>) outs(%o : tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x?x16x24xf32>) -> tensor<2x?x16x24xf32> {
+  // expected-error @+1 {{init heads (dim 1 of [B, max(Hq, Hkv), S, Dv]) must be static}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x?x16x24xf32>) -> tensor<2x?x16x24xf32>
+  return %r : tensor<2x?x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x0x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{query heads must be positive, got 0}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x0x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x0xf32>, %k: tensor<2x4x20x0xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{query head dim must be positive, got 0}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x0xf32>, tensor<2x4x20x0xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<3x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{key batch size (3) must match query batch size (2)}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<3x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<1x4x20x24xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{value batch size (1) must match query batch size (2)}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<1x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<4x8x16x24xf32>) -> tensor<4x8x16x24xf32> {
+  // expected-error @+1 {{init batch size (4) must match query batch size (2)}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<4x8x16x24xf32>) -> tensor<4x8x16x24xf32>
+  return %r : tensor<4x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x64xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{key head dim (64) must match query head dim (32)}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x64xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x2x20x24xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{value heads (2) must match key heads (4)}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x2x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x21x24xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{value sequence length (21) must match key sequence length (20)}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x21x24xf32>) outs(%o : tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x17x24xf32>) -> tensor<2x8x17x24xf32> {
+  // expected-error @+1 {{init sequence length (17) must match query sequence length (16)}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x17x24xf32>) -> tensor<2x8x17x24xf32>
+  return %r : tensor<2x8x17x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x32xf32>) -> tensor<2x8x16x32xf32> {
+  // expected-error @+1 {{init head dim (32) must match value head dim (24)}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x32xf32>) -> tensor<2x8x16x32xf32>
+  return %r : tensor<2x8x16x32xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x6x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x6x16x24xf32>) -> tensor<2x6x16x24xf32> {
+  // expected-error @+1 {{query heads (6) must be a multiple of key/value heads (4)}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x6x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x6x16x24xf32>) -> tensor<2x6x16x24xf32>
+  return %r : tensor<2x6x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x4x16x32xf32>, %k: tensor<2x6x20x32xf32>, %v: tensor<2x6x20x24xf32>, %o: tensor<2x6x16x24xf32>) -> tensor<2x6x16x24xf32> {
+  // expected-error @+1 {{key/value heads (6) must be a multiple of query heads (4)}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x4x16x32xf32>, tensor<2x6x20x32xf32>, tensor<2x6x20x24xf32>) outs(%o : tensor<2x6x16x24xf32>) -> tensor<2x6x16x24xf32>
+  return %r : tensor<2x6x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x4x16x24xf32>) -> tensor<2x4x16x24xf32> {
+  // expected-error @+1 {{init heads (4) must equal max(query heads, key/value heads) = 8}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x4x16x24xf32>) -> tensor<2x4x16x24xf32>
+  return %r : tensor<2x4x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x4x16x32xf32>, %k: tensor<2x8x20x32xf32>, %v: tensor<2x8x20x24xf32>, %o: tensor<2x4x16x24xf32>) -> tensor<2x4x16x24xf32> {
+  // expected-error @+1 {{init heads (4) must equal max(query heads, key/value heads) = 8}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x4x16x32xf32>, tensor<2x8x20x32xf32>, tensor<2x8x20x24xf32>) outs(%o : tensor<2x4x16x24xf32>) -> tensor<2x4x16x24xf32>
+  return %r : tensor<2x4x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{scale must be finite, got INF}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) {scale = 0x7F800000 : f32} -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{attribute 'scale' failed to satisfy constraint: 32-bit float attribute}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) {scale = 0.5 : f64} -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{query heads (8) do not match the head configuration's (4)}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) {heads = #sqa.heads<xsqa, total = 16>} -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>) -> tensor<2x8x16x24xf32> {
+  // expected-error @+1 {{key/value heads (4) do not match the head configuration's (8)}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) {heads = #sqa.heads<total = 16, query = 8, kv = 8>} -> tensor<2x8x16x24xf32>
+  return %r : tensor<2x8x16x24xf32>
+}
+
+// -----
+
+// Attribute verifiers and parsers: masks and head configurations.
+
+// expected-error @+1 {{window_left must be -1 (unbounded) or >= 0, got -2}}
+func.func private @attr() attributes {a = #sqa.mask<window_left = -2>}
+
+// -----
+
+// expected-error @+1 {{window_right must be -1 (unbounded) or >= 0, got -5}}
+func.func private @attr() attributes {a = #sqa.mask<causal = true, window_right = -5>}
+
+// -----
+
+// expected-error @+2 {{expected one of [top_left, bottom_right] for where the diagonal of a causal or window mask starts, got: diagonal}}
+// expected-error @+1 {{failed to parse SQA_MaskAttr parameter 'alignment'}}
+func.func private @attr() attributes {a = #sqa.mask<alignment = diagonal>}
+
+// -----
+
+// expected-error @+1 {{total heads must be positive, got 0}}
+func.func private @attr() attributes {a = #sqa.heads<total = 0, query = 1, kv = 1>}
+
+// -----
+
+// expected-error @+1 {{query heads must be positive, got 0}}
+func.func private @attr() attributes {a = #sqa.heads<total = 16, query = 0, kv = 1>}
+
+// -----
+
+// expected-error @+1 {{key/value heads must be positive, got -1}}
+func.func private @attr() attributes {a = #sqa.heads<total = 16, query = 4, kv = -1>}
+
+// -----
+
+// expected-error @+1 {{query heads (32) must not exceed total heads (16)}}
+func.func private @attr() attributes {a = #sqa.heads<total = 16, query = 32, kv = 4>}
+
+// -----
+
+// expected-error @+1 {{key/value heads (32) must not exceed total heads (16)}}
+func.func private @attr() attributes {a = #sqa.heads<total = 16, query = 4, kv = 32>}
+
+// -----
+
+// expected-error @+1 {{query heads (6) must be a multiple of key/value heads (4)}}
+func.func private @attr() attributes {a = #sqa.heads<total = 16, query = 6, kv = 4>}
+
+// -----
+
+// expected-error @+1 {{key/value heads (6) must be a multiple of query heads (4)}}
+func.func private @attr() attributes {a = #sqa.heads<total = 16, query = 4, kv = 6>}
+
+// -----
+
+// expected-error @+1 {{unknown head preset 'gsa'; expected mha, gqa, mqa, sqa, ssqa, xsqa, xsmqa or rsqa}}
+func.func private @attr() attributes {a = #sqa.heads<gsa, total = 16>}
+
+// -----
+
+// expected-error @+1 {{unknown head parameter 'queries'; expected total, query, kv or groups}}
+func.func private @attr() attributes {a = #sqa.heads<total = 16, queries = 8, kv = 8>}
+
+// -----
+
+// expected-error @+1 {{head parameter 'total' given twice}}
+func.func private @attr() attributes {a = #sqa.heads<total = 16, total = 8, query = 8, kv = 8>}
+
+// -----
+
+// expected-error @+1 {{expected '=' after 'query'}}
+func.func private @attr() attributes {a = #sqa.heads<total = 16, query, kv = 8>}
+
+// -----
+
+// expected-error @+1 {{head configuration needs 'total'}}
+func.func private @attr() attributes {a = #sqa.heads<query = 8, kv = 8>}
+
+// -----
+
+// expected-error @+1 {{preset 'ssqa' fixes query and kv; give only total}}
+func.func private @attr() attributes {a = #sqa.heads<ssqa, total = 16, query = 8>}
+
+// -----
+
+// expected-error @+1 {{'groups' is only meaningful with the gqa preset}}
+func.func private @attr() attributes {a = #sqa.heads<total = 16, query = 16, kv = 4, groups = 4>}
+
+// -----
+
+// expected-error @+1 {{head configuration needs 'query' and 'kv' (or a preset name)}}
+func.func private @attr() attributes {a = #sqa.heads<total = 16, query = 8>}
+
+// -----
+
+// expected-error @+1 {{preset 'gqa' needs a group count}}
+func.func private @attr() attributes {a = #sqa.heads<gqa, total = 16>}
+
+// -----
+
+// expected-error @+1 {{preset 'gqa' needs 1 < groups (16) < total heads (16)}}
+func.func private @attr() attributes {a = #sqa.heads<gqa, total = 16, groups = 16>}
+
+// -----
+
+// expected-error @+1 {{preset 'gqa': query heads (16) must be a multiple of key/value heads (3)}}
+func.func private @attr() attributes {a = #sqa.heads<gqa, total = 16, groups = 3>}
+
+// -----
+
+// expected-error @+1 {{preset 'xsqa' needs total heads (6) divisible by 4}}
+func.func private @attr() attributes {a = #sqa.heads<xsqa, total = 6>}
+
+// -----
+
+// expected-error @+1 {{preset 'ssqa' needs total heads (7) divisible by 2}}
+func.func private @attr() attributes {a = #sqa.heads<ssqa, total = 7>}
+
+// -----
+
+// expected-error @+1 {{preset 'mqa' takes no group count}}
+func.func private @attr() attributes {a = #sqa.heads<mqa, total = 16, groups = 2>}
+
+// -----
+
+// expected-error @+1 {{total heads must be positive, got -4}}
+func.func private @attr() attributes {a = #sqa.heads<mha, total = -4>}

@@ -1,0 +1,74 @@
+// RUN: sqa-opt %s | FileCheck %s
+// RUN: sqa-opt %s | sqa-opt | FileCheck %s
+// RUN: sqa-opt %s -mlir-print-op-generic | sqa-opt | FileCheck %s
+
+// CHECK-LABEL: func @mha_static
+// CHECK: sqa.attention ins(%{{.*}}, %{{.*}}, %{{.*}} : tensor<2x16x128x64xf32>, tensor<2x16x128x64xf32>, tensor<2x16x128x64xf32>) outs(%{{.*}} : tensor<2x16x128x64xf32>) -> tensor<2x16x128x64xf32>
+func.func @mha_static(%q: tensor<2x16x128x64xf32>, %k: tensor<2x16x128x64xf32>,
+                      %v: tensor<2x16x128x64xf32>, %o: tensor<2x16x128x64xf32>) -> tensor<2x16x128x64xf32> {
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x16x128x64xf32>, tensor<2x16x128x64xf32>, tensor<2x16x128x64xf32>)
+                     outs(%o : tensor<2x16x128x64xf32>) -> tensor<2x16x128x64xf32>
+  return %r : tensor<2x16x128x64xf32>
+}
+
+// Dynamic batch and sequence lengths, S != T, D != Dv, grouped heads.
+// CHECK-LABEL: func @sqa_dynamic
+// CHECK: sqa.attention
+// CHECK-SAME: {heads = #sqa.heads<total = 16, query = 8, kv = 4>, mask = #sqa.mask<causal = true, alignment = bottom_right>, scale = 1.250000e-01 : f32}
+// CHECK-SAME: -> tensor<?x8x?x32xbf16>
+func.func @sqa_dynamic(%q: tensor<?x8x?x64xbf16>, %k: tensor<?x4x?x64xbf16>,
+                       %v: tensor<?x4x?x32xbf16>, %o: tensor<?x8x?x32xbf16>) -> tensor<?x8x?x32xbf16> {
+  %r = sqa.attention ins(%q, %k, %v : tensor<?x8x?x64xbf16>, tensor<?x4x?x64xbf16>, tensor<?x4x?x32xbf16>)
+                     outs(%o : tensor<?x8x?x32xbf16>)
+                     {heads = #sqa.heads<sqa, total = 16>,
+                      mask = #sqa.mask<causal = true, alignment = bottom_right>,
+                      scale = 0.125 : f32} -> tensor<?x8x?x32xbf16>
+  return %r : tensor<?x8x?x32xbf16>
+}
+
+// Reverse SQA: more key/value heads than query heads; the output has Hkv.
+// CHECK-LABEL: func @reverse_sqa
+// CHECK: sqa.attention
+// CHECK-SAME: {heads = #sqa.heads<total = 16, query = 4, kv = 8>, mask = #sqa.mask<window_left = 128, window_right = 0>}
+// CHECK-SAME: -> tensor<1x8x?x16xf16>
+func.func @reverse_sqa(%q: tensor<1x4x?x16xf16>, %k: tensor<1x8x?x16xf16>,
+                       %v: tensor<1x8x?x16xf16>, %o: tensor<1x8x?x16xf16>) -> tensor<1x8x?x16xf16> {
+  %r = sqa.attention ins(%q, %k, %v : tensor<1x4x?x16xf16>, tensor<1x8x?x16xf16>, tensor<1x8x?x16xf16>)
+                     outs(%o : tensor<1x8x?x16xf16>)
+                     {heads = #sqa.heads<rsqa, total = 16>,
+                      mask = #sqa.mask<window_left = 128, window_right = 0>} -> tensor<1x8x?x16xf16>
+  return %r : tensor<1x8x?x16xf16>
+}
+
+// MQA and a mask whose parameters are given out of order.
+// CHECK-LABEL: func @mqa_window
+// CHECK: mask = #sqa.mask<causal = true, window_left = 4>
+func.func @mqa_window(%q: tensor<1x16x7x8xf32>, %k: tensor<1x1x9x8xf32>,
+                      %v: tensor<1x1x9x8xf32>, %o: tensor<1x16x7x8xf32>) -> tensor<1x16x7x8xf32> {
+  %r = sqa.attention ins(%q, %k, %v : tensor<1x16x7x8xf32>, tensor<1x1x9x8xf32>, tensor<1x1x9x8xf32>)
+                     outs(%o : tensor<1x16x7x8xf32>)
+                     {mask = #sqa.mask<window_left = 4, causal = true>} -> tensor<1x16x7x8xf32>
+  return %r : tensor<1x16x7x8xf32>
+}
+
+// Every named head preset resolves to numbers.
+// CHECK-LABEL: func private @presets
+// Attribute dictionaries print sorted by name.
+// CHECK-SAME: gqa = #sqa.heads<total = 16, query = 16, kv = 4>
+// CHECK-SAME: mha = #sqa.heads<total = 16, query = 16, kv = 16>
+// CHECK-SAME: mqa = #sqa.heads<total = 16, query = 16, kv = 1>
+// CHECK-SAME: rsqa = #sqa.heads<total = 16, query = 4, kv = 8>
+// CHECK-SAME: sqa = #sqa.heads<total = 16, query = 8, kv = 4>
+// CHECK-SAME: ssqa = #sqa.heads<total = 16, query = 8, kv = 8>
+// CHECK-SAME: xsmqa = #sqa.heads<total = 16, query = 4, kv = 1>
+// CHECK-SAME: xsqa = #sqa.heads<total = 16, query = 4, kv = 4>
+func.func private @presets() attributes {
+  mha = #sqa.heads<mha, total = 16>,
+  gqa = #sqa.heads<gqa, total = 16, groups = 4>,
+  mqa = #sqa.heads<mqa, total = 16>,
+  sqa = #sqa.heads<sqa, total = 16>,
+  ssqa = #sqa.heads<ssqa, total = 16>,
+  xsqa = #sqa.heads<xsqa, total = 16>,
+  xsmqa = #sqa.heads<xsmqa, total = 16>,
+  rsqa = #sqa.heads<rsqa, total = 16>
+}
