@@ -33,6 +33,8 @@ clang = shutil.which("clang", path=config.llvm_tools_dir) or shutil.which(
 
 tools = [
     "sqa-opt",
+    "sqa-aot",
+    ToolSubst("llvm-nm", unresolved="ignore"),
     ToolSubst("mlir-runner", unresolved="ignore"),
     ToolSubst("mlir-translate", unresolved="ignore"),
 ]
@@ -54,6 +56,14 @@ config.substitutions.append(
          os.path.join(config.sqa_tools_dir, "sqa-opt"),
          os.path.join(config.llvm_tools_dir, "mlir-translate"),
          clang or "clang")))
+
+config.substitutions.append(
+    ("%sqa-check-aot",
+     "%s %s --sqa-aot %s" % (
+         python,
+         os.path.join(config.sqa_src_root, "python", "sqa_mlir", "check_aot.py"),
+         os.path.join(config.sqa_tools_dir, "sqa-aot"))))
+config.substitutions.append(("%host-cc", clang or "clang"))
 
 # Integration tests check against a numpy reference.
 try:

@@ -1,0 +1,92 @@
+//===- AttentionLibrary.h - Ahead-of-time attention libraries ---*- C++ -*-===//
+//
+// The compiler driver behind sqa-aot, as a library: a head configuration
+// becomes an MLIR module, the CPU pipeline takes it to LLVM IR, LLVM's
+// TargetMachine makes an object for a host or named CPU, and clang/lld link
+// it with a small generated C entry layer into a shared library whose C
+// header is generated alongside.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef SQA_AOT_ATTENTIONLIBRARY_H
+#define SQA_AOT_ATTENTIONLIBRARY_H
+
+#include "SQA/IR/SQAAttrs.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OwningOpRef.h"
+#include "llvm/ADT/StringRef.h"
+
+#include <optional>
+#include <string>
+
+namespace mlir::sqa::aot {
+
+enum class ElementKind { F32, F16, BF16 };
+/// BHSD: [B, H, S, D] contiguous; BSHD: [B, S, H, D] (FlashAttention's).
+enum class Layout { BHSD, BSHD };
+
+/// Everything a generated attention library is specialized on.
+struct AttentionConfig {
+  /// Preset name the configuration came from, for reporting; empty if the
+  /// heads were given explicitly.
+  std::string variant;
+  HeadCounts heads;
+  int64_t headDim = 0;
+  int64_t valueHeadDim = 0;
+  ElementKind elementKind = ElementKind::F32;
+  Layout layout = Layout::BHSD;
+  bool causal = false;
+  MaskAlignment alignment = MaskAlignment::TopLeft;
+  int64_t windowLeft = -1;
+  int64_t windowRight = -1;
+  std::optional<float> scale;
+  /// Prefix of every exported symbol; a C identifier.
+  std::string name = "sqa_attention";
+
+  int64_t outputHeads() const { return std::max(heads.query, heads.kv); }
+  float effectiveScale() const;
+  /// Checks the configuration; returns a message naming the bad value, or an
+  /// empty string.
+  std::string validate() const;
+  /// One-line description, also returned by the library's `_config()`.
+  std::string describe() const;
+};
+
+StringRef stringifyElementKind(ElementKind kind);
+std::optional<ElementKind> parseElementKind(StringRef text);
+
+/// What the driver stops at.
+enum class EmitKind { MLIR, LLVMIR, Assembly, Object, SharedLibrary };
+
+struct CodegenOptions {
+  /// "native" for the host CPU (with its features), or an LLVM CPU name.
+  std::string cpu = "native";
+  EmitKind emit = EmitKind::SharedLibrary;
+  /// clang used to compile the C entry layer and link the library; found
+  /// next to LLVM's tools or on PATH when empty.
+  std::string clang;
+};
+
+/// Builds the kernel module for `config`: one function `<name>_kernel` over
+/// memrefs in the configured layout.
+OwningOpRef<ModuleOp> buildAttentionModule(MLIRContext &context,
+                                           const AttentionConfig &config);
+
+/// The generated C header and the C entry layer (argument checks, memref
+/// descriptors, error strings) of a library for `config`.
+std::string generateHeader(const AttentionConfig &config);
+std::string generateEntryLayer(const AttentionConfig &config);
+
+/// Lowers `module` and writes the requested artifact to `outputPath`. For a
+/// shared library built from a configuration, `config` supplies the C entry
+/// layer; without it (a user's .mlir file) the library exports the module's
+/// `_mlir_ciface_` functions as they are. On failure returns false and sets
+/// `error`.
+bool compileModule(ModuleOp module, const CodegenOptions &options,
+                   const AttentionConfig *config, StringRef outputPath,
+                   std::string &error);
+
+} // namespace mlir::sqa::aot
+
+#endif // SQA_AOT_ATTENTIONLIBRARY_H

@@ -1,0 +1,314 @@
+//===- AttentionConfig.cpp - Configurations, kernel modules, C sources ----===//
+
+#include "sqa/AOT/AttentionLibrary.h"
+
+#include "SQA/IR/SQADialect.h"
+
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Parser/Parser.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringSwitch.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::sqa;
+using namespace mlir::sqa::aot;
+
+StringRef aot::stringifyElementKind(ElementKind kind) {
+  switch (kind) {
+  case ElementKind::F32:
+    return "f32";
+  case ElementKind::F16:
+    return "f16";
+  case ElementKind::BF16:
+    return "bf16";
+  }
+  llvm_unreachable("unknown element kind");
+}
+
+std::optional<ElementKind> aot::parseElementKind(StringRef text) {
+  return llvm::StringSwitch<std::optional<ElementKind>>(text)
+      .Case("f32", ElementKind::F32)
+      .Case("f16", ElementKind::F16)
+      .Case("bf16", ElementKind::BF16)
+      .Default(std::nullopt);
+}
+
+float AttentionConfig::effectiveScale() const {
+  return scale ? *scale : 1.0f / std::sqrt(static_cast<float>(headDim));
+}
+
+static bool isCIdentifier(StringRef name) {
+  if (name.empty() || llvm::isDigit(name.front()))
+    return false;
+  return llvm::all_of(name,
+                      [](char c) { return llvm::isAlnum(c) || c == '_'; });
+}
+
+std::string AttentionConfig::validate() const {
+  std::string message;
+  llvm::raw_string_ostream os(message);
+  std::string invalidHeads = verifyHeadCounts(heads);
+  if (!invalidHeads.empty())
+    os << invalidHeads;
+  else if (headDim <= 0)
+    os << "head dim must be positive, got " << headDim;
+  else if (valueHeadDim <= 0)
+    os << "value head dim must be positive, got " << valueHeadDim;
+  else if (windowLeft < -1 || windowRight < -1)
+    os << "window bounds must be -1 (unbounded) or >= 0, got " << windowLeft
+       << "," << windowRight;
+  else if (scale && !std::isfinite(*scale))
+    os << "scale must be finite, got " << *scale;
+  else if (!isCIdentifier(name))
+    os << "name '" << name << "' is not a C identifier";
+  return message;
+}
+
+std::string AttentionConfig::describe() const {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  if (!variant.empty())
+    os << "variant=" << variant << " ";
+  os << "heads=" << heads.total << " q_heads=" << heads.query
+     << " kv_heads=" << heads.kv << " out_heads=" << outputHeads()
+     << " head_dim=" << headDim << " value_head_dim=" << valueHeadDim
+     << " dtype=" << stringifyElementKind(elementKind)
+     << " layout=" << (layout == Layout::BHSD ? "bhsd" : "bshd") << " causal="
+     << (causal ? stringifyMaskAlignment(alignment) : StringRef("none"))
+     << " window=" << windowLeft << "," << windowRight
+     << " scale=" << llvm::formatv("{0:e}", effectiveScale());
+  return text;
+}
+
+/// Memref type of one operand as the kernel receives it, and the BHSD view
+/// the attention op reads.
+struct OperandTypes {
+  std::string argType, viewType, tensorType;
+};
+
+static OperandTypes operandTypes(const AttentionConfig &config, int64_t heads,
+                                 int64_t dim) {
+  std::string element = stringifyElementKind(config.elementKind).str();
+  std::string tensor =
+      llvm::formatv("tensor<?x{0}x?x{1}x{2}>", heads, dim, element).str();
+  if (config.layout == Layout::BHSD) {
+    std::string memref =
+        llvm::formatv("memref<?x{0}x?x{1}x{2}>", heads, dim, element).str();
+    return {memref, memref, tensor};
+  }
+  // [B, S, H, D] transposed to [B, H, S, D]: strides [S*H*D, D, H*D, 1].
+  return {llvm::formatv("memref<?x?x{0}x{1}x{2}>", heads, dim, element).str(),
+          llvm::formatv("memref<?x{0}x?x{1}x{2}, strided<[?, {1}, {3}, 1]>>",
+                        heads, dim, element, heads * dim)
+              .str(),
+          tensor};
+}
+
+OwningOpRef<ModuleOp> aot::buildAttentionModule(MLIRContext &context,
+                                                const AttentionConfig &config) {
+  context.getOrLoadDialect<SQADialect>();
+  OperandTypes types[] = {
+      operandTypes(config, config.heads.query, config.headDim),
+      operandTypes(config, config.heads.kv, config.headDim),
+      operandTypes(config, config.heads.kv, config.valueHeadDim),
+      operandTypes(config, config.outputHeads(), config.valueHeadDim)};
+  const char *names[] = {"q", "k", "v", "o"};
+
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << "func.func @" << config.name << "_kernel(";
+  for (int i = 0; i < 4; ++i)
+    os << (i ? ", " : "") << "%" << names[i] << ": " << types[i].argType;
+  os << ") attributes {llvm.emit_c_interface} {\n";
+  for (int i = 0; i < 4; ++i) {
+    std::string view = std::string("%") + names[i];
+    if (config.layout == Layout::BSHD) {
+      os << "  %" << names[i] << "_view = memref.transpose %" << names[i]
+         << " (b, s, h, d) -> (b, h, s, d) : " << types[i].argType << " to "
+         << types[i].viewType << "\n";
+      view += "_view";
+    }
+    os << "  %" << names[i] << "_t = bufferization.to_tensor " << view
+       << " restrict" << (i == 3 ? " writable" : "") << " : "
+       << types[i].viewType << " to " << types[i].tensorType << "\n";
+  }
+  os << "  %r = sqa.attention ins(%q_t, %k_t, %v_t : " << types[0].tensorType
+     << ", " << types[1].tensorType << ", " << types[2].tensorType
+     << ") outs(%o_t : " << types[3].tensorType
+     << ") {heads = #sqa.heads<total = " << config.heads.total
+     << ", query = " << config.heads.query << ", kv = " << config.heads.kv
+     << ">";
+  if (config.causal || config.windowLeft >= 0 || config.windowRight >= 0)
+    os << ", mask = #sqa.mask<causal = " << (config.causal ? "true" : "false")
+       << ", alignment = " << stringifyMaskAlignment(config.alignment)
+       << ", window_left = " << config.windowLeft
+       << ", window_right = " << config.windowRight << ">";
+  if (config.scale)
+    os << ", scale = " << llvm::formatv("{0:e}", *config.scale) << " : f32";
+  os << "} -> " << types[3].tensorType << "\n";
+  os << "  bufferization.materialize_in_destination %r in restrict writable "
+     << (config.layout == Layout::BSHD ? "%o_view" : "%o") << " : ("
+     << types[3].tensorType << ", " << types[3].viewType << ") -> ()\n";
+  os << "  return\n}\n";
+  return parseSourceString<ModuleOp>(text, &context, "sqa-aot-config");
+}
+
+static StringRef cElementType(ElementKind kind) {
+  // f16 and bf16 travel as their 16-bit patterns: C has no portable type.
+  return kind == ElementKind::F32 ? "float" : "uint16_t";
+}
+
+std::string aot::generateHeader(const AttentionConfig &config) {
+  std::string upper = StringRef(config.name).upper();
+  StringRef element = cElementType(config.elementKind);
+  bool bshd = config.layout == Layout::BSHD;
+  auto shape = [&](StringRef heads, StringRef len, StringRef dim) {
+    return bshd
+               ? llvm::formatv("[batch][{0}][{1}][{2}]", len, heads, dim).str()
+               : llvm::formatv("[batch][{0}][{1}][{2}]", heads, len, dim).str();
+  };
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << "/* " << config.name << ".h - generated by sqa-aot; do not edit.\n"
+     << " *\n * " << config.describe() << "\n *\n"
+     << " * Attention softmax(q . k^T * scale + mask) . v per head, computed "
+        "in\n"
+     << " * f32 and rounded once to the element type.\n"
+     << " * Head mapping: with Q_HEADS >= KV_HEADS, query head h uses "
+        "key/value\n"
+     << " * head h / (Q_HEADS / KV_HEADS); with KV_HEADS > Q_HEADS (reverse\n"
+     << " * SQA) output head h uses key/value head h and query head\n"
+     << " * h / (KV_HEADS / Q_HEADS). OUT_HEADS = max(Q_HEADS, KV_HEADS).\n"
+     << " *\n * Layout " << (bshd ? "BSHD" : "BHSD")
+     << ", C-contiguous, element type " << element
+     << (config.elementKind == ElementKind::F32
+             ? ""
+             : (config.elementKind == ElementKind::F16
+                    ? " (IEEE half bit patterns)"
+                    : " (bfloat16 bit patterns)"))
+     << ":\n"
+     << " *   q   " << shape("Q_HEADS", "q_len", "HEAD_DIM") << "\n"
+     << " *   k   " << shape("KV_HEADS", "kv_len", "HEAD_DIM") << "\n"
+     << " *   v   " << shape("KV_HEADS", "kv_len", "VALUE_HEAD_DIM") << "\n"
+     << " *   out " << shape("OUT_HEADS", "q_len", "VALUE_HEAD_DIM") << "\n"
+     << " *\n * Thread-safe and reentrant: the library has no mutable global\n"
+     << " * state; each call allocates its own scratch memory.\n */\n"
+     << "#ifndef " << upper << "_H\n#define " << upper << "_H\n\n"
+     << "#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n"
+     << "#ifndef SQA_STATUS_CODES\n#define SQA_STATUS_CODES\n"
+     << "/* Return codes shared by every sqa-aot library. */\n"
+     << "enum sqa_status {\n"
+     << "  SQA_OK = 0,\n"
+     << "  SQA_ERROR_NULL_POINTER = 1,  /* q, k, v or out is NULL */\n"
+     << "  SQA_ERROR_INVALID_SIZE = 2,  /* batch, q_len or kv_len <= 0 */\n"
+     << "  SQA_ERROR_SIZE_OVERFLOW = 3, /* a buffer's size overflows int64 */\n"
+     << "  SQA_ERROR_MISALIGNED = 4,    /* a pointer is not element-aligned "
+        "*/\n"
+     << "  SQA_ERROR_ALIASING = 5       /* out overlaps q, k or v */\n"
+     << "};\n#endif\n\n";
+  os << "#define " << upper << "_TOTAL_HEADS " << config.heads.total << "\n"
+     << "#define " << upper << "_Q_HEADS " << config.heads.query << "\n"
+     << "#define " << upper << "_KV_HEADS " << config.heads.kv << "\n"
+     << "#define " << upper << "_OUT_HEADS " << config.outputHeads() << "\n"
+     << "#define " << upper << "_HEAD_DIM " << config.headDim << "\n"
+     << "#define " << upper << "_VALUE_HEAD_DIM " << config.valueHeadDim
+     << "\n\n";
+  os << "typedef " << element << " " << config.name << "_element_t;\n\n"
+     << "/* Computes out from q, k and v; returns an sqa_status. */\n"
+     << "int " << config.name << "_forward(const " << config.name
+     << "_element_t *q, const " << config.name << "_element_t *k,\n"
+     << "    const " << config.name << "_element_t *v, " << config.name
+     << "_element_t *out,\n"
+     << "    int64_t batch, int64_t q_len, int64_t kv_len);\n\n"
+     << "/* A static English message for an sqa_status. */\n"
+     << "const char *" << config.name << "_error_string(int status);\n\n"
+     << "/* The compiled configuration as one line of text. */\n"
+     << "const char *" << config.name << "_config(void);\n\n"
+     << "#ifdef __cplusplus\n}\n#endif\n\n#endif /* " << upper << "_H */\n";
+  return text;
+}
+
+std::string aot::generateEntryLayer(const AttentionConfig &config) {
+  StringRef name = config.name;
+  bool bshd = config.layout == Layout::BSHD;
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << "/* Generated by sqa-aot: argument checks and memref descriptors. */\n"
+     << "#include \"" << name << ".h\"\n#include <stddef.h>\n\n"
+     << "typedef struct {\n  void *allocated;\n  void *aligned;\n"
+     << "  int64_t offset;\n  int64_t sizes[4];\n  int64_t strides[4];\n"
+     << "} memref4;\n\n"
+     << "void _mlir_ciface_" << name
+     << "_kernel(memref4 *, memref4 *, memref4 *, memref4 *);\n\n"
+     << "/* A contiguous [d0, d1, d2, d3] view; 0 if its byte size overflows. "
+        "*/\n"
+     << "static int view(memref4 *m, const void *data, int64_t d0, int64_t "
+        "d1,\n"
+     << "                int64_t d2, int64_t d3, int64_t *bytes) {\n"
+     << "  int64_t s2, s1, s0;\n"
+     << "  if (__builtin_mul_overflow(d3, d2, &s1) ||\n"
+     << "      __builtin_mul_overflow(s1, d1, &s0) ||\n"
+     << "      __builtin_mul_overflow(s0, d0, bytes) ||\n"
+     << "      __builtin_mul_overflow(*bytes, (int64_t)sizeof(" << name
+     << "_element_t), bytes))\n    return 0;\n"
+     << "  s2 = d3;\n"
+     << "  m->allocated = m->aligned = (void *)data;\n  m->offset = 0;\n"
+     << "  m->sizes[0] = d0; m->sizes[1] = d1; m->sizes[2] = d2; m->sizes[3] = "
+        "d3;\n"
+     << "  m->strides[0] = s0; m->strides[1] = s1; m->strides[2] = s2;\n"
+     << "  m->strides[3] = 1;\n  return 1;\n}\n\n"
+     << "static int overlaps(const void *a, int64_t a_bytes, const void *b,\n"
+     << "                    int64_t b_bytes) {\n"
+     << "  uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;\n"
+     << "  return x < y + (uintptr_t)b_bytes && y < x + "
+        "(uintptr_t)a_bytes;\n}\n\n";
+  auto dims = [&](int64_t heads, StringRef len, int64_t dim) {
+    return bshd ? llvm::formatv("batch, {0}, {1}, {2}", len, heads, dim).str()
+                : llvm::formatv("batch, {0}, {1}, {2}", heads, len, dim).str();
+  };
+  os << "int " << name << "_forward(const " << name << "_element_t *q, const "
+     << name << "_element_t *k,\n    const " << name << "_element_t *v, "
+     << name << "_element_t *out,\n"
+     << "    int64_t batch, int64_t q_len, int64_t kv_len) {\n"
+     << "  memref4 mq, mk, mv, mo;\n  int64_t bq, bk, bv, bo;\n"
+     << "  if (!q || !k || !v || !out)\n    return SQA_ERROR_NULL_POINTER;\n"
+     << "  if (batch <= 0 || q_len <= 0 || kv_len <= 0)\n"
+     << "    return SQA_ERROR_INVALID_SIZE;\n"
+     << "  if (((uintptr_t)q | (uintptr_t)k | (uintptr_t)v | (uintptr_t)out) "
+        "%\n"
+     << "      sizeof(" << name << "_element_t))\n"
+     << "    return SQA_ERROR_MISALIGNED;\n"
+     << "  if (!view(&mq, q, "
+     << dims(config.heads.query, "q_len", config.headDim) << ", &bq) ||\n"
+     << "      !view(&mk, k, "
+     << dims(config.heads.kv, "kv_len", config.headDim) << ", &bk) ||\n"
+     << "      !view(&mv, v, "
+     << dims(config.heads.kv, "kv_len", config.valueHeadDim) << ", &bv) ||\n"
+     << "      !view(&mo, out, "
+     << dims(config.outputHeads(), "q_len", config.valueHeadDim)
+     << ", &bo))\n    return SQA_ERROR_SIZE_OVERFLOW;\n"
+     << "  if (overlaps(out, bo, q, bq) || overlaps(out, bo, k, bk) ||\n"
+     << "      overlaps(out, bo, v, bv))\n    return SQA_ERROR_ALIASING;\n"
+     << "  _mlir_ciface_" << name << "_kernel(&mq, &mk, &mv, &mo);\n"
+     << "  return SQA_OK;\n}\n\n";
+  os << "const char *" << name << "_error_string(int status) {\n"
+     << "  switch (status) {\n"
+     << "  case SQA_OK: return \"success\";\n"
+     << "  case SQA_ERROR_NULL_POINTER: return \"q, k, v or out is a null "
+        "pointer\";\n"
+     << "  case SQA_ERROR_INVALID_SIZE: return \"batch, q_len and kv_len must "
+        "be positive\";\n"
+     << "  case SQA_ERROR_SIZE_OVERFLOW: return \"a tensor's size in bytes "
+        "overflows int64\";\n"
+     << "  case SQA_ERROR_MISALIGNED: return \"a pointer is not aligned to the "
+        "element size\";\n"
+     << "  case SQA_ERROR_ALIASING: return \"out overlaps q, k or v\";\n"
+     << "  default: return \"unknown status code\";\n  }\n}\n\n"
+     << "const char *" << name << "_config(void) {\n  return \""
+     << config.describe() << "\";\n}\n";
+  return text;
+}
