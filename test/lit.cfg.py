@@ -48,6 +48,13 @@ config.substitutions.append(
     ("%mlir_c_runner_utils",
      os.path.join(config.llvm_lib_dir, "libmlir_c_runner_utils" + config.llvm_shlib_ext)))
 
+# Longer names first: lit substitutes in order.
+config.substitutions.append(
+    ("%sqa-check-aot",
+     "%s %s --sqa-aot %s" % (
+         python,
+         os.path.join(config.sqa_src_root, "python", "sqa_mlir", "check_aot.py"),
+         os.path.join(config.sqa_tools_dir, "sqa-aot"))))
 config.substitutions.append(
     ("%sqa-check",
      "%s %s --sqa-opt %s --mlir-translate %s --clang %s" % (
@@ -57,12 +64,6 @@ config.substitutions.append(
          os.path.join(config.llvm_tools_dir, "mlir-translate"),
          clang or "clang")))
 
-config.substitutions.append(
-    ("%sqa-check-aot",
-     "%s %s --sqa-aot %s" % (
-         python,
-         os.path.join(config.sqa_src_root, "python", "sqa_mlir", "check_aot.py"),
-         os.path.join(config.sqa_tools_dir, "sqa-aot"))))
 config.substitutions.append(("%host-cc", clang or "clang"))
 
 # Integration tests check against a numpy reference.

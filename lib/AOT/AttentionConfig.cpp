@@ -291,6 +291,14 @@ std::string aot::generateEntryLayer(const AttentionConfig &config) {
      << "      !view(&mo, out, "
      << dims(config.outputHeads(), "q_len", config.valueHeadDim)
      << ", &bo))\n    return SQA_ERROR_SIZE_OVERFLOW;\n"
+     // The current kernel materializes f32 scores [B, H, S, T]; refuse sizes
+     // whose scratch size cannot even be represented.
+     << "  {\n    int64_t scores;\n"
+     << "    if (__builtin_mul_overflow(batch * " << config.outputHeads()
+     << ", q_len, &scores) ||\n"
+     << "        __builtin_mul_overflow(scores, kv_len, &scores) ||\n"
+     << "        __builtin_mul_overflow(scores, (int64_t)8, &scores))\n"
+     << "      return SQA_ERROR_SIZE_OVERFLOW;\n  }\n"
      << "  if (overlaps(out, bo, q, bq) || overlaps(out, bo, k, bk) ||\n"
      << "      overlaps(out, bo, v, bv))\n    return SQA_ERROR_ALIASING;\n"
      << "  _mlir_ciface_" << name << "_kernel(&mq, &mk, &mv, &mo);\n"

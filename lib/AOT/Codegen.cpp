@@ -201,9 +201,17 @@ bool aot::compileModule(ModuleOp module, const CodegenOptions &options,
   std::string clang = findClang(options);
   if (clang.empty())
     return fail(error, "cannot find clang (install clang-22 or pass --clang)");
-  SmallVector<std::string> args = {
-      clang,          "-shared", "-fPIC",          "-O2",
-      "-fuse-ld=lld", "-o",      outputPath.str(), object.str().str()};
+  // f32 -> bf16 rounding lowers to __truncsfbf2, which libgcc lacks: link
+  // compiler-rt's builtins (statically) instead.
+  SmallVector<std::string> args = {clang,
+                                   "-shared",
+                                   "-fPIC",
+                                   "-O2",
+                                   "-fuse-ld=lld",
+                                   "--rtlib=compiler-rt",
+                                   "-o",
+                                   outputPath.str(),
+                                   object.str().str()};
   if (config) {
     llvm::sys::path::append(entry, "entry.c");
     llvm::sys::path::append(header, config->name + ".h");
