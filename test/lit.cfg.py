@@ -40,6 +40,9 @@ tools = [
 ]
 llvm_config.add_tool_substitutions(tools, [config.sqa_tools_dir, config.llvm_tools_dir])
 
+# The OpenMP runtime, which the flash kernel's parallel loops call.
+config.substitutions.append(
+    ("%libomp", os.path.join(config.llvm_lib_dir, "libomp" + config.llvm_shlib_ext)))
 # Runtime support libraries for mlir-runner (printMemref*, timers).
 config.substitutions.append(
     ("%mlir_runner_utils",

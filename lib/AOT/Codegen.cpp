@@ -8,6 +8,7 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Export.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
@@ -142,10 +143,15 @@ bool aot::compileModule(ModuleOp module, const CodegenOptions &options,
   DialectRegistry registry;
   registerBuiltinDialectTranslation(registry);
   registerLLVMDialectTranslation(registry);
+  registerOpenMPDialectTranslation(registry);
   context->appendDialectRegistry(registry);
 
   PassManager pm(context);
   SQACPUPipelineOptions pipelineOptions;
+  pipelineOptions.attentionKernel = options.attentionKernel;
+  // 16 f32 lanes where the target has AVX-512, else AVX2's 8.
+  pipelineOptions.vectorWidth =
+      machine->getMCSubtargetInfo()->checkFeatures("+avx512f") ? 16 : 8;
   buildCPUPipeline(pm, pipelineOptions);
   if (failed(pm.run(module)))
     return fail(error, "lowering to the LLVM dialect failed");
@@ -203,15 +209,10 @@ bool aot::compileModule(ModuleOp module, const CodegenOptions &options,
     return fail(error, "cannot find clang (install clang-22 or pass --clang)");
   // f32 -> bf16 rounding lowers to __truncsfbf2, which libgcc lacks: link
   // compiler-rt's builtins (statically) instead.
-  SmallVector<std::string> args = {clang,
-                                   "-shared",
-                                   "-fPIC",
-                                   "-O2",
-                                   "-fuse-ld=lld",
-                                   "--rtlib=compiler-rt",
-                                   "-o",
-                                   outputPath.str(),
-                                   object.str().str()};
+  SmallVector<std::string> args = {
+      clang, "-shared",        "-fPIC",
+      "-O2", "-fuse-ld=lld",   "--rtlib=compiler-rt",
+      "-o",  outputPath.str(), object.str().str()};
   if (config) {
     llvm::sys::path::append(entry, "entry.c");
     llvm::sys::path::append(header, config->name + ".h");
@@ -221,6 +222,10 @@ bool aot::compileModule(ModuleOp module, const CodegenOptions &options,
     args.push_back(entry.str().str());
     args.push_back("-I" + scratch.path.str().str());
   }
+  // The flash kernel's parallel loops call the OpenMP runtime.
+  args.push_back("-L" SQA_LLVM_LIBRARY_DIR);
+  args.push_back("-Wl,-rpath," SQA_LLVM_LIBRARY_DIR);
+  args.push_back("-lomp");
   args.push_back("-lm");
   SmallVector<StringRef> argRefs(args.begin(), args.end());
   std::string message;

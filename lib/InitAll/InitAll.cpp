@@ -4,6 +4,7 @@
 
 #include "SQA/IR/SQADialect.h"
 #include "sqa/Pipelines/Pipelines.h"
+#include "sqa/Transforms/BufferizableOpInterfaceImpl.h"
 #include "sqa/Transforms/Passes.h"
 
 #include "mlir/IR/DialectRegistry.h"
@@ -17,6 +18,7 @@ void mlir::sqa::registerAllDialects(DialectRegistry &registry) {
   // tiling, conversion to LLVM), which our pipelines rely on.
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);
+  registerBufferizableOpInterfaceExternalModels(registry);
 }
 
 void mlir::sqa::registerAllPasses() {

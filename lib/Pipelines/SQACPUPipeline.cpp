@@ -10,6 +10,7 @@
 #include "mlir/Dialect/LLVMIR/Transforms/Passes.h"
 #include "mlir/Dialect/Linalg/Passes.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/Dialect/SCF/Transforms/Passes.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Transforms/Passes.h"
 
@@ -22,7 +23,14 @@ using namespace mlir;
 
 void sqa::buildCPUPipeline(OpPassManager &pm,
                            const SQACPUPipelineOptions &options) {
-  pm.addPass(createLowerAttentionReference());
+  bool flash = options.attentionKernel != "reference";
+  if (flash) {
+    TileAttentionOptions tileOptions;
+    tileOptions.queryTile = options.queryTile;
+    pm.addPass(createTileAttention(tileOptions));
+  } else {
+    pm.addPass(createLowerAttentionReference());
+  }
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
 
@@ -34,12 +42,28 @@ void sqa::buildCPUPipeline(OpPassManager &pm,
   pm.addPass(bufferization::createOneShotBufferizePass(bufferizeOptions));
   bufferization::buildBufferDeallocationPipeline(pm);
 
+  if (flash) {
+    LowerFlashAttentionOptions flashOptions;
+    flashOptions.vectorWidth = options.vectorWidth;
+    flashOptions.kvBlock = options.kvBlock;
+    flashOptions.rowsPerKernel = options.rowsPerKernel;
+    flashOptions.vectorsPerKernel = options.vectorsPerKernel;
+    pm.addPass(createLowerFlashAttention(flashOptions));
+    pm.addPass(createCanonicalizerPass());
+    pm.addPass(createCSEPass());
+    pm.addPass(createForallToParallelLoopPass());
+    pm.addPass(createConvertSCFToOpenMPPass());
+  }
+
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
   pm.addPass(createLowerAffinePass());
-  pm.addPass(createSCFToControlFlowPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
+  pm.addPass(createConvertVectorToLLVMPass());
+  // Before scf-to-cf: the OpenMP loop bodies sit in memref.alloca_scope,
+  // which must still have a single block when it is lowered.
   pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+  pm.addPass(createSCFToControlFlowPass());
   pm.addPass(createConvertMathToLLVMPass());
   pm.addPass(createArithToLLVMConversionPass());
   pm.addPass(createConvertIndexToLLVMPass());
@@ -47,6 +71,8 @@ void sqa::buildCPUPipeline(OpPassManager &pm,
     pm.addNestedPass<func::FuncOp>(LLVM::createLLVMRequestCWrappersPass());
   pm.addPass(createConvertFuncToLLVMPass());
   pm.addPass(createConvertControlFlowToLLVMPass());
+  if (flash)
+    pm.addPass(createConvertOpenMPToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
   pm.addPass(createCanonicalizerPass());
 }
@@ -60,6 +86,12 @@ struct SQACPUPipelinePass
     sqa::SQACPUPipelineOptions options;
     options.emitCInterface = emitCInterface;
     options.bufferAlignment = bufferAlignment;
+    options.attentionKernel = attentionKernel;
+    options.vectorWidth = vectorWidth;
+    options.queryTile = queryTile;
+    options.kvBlock = kvBlock;
+    options.rowsPerKernel = rowsPerKernel;
+    options.vectorsPerKernel = vectorsPerKernel;
     return options;
   }
 
@@ -72,6 +104,12 @@ struct SQACPUPipelinePass
   }
 
   void runOnOperation() override {
+    if (attentionKernel != "flash" && attentionKernel != "reference") {
+      emitError(getOperation()->getLoc())
+          << "attention-kernel must be 'flash' or 'reference', got '"
+          << attentionKernel << "'";
+      return signalPassFailure();
+    }
     OpPassManager pm(ModuleOp::getOperationName());
     sqa::buildCPUPipeline(pm, getOptions());
     if (failed(runPipeline(pm, getOperation())))

@@ -10,6 +10,7 @@
 #include "SQA/IR/SQAOps.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/PatternMatch.h"
 
 #include <limits>
@@ -106,12 +107,8 @@ Value ReferenceBuilder::maskAndScale(Value scores) {
   AffineMap identity = b.getMultiDimIdentityMap(5);
   float scale = op.getScaleOrDefault();
   MaskAttr mask = op.getEffectiveMask();
-  // Bottom-right alignment shifts every query's diagonal by T - S.
-  Value diagonalOffset;
-  if (mask && mask.getAlignment() == MaskAlignment::BottomRight)
-    diagonalOffset = arith::SubIOp::create(
-        b, loc, getValueOrCreateConstantIndexOp(b, loc, keyLen),
-        getValueOrCreateConstantIndexOp(b, loc, queryLen));
+  // Query row i sits on key diagonal i + offset (0, T - S, or the tile's).
+  Value diagonalOffset = mask ? op.buildDiagonalOffset(b, loc) : Value();
 
   return generic(
       {}, scores, {identity}, parallel5,
@@ -129,8 +126,10 @@ Value ReferenceBuilder::maskAndScale(Value scores) {
         Value query = linalg::IndexOp::create(nb, l, 3);
         Value key = linalg::IndexOp::create(nb, l, 4);
         Value diagonal =
-            diagonalOffset ? arith::AddIOp::create(nb, l, query, diagonalOffset)
-                           : query;
+            isConstantIntValue(diagonalOffset, 0)
+                ? query
+                : arith::AddIOp::create(nb, l, query, diagonalOffset)
+                      .getResult();
         Value visible;
         auto conjoin = [&](arith::CmpIPredicate predicate, Value bound) {
           Value cmp = arith::CmpIOp::create(nb, l, predicate, key, bound);
@@ -281,6 +280,11 @@ struct LowerAttentionReferencePass
     getOperation()->walk([&](AttentionOp op) { ops.push_back(op); });
     IRRewriter rewriter(&getContext());
     for (AttentionOp op : ops) {
+      if (!op.hasPureTensorSemantics()) {
+        op.emitOpError("the reference lowering needs tensor semantics; run "
+                       "it before bufferization");
+        return signalPassFailure();
+      }
       FailureOr<Value> replacement =
           lowerAttentionToReferenceLinalg(rewriter, op);
       if (failed(replacement)) {

@@ -218,10 +218,12 @@ def default_clang(mlir_translate: Optional[str] = None) -> Optional[str]:
 
 
 def default_runtime_libs() -> Tuple[str, ...]:
-    """Link the MLIR C runner utils when available: lowered memref.copy of
-    non-contiguous memrefs calls ``memrefCopy`` from it. Unused otherwise."""
-    p = os.path.join(LLVM_LIB, "libmlir_c_runner_utils.so")
-    return (p,) if os.path.isfile(p) else ()
+    """Link the MLIR C runner utils when available (lowered memref.copy of
+    non-contiguous memrefs calls ``memrefCopy`` from it) and the OpenMP
+    runtime, which the flash kernel's parallel loops call."""
+    libs = [os.path.join(LLVM_LIB, name)
+            for name in ("libmlir_c_runner_utils.so", "libomp.so")]
+    return tuple(p for p in libs if os.path.isfile(p))
 
 
 @dataclasses.dataclass

@@ -8,3 +8,6 @@
 func.func @f() {
   return
 }
+
+// RUN: not sqa-opt %s --sqa-cpu-pipeline="attention-kernel=fast" 2>&1 | FileCheck %s --check-prefix=KERNEL
+// KERNEL: attention-kernel must be 'flash' or 'reference', got 'fast'

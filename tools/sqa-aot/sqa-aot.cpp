@@ -85,6 +85,11 @@ static cl::opt<bool>
                 cl::desc("Print the resolved configuration, parameter counts "
                          "and FLOPs per token, then exit"),
                 cl::init(false), cl::cat(category));
+static cl::opt<std::string>
+    kernel("kernel",
+           cl::desc("flash (default: tiled, vectorized, multi-threaded) or "
+                    "reference (naive oracle, S x T memory)"),
+           cl::init("flash"), cl::cat(category));
 static cl::opt<std::string> clang("clang",
                                   cl::desc("clang used to link the library"),
                                   cl::init(""), cl::cat(category));
@@ -224,6 +229,8 @@ int main(int argc, char **argv) {
   DialectRegistry registry;
   registerAllDialects(registry);
   MLIRContext context(registry);
+  // Diagnostics name the location; dumping whole lowered ops helps nobody.
+  context.printOpOnDiagnostic(false);
 
   // Diagnostics print with file:line:col and the source line.
   llvm::SourceMgr sourceMgr;
@@ -264,6 +271,10 @@ int main(int argc, char **argv) {
   options.cpu = cpu;
   options.emit = *emitKind;
   options.clang = clang;
+  if (kernel != "flash" && kernel != "reference")
+    return failWith("unknown --kernel '" + kernel +
+                    "'; expected flash or reference");
+  options.attentionKernel = kernel;
   std::string error;
   if (!aot::compileModule(*module, options, fromConfig ? &config : nullptr,
                           output, error))

@@ -31,8 +31,8 @@ static bool isSupportedElementType(Type type) {
 }
 
 /// Checks that dimension `dim` of `a` and `b` agree where both are static.
-static LogicalResult verifyDimsAgree(AttentionOp op, RankedTensorType a,
-                                     StringRef aName, RankedTensorType b,
+static LogicalResult verifyDimsAgree(AttentionOp op, ShapedType a,
+                                     StringRef aName, ShapedType b,
                                      StringRef bName, unsigned dim,
                                      StringRef what) {
   int64_t sa = a.getDimSize(dim), sb = b.getDimSize(dim);
@@ -44,20 +44,37 @@ static LogicalResult verifyDimsAgree(AttentionOp op, RankedTensorType a,
 }
 
 LogicalResult AttentionOp::verify() {
-  RankedTensorType queryType = getQueryType(), keyType = getKeyType(),
-                   valueType = getValueType(), initType = getInitType();
+  // Value semantics (tensors, one result) or buffer semantics (memrefs, no
+  // result), never a mix: the ops that consume either form rely on it.
+  Value shaped[] = {getQuery(), getKey(), getValue(), getInit()};
+  bool allTensors = llvm::all_of(
+      shaped, [](Value v) { return isa<RankedTensorType>(v.getType()); });
+  bool allMemRefs = llvm::all_of(
+      shaped, [](Value v) { return isa<MemRefType>(v.getType()); });
+  if (!allTensors && !allMemRefs)
+    return emitOpError() << "operands must be all ranked tensors or all "
+                            "ranked memrefs";
+  if (allTensors && getNumResults() != 1)
+    return emitOpError() << "on tensors must return one result, got "
+                         << getNumResults();
+  if (allMemRefs && getNumResults() != 0)
+    return emitOpError() << "on memrefs must not return results, got "
+                         << getNumResults();
+
+  ShapedType queryType = getQueryType(), keyType = getKeyType(),
+             valueType = getValueType(), initType = getInitType();
 
   Type elementType = queryType.getElementType();
   if (!isSupportedElementType(elementType))
     return emitOpError() << "element type " << elementType
                          << " is not supported; expected f32, f16 or bf16";
-  std::pair<StringRef, RankedTensorType> others[] = {
+  std::pair<StringRef, ShapedType> others[] = {
       {"key", keyType}, {"value", valueType}, {"init", initType}};
   for (auto [name, type] : others)
     if (type.getElementType() != elementType)
       return emitOpError() << name << " element type " << type.getElementType()
                            << " must match query element type " << elementType;
-  if (getResult().getType() != initType)
+  if (allTensors && getResult().getType() != initType)
     return emitOpError() << "result type " << getResult().getType()
                          << " must match init type " << initType;
 
@@ -66,7 +83,7 @@ LogicalResult AttentionOp::verify() {
                              {"key", "[B, Hkv, T, D]"},
                              {"value", "[B, Hkv, T, Dv]"},
                              {"init", "[B, max(Hq, Hkv), S, Dv]"}};
-  RankedTensorType types[] = {queryType, keyType, valueType, initType};
+  ShapedType types[] = {queryType, keyType, valueType, initType};
   for (auto [layout, type] : llvm::zip_equal(layouts, types)) {
     if (type.getRank() != 4)
       return emitOpError() << layout.name << " must have rank 4 "
@@ -136,6 +153,23 @@ float AttentionOp::getScaleOrDefault() {
   if (FloatAttr scale = getScaleAttr())
     return static_cast<float>(scale.getValueAsDouble());
   return 1.0f / std::sqrt(static_cast<float>(getHeadDim()));
+}
+
+Value AttentionOp::getResult() {
+  return getNumResults() ? getResults().front() : Value();
+}
+
+void AttentionOp::getEffects(
+    SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>>
+        &effects) {
+  // Only the buffer form touches memory.
+  if (!hasPureBufferSemantics())
+    return;
+  for (OpOperand *input : getDpsInputOperands())
+    effects.emplace_back(MemoryEffects::Read::get(), input,
+                         SideEffects::DefaultResource::get());
+  effects.emplace_back(MemoryEffects::Write::get(), &getInitMutable(),
+                       SideEffects::DefaultResource::get());
 }
 
 MaskAttr AttentionOp::getEffectiveMask() {

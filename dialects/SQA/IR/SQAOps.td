@@ -7,9 +7,14 @@ include "SQA/IR/SQABase.td"
 include "SQA/IR/SQAAttrs.td"
 include "mlir/Interfaces/DestinationStyleOpInterface.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/Interfaces/TilingInterface.td"
 
 def SQA_AttentionOp : SQA_Op<"attention", [
-    Pure, DestinationStyleOpInterface]> {
+    DestinationStyleOpInterface,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>,
+    DeclareOpInterfaceMethods<TilingInterface,
+        ["getIterationDomain", "getLoopIteratorTypes",
+         "getTiledImplementation", "getResultTilePosition"]>]> {
   let summary = "scaled dot-product attention over grouped or sparse heads";
   let description = [{
     `softmax(query . key^T * scale + mask) . value`, per head, in layout
@@ -38,8 +43,14 @@ def SQA_AttentionOp : SQA_Op<"attention", [
     and sliding-window masking. `heads`, when present, records the layer's
     head configuration and must agree with the operand shapes.
 
+    `diagonal_offset`, when given, is the key position of query row 0's
+    diagonal and replaces the one `mask`'s alignment implies (0 or T - S).
+    Tiling over query rows sets it, so that a tile of rows [s0, s0 + n)
+    keeps the global mask.
+
     The op is destination-style: `init` provides the result's shape and
-    buffer, its values are not read.
+    buffer, its values are not read. On tensors it returns the result; after
+    bufferization it takes memrefs, writes `init` and returns nothing.
 
     ```mlir
     %r = sqa.attention ins(%q, %k, %v : tensor<2x8x?x64xf32>,
@@ -50,30 +61,32 @@ def SQA_AttentionOp : SQA_Op<"attention", [
   }];
 
   let arguments = (ins
-    AnyRankedTensor:$query,
-    AnyRankedTensor:$key,
-    AnyRankedTensor:$value,
-    AnyRankedTensor:$init,
+    AnyShaped:$query,
+    AnyShaped:$key,
+    AnyShaped:$value,
+    AnyShaped:$init,
+    Optional<Index>:$diagonal_offset,
     OptionalAttr<F32Attr>:$scale,
     OptionalAttr<SQA_MaskAttr>:$mask,
     OptionalAttr<SQA_HeadsAttr>:$heads);
-  let results = (outs AnyRankedTensor:$result);
+  let results = (outs Variadic<AnyRankedTensor>:$results);
 
   let assemblyFormat = [{
     `ins` `(` $query `,` $key `,` $value `:` type($query) `,` type($key) `,`
       type($value) `)`
     `outs` `(` $init `:` type($init) `)`
-    attr-dict `->` type($result)
+    (`diagonal_offset` `(` $diagonal_offset^ `)`)?
+    attr-dict (`->` type($results)^)?
   }];
 
   let hasVerifier = 1;
   let hasCanonicalizeMethod = 1;
 
   let extraClassDeclaration = [{
-    RankedTensorType getQueryType() { return getQuery().getType(); }
-    RankedTensorType getKeyType() { return getKey().getType(); }
-    RankedTensorType getValueType() { return getValue().getType(); }
-    RankedTensorType getInitType() { return getInit().getType(); }
+    ShapedType getQueryType() { return cast<ShapedType>(getQuery().getType()); }
+    ShapedType getKeyType() { return cast<ShapedType>(getKey().getType()); }
+    ShapedType getValueType() { return cast<ShapedType>(getValue().getType()); }
+    ShapedType getInitType() { return cast<ShapedType>(getInit().getType()); }
 
     int64_t getNumQueryHeads() { return getQueryType().getDimSize(1); }
     int64_t getNumKVHeads() { return getKeyType().getDimSize(1); }
@@ -86,6 +99,11 @@ def SQA_AttentionOp : SQA_Op<"attention", [
 
     /// `scale` if set, else 1 / sqrt(D).
     float getScaleOrDefault();
+    /// Key position of query row 0's diagonal: `diagonal_offset` if given,
+    /// else 0 (top-left) or T - S (bottom-right).
+    Value buildDiagonalOffset(OpBuilder &builder, Location loc);
+    /// The tensor result, or null with buffer semantics.
+    Value getResult();
     /// The mask if it hides anything, else null.
     MaskAttr getEffectiveMask();
 

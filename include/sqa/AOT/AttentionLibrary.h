@@ -63,6 +63,9 @@ struct CodegenOptions {
   /// "native" for the host CPU (with its features), or an LLVM CPU name.
   std::string cpu = "native";
   EmitKind emit = EmitKind::SharedLibrary;
+  /// "flash" (tiled, vectorized, multi-threaded) or "reference" (the naive
+  /// oracle, single-threaded, S x T memory).
+  std::string attentionKernel = "flash";
   /// clang used to compile the C entry layer and link the library; found
   /// next to LLVM's tools or on PATH when empty.
   std::string clang;

@@ -22,7 +22,15 @@ def SQACPUPipeline : Pass<"sqa-cpu-pipeline", "::mlir::ModuleOp"> {
     The result runs under `mlir-runner` and the ExecutionEngine, or goes
     through `mlir-translate --mlir-to-llvmir` into an object file.
 
-    Attention is currently lowered by `sqa-lower-attention-reference`.
+    Attention (`attention-kernel=flash`, the default) is tiled over batch,
+    head groups and query blocks (`sqa-tile-attention`), the tiles run in
+    parallel on OpenMP threads (`scf.forall` -> `scf.parallel` ->
+    `convert-scf-to-openmp`; the thread count comes from OMP_NUM_THREADS),
+    and each tile becomes FlashAttention-2 vector loops
+    (`sqa-lower-flash-attention`). `attention-kernel=reference` uses the
+    naive `sqa-lower-attention-reference` instead (single-threaded, S x T
+    memory): the oracle for tests and benchmarks. Code that uses the flash
+    kernel needs the OpenMP runtime (libomp) at run time.
   }];
   let options = [
     Option<"emitCInterface", "emit-c-interface", "bool", /*default=*/"true",
@@ -30,7 +38,21 @@ def SQACPUPipeline : Pass<"sqa-cpu-pipeline", "::mlir::ModuleOp"> {
            "entry points taking memref descriptors)">,
     Option<"bufferAlignment", "buffer-alignment", "uint64_t",
            /*default=*/"64",
-           "Alignment in bytes of buffers allocated by bufferization">
+           "Alignment in bytes of buffers allocated by bufferization">,
+    Option<"attentionKernel", "attention-kernel", "std::string",
+           /*default=*/"\"flash\"",
+           "How to lower sqa.attention: flash (tiled, vectorized, "
+           "multi-threaded) or reference (naive, the oracle)">,
+    Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"8",
+           "f32 lanes per vector: 8 for AVX2, 16 for AVX-512">,
+    Option<"queryTile", "query-tile", "int64_t", /*default=*/"64",
+           "Query rows per parallel tile">,
+    Option<"kvBlock", "kv-block", "int64_t", /*default=*/"64",
+           "Keys per block of the online softmax">,
+    Option<"rowsPerKernel", "mr", "int64_t", /*default=*/"6",
+           "Rows per micro-kernel">,
+    Option<"vectorsPerKernel", "nr", "int64_t", /*default=*/"2",
+           "Vectors per row per micro-kernel">
   ];
 }
 

@@ -27,4 +27,67 @@ def LowerAttentionReference : Pass<"sqa-lower-attention-reference"> {
   ];
 }
 
+def TileAttention : Pass<"sqa-tile-attention"> {
+  let summary = "Tile sqa.attention over batch, head groups and query rows";
+  let description = [{
+    Tiles every tensor `sqa.attention` through its TilingInterface with
+    upstream SCF tiling into an `scf.forall` over (batch, heads, query
+    blocks). A head tile covers one key/value head's whole group of query
+    heads (or, for reverse SQA, one output head), so the tile reads each
+    key/value block once for all the heads that share it. Each tile is again
+    an `sqa.attention` whose `diagonal_offset` keeps the global mask.
+  }];
+  let options = [
+    Option<"queryTile", "query-tile", "int64_t", /*default=*/"64",
+           "Query rows per tile">,
+    Option<"headTile", "head-tile", "int64_t", /*default=*/"0",
+           "Output heads per tile; 0 picks the group size (1 for reverse "
+           "SQA). Must be a multiple or divisor of the group size">
+  ];
+  let dependentDialects = [
+    "::mlir::affine::AffineDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+}
+
+def LowerFlashAttention : Pass<"sqa-lower-flash-attention"> {
+  let summary = "Lower memref sqa.attention to FlashAttention-2 vector loops";
+  let description = [{
+    Rewrites every buffer-form `sqa.attention` (typically one tile from
+    `sqa-tile-attention`) into FlashAttention-2's online softmax over
+    key/value blocks, with register-blocked vector micro-kernels:
+
+    * The query heads that share a key/value head are stacked into one
+      block of M rows, so each key/value block is packed once (K transposed,
+      V padded, both converted to f32) and used by every head of the group.
+    * Q.K^T: `mr` rows x `nr` vectors of f32 accumulators, reduction over D
+      with broadcast-FMA (outer products).
+    * Online softmax per row in f32: running max and sum, vectorized exp
+      (polynomial approximation), rescaling of the accumulator.
+    * P.V: `mr` rows x `nr` vectors of the output accumulator.
+    * Causal and window masks: key blocks outside every row's range are not
+      visited; only blocks that cross a bound are masked element-wise.
+
+    Extra memory is O(M * (D + Dv + kv-block)) per op, never S x T.
+  }];
+  let options = [
+    Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"8",
+           "f32 lanes per vector: 8 for AVX2, 16 for AVX-512">,
+    Option<"kvBlock", "kv-block", "int64_t", /*default=*/"64",
+           "Keys per block; a multiple of nr * vector-width">,
+    Option<"rowsPerKernel", "mr", "int64_t", /*default=*/"6",
+           "Rows per micro-kernel (register blocking)">,
+    Option<"vectorsPerKernel", "nr", "int64_t", /*default=*/"2",
+           "Vectors per row in a micro-kernel (register blocking)">
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect"
+  ];
+}
+
 #endif // SQA_TRANSFORMS_PASSES_TD

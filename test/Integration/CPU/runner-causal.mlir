@@ -1,6 +1,6 @@
 // RUN: sqa-opt %s --sqa-cpu-pipeline \
 // RUN: | mlir-runner -e main -entry-point-result=void \
-// RUN:     -shared-libs=%mlir_runner_utils,%mlir_c_runner_utils \
+// RUN:     -shared-libs=%mlir_runner_utils,%mlir_c_runner_utils,%libomp \
 // RUN: | FileCheck %s
 
 // Analytic end-to-end test of sqa.attention masks. Q = 0, so every visible

@@ -1,0 +1,54 @@
+//===- BufferizableOpInterfaceImpl.cpp - Bufferizing sqa ops --------------===//
+
+#include "sqa/Transforms/BufferizableOpInterfaceImpl.h"
+
+#include "SQA/IR/SQAOps.h"
+
+#include "mlir/Dialect/Bufferization/IR/BufferizableOpInterface.h"
+#include "mlir/Dialect/Bufferization/IR/DstBufferizableOpInterfaceImpl.h"
+#include "mlir/IR/DialectRegistry.h"
+
+using namespace mlir;
+using namespace mlir::bufferization;
+
+namespace {
+struct AttentionOpInterface
+    : public DstBufferizableOpInterfaceExternalModel<AttentionOpInterface,
+                                                     sqa::AttentionOp> {
+  // The destination is only written: its old contents need no copy.
+  bool bufferizesToMemoryRead(Operation *op, OpOperand &operand,
+                              const AnalysisState &state) const {
+    return !cast<DestinationStyleOpInterface>(op).isDpsInit(&operand);
+  }
+
+  LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
+                          const BufferizationOptions &options,
+                          BufferizationState &state) const {
+    auto attention = cast<sqa::AttentionOp>(op);
+    SmallVector<Value> operands;
+    for (Value operand : op->getOperands()) {
+      if (!isa<TensorType>(operand.getType())) {
+        operands.push_back(operand);
+        continue;
+      }
+      FailureOr<Value> buffer = getBuffer(rewriter, operand, options, state);
+      if (failed(buffer))
+        return failure();
+      operands.push_back(*buffer);
+    }
+    Value initBuffer =
+        operands[attention.getDpsInitOperand(0)->getOperandNumber()];
+    rewriter.setInsertionPoint(op);
+    mlir::clone(rewriter, op, TypeRange{}, operands);
+    replaceOpWithBufferizedValues(rewriter, op, initBuffer);
+    return success();
+  }
+};
+} // namespace
+
+void mlir::sqa::registerBufferizableOpInterfaceExternalModels(
+    DialectRegistry &registry) {
+  registry.addExtension(+[](MLIRContext *context, sqa::SQADialect *) {
+    sqa::AttentionOp::attachInterface<AttentionOpInterface>(*context);
+  });
+}
