@@ -68,6 +68,8 @@ config.substitutions.append(
          clang or "clang")))
 
 config.substitutions.append(("%host-cc", clang or "clang"))
+config.substitutions.append(("%numpy_python", python))
+
 
 # Integration tests check against a numpy reference.
 try:

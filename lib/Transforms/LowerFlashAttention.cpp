@@ -487,7 +487,7 @@ struct LowerFlashAttentionPass
     if (vectorWidth <= 0 || rowsPerKernel <= 0 || vectorsPerKernel <= 0 ||
         kvBlock <= 0 || kvBlock % (vectorWidth * vectorsPerKernel) != 0) {
       emitError(getOperation()->getLoc())
-          << "kv-block (" << kvBlock
+          << "kv-block (" << static_cast<int64_t>(kvBlock)
           << ") must be a positive multiple of nr * vector-width ("
           << vectorsPerKernel * vectorWidth << ")";
       return signalPassFailure();

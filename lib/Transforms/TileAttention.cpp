@@ -23,7 +23,8 @@ struct TileAttentionPass
   void runOnOperation() override {
     if (queryTile <= 0) {
       emitError(getOperation()->getLoc())
-          << "query-tile must be positive, got " << queryTile;
+          << "query-tile must be positive, got "
+          << static_cast<int64_t>(queryTile);
       return signalPassFailure();
     }
     SmallVector<AttentionOp> ops;

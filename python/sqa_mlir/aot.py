@@ -52,7 +52,7 @@ LAYOUTS = ("bhsd", "bshd")
 _OPTIONS = (
     "variant", "heads", "groups", "q_heads", "kv_heads", "head_dim",
     "value_head_dim", "dtype", "causal", "alignment", "window", "scale",
-    "layout", "name", "cpu",
+    "layout", "name", "cpu", "kernel",
 )
 
 

@@ -391,3 +391,36 @@ func.func private @attr() attributes {a = #sqa.heads<mqa, total = 16, groups = 2
 
 // expected-error @+1 {{total heads must be positive, got -4}}
 func.func private @attr() attributes {a = #sqa.heads<mha, total = -4>}
+
+// -----
+
+// Value and buffer semantics do not mix.
+func.func @mixed(%q: tensor<1x2x4x8xf32>, %k: memref<1x2x4x8xf32>, %o: tensor<1x2x4x8xf32>) -> tensor<1x2x4x8xf32> {
+  // expected-error @+1 {{operands must be all ranked tensors or all ranked memrefs}}
+  %r = sqa.attention ins(%q, %k, %k : tensor<1x2x4x8xf32>, memref<1x2x4x8xf32>, memref<1x2x4x8xf32>) outs(%o : tensor<1x2x4x8xf32>) -> tensor<1x2x4x8xf32>
+  return %r : tensor<1x2x4x8xf32>
+}
+
+// -----
+
+func.func @tensor_without_result(%q: tensor<1x2x4x8xf32>, %o: tensor<1x2x4x8xf32>) {
+  // expected-error @+1 {{on tensors must return one result, got 0}}
+  sqa.attention ins(%q, %q, %q : tensor<1x2x4x8xf32>, tensor<1x2x4x8xf32>, tensor<1x2x4x8xf32>) outs(%o : tensor<1x2x4x8xf32>)
+  return
+}
+
+// -----
+
+func.func @memref_with_result(%q: memref<1x2x4x8xf32>, %o: memref<1x2x4x8xf32>) {
+  // expected-error @+1 {{on memrefs must not return results, got 1}}
+  %r = sqa.attention ins(%q, %q, %q : memref<1x2x4x8xf32>, memref<1x2x4x8xf32>, memref<1x2x4x8xf32>) outs(%o : memref<1x2x4x8xf32>) -> tensor<1x2x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @unranked_memref(%q: memref<*xf32>, %k: memref<1x2x4x8xf32>, %o: memref<1x2x4x8xf32>) {
+  // expected-error @+1 {{operands must be all ranked tensors or all ranked memrefs}}
+  sqa.attention ins(%q, %k, %k : memref<*xf32>, memref<1x2x4x8xf32>, memref<1x2x4x8xf32>) outs(%o : memref<1x2x4x8xf32>)
+  return
+}

@@ -72,3 +72,17 @@ func.func private @presets() attributes {
   xsmqa = #sqa.heads<xsmqa, total = 16>,
   rsqa = #sqa.heads<rsqa, total = 16>
 }
+
+// The buffer form (after bufferization) returns nothing; a tile carries the
+// key position of its first row's diagonal.
+// CHECK-LABEL: func @buffer_tile
+// CHECK: sqa.attention ins(%{{.*}}, %{{.*}}, %{{.*}} : memref<1x2x?x64xf32, strided<[?, ?, 64, 1], offset: ?>>, memref<1x1x?x64xf32>, memref<1x1x?x64xf32>) outs(%{{.*}} : memref<1x2x?x64xf32>) diagonal_offset(%{{.*}}) {mask = #sqa.mask<causal = true>}
+// CHECK-NEXT: return
+func.func @buffer_tile(%q: memref<1x2x?x64xf32, strided<[?, ?, 64, 1], offset: ?>>,
+                       %k: memref<1x1x?x64xf32>, %v: memref<1x1x?x64xf32>,
+                       %o: memref<1x2x?x64xf32>, %diag: index) {
+  sqa.attention ins(%q, %k, %v : memref<1x2x?x64xf32, strided<[?, ?, 64, 1], offset: ?>>, memref<1x1x?x64xf32>, memref<1x1x?x64xf32>)
+                outs(%o : memref<1x2x?x64xf32>) diagonal_offset(%diag)
+                {mask = #sqa.mask<causal = true>}
+  return
+}
