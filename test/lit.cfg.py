@@ -53,6 +53,12 @@ config.substitutions.append(
 
 # Longer names first: lit substitutes in order.
 config.substitutions.append(
+    ("%sqa-check-layer",
+     "%s %s --sqa-aot %s" % (
+         python,
+         os.path.join(config.sqa_src_root, "python", "sqa_mlir", "check_layer.py"),
+         os.path.join(config.sqa_tools_dir, "sqa-aot"))))
+config.substitutions.append(
     ("%sqa-check-aot",
      "%s %s --sqa-aot %s" % (
          python,

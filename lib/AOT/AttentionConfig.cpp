@@ -65,6 +65,22 @@ std::string AttentionConfig::validate() const {
     os << "scale must be finite, got " << *scale;
   else if (!isCIdentifier(name))
     os << "name '" << name << "' is not a C identifier";
+  else if (layer && valueHeadDim != headDim)
+    os << "a layer has one head dim; value head dim (" << valueHeadDim
+       << ") must equal head dim (" << headDim << ")";
+  else if (layer && layout != Layout::BHSD)
+    os << "--layout applies to attention libraries; a layer takes x as "
+          "[B, S, d_model]";
+  else if (layer && layer->rope && headDim % 2 != 0)
+    os << "RoPE needs an even head dim, got " << headDim;
+  else if (layer && layer->rope &&
+           (!(layer->ropeBase > 0) || !(layer->ropeFactor >= 1) ||
+            layer->ropeOriginalMaxPositions <= 0 ||
+            layer->ropePositionOffset < 0))
+    os << "invalid RoPE parameters: base must be > 0, factor >= 1, "
+          "original max positions > 0, offset >= 0";
+  else if (layer && layer->ropeQueriesOnly && !layer->crossAttention)
+    os << "--rope-queries-only is for cross-attention (--cross-attention)";
   return message;
 }
 
@@ -81,6 +97,19 @@ std::string AttentionConfig::describe() const {
      << (causal ? stringifyMaskAlignment(alignment) : StringRef("none"))
      << " window=" << windowLeft << "," << windowRight
      << " scale=" << llvm::formatv("{0:e}", effectiveScale());
+  if (layer) {
+    os << " layer=" << (layer->crossAttention ? "cross" : "self")
+       << " d_model=" << modelDim() << " rope="
+       << (layer->rope ? stringifyRopeKind(*layer->rope) : StringRef("none"));
+    if (layer->rope)
+      os << " rope_base=" << llvm::formatv("{0:e}", layer->ropeBase)
+         << " rope_factor=" << llvm::formatv("{0:e}", layer->ropeFactor)
+         << " rope_original_max=" << layer->ropeOriginalMaxPositions
+         << " rope_offset=" << layer->ropePositionOffset
+         << " rope_queries_only=" << (layer->ropeQueriesOnly ? 1 : 0);
+    os << " bias=" << (layer->biasQ ? "q" : "") << (layer->biasK ? "k" : "")
+       << (layer->biasV ? "v" : "") << (layer->biasO ? "o" : "");
+  }
   return text;
 }
 
@@ -108,9 +137,106 @@ static OperandTypes operandTypes(const AttentionConfig &config, int64_t heads,
           tensor};
 }
 
+/// The operands of a layer kernel, in ABI order: name, memref type, whether
+/// present.
+struct LayerOperand {
+  std::string name, type;
+  bool present;
+  bool isOutput = false;
+};
+
+static SmallVector<LayerOperand> layerOperands(const AttentionConfig &config) {
+  const AttentionConfig::Layer &layer = *config.layer;
+  std::string e = stringifyElementKind(config.elementKind).str();
+  int64_t d = config.modelDim(), dh = config.headDim;
+  int64_t nq = config.heads.query * dh, nkv = config.heads.kv * dh,
+          nout = config.outputHeads() * dh;
+  auto mat = [&](int64_t r, int64_t c) {
+    return llvm::formatv("memref<{0}x{1}x{2}>", r, c, e).str();
+  };
+  auto vec = [&](int64_t n) {
+    return llvm::formatv("memref<{0}x{1}>", n, e).str();
+  };
+  std::string act = llvm::formatv("memref<?x?x{0}x{1}>", d, e).str();
+  return {{"x", act, true},
+          {"memory", act, layer.crossAttention},
+          {"w_q", mat(d, nq), true},
+          {"w_k", mat(d, nkv), true},
+          {"w_v", mat(d, nkv), true},
+          {"w_o", mat(nout, d), true},
+          {"b_q", vec(nq), layer.biasQ},
+          {"b_k", vec(nkv), layer.biasK},
+          {"b_v", vec(nkv), layer.biasV},
+          {"b_o", vec(d), layer.biasO},
+          {"out", act, true, /*isOutput=*/true}};
+}
+
+static std::string tensorOf(StringRef memref) {
+  return ("tensor" + memref.drop_front(strlen("memref"))).str();
+}
+
+static OwningOpRef<ModuleOp> buildLayerModule(MLIRContext &context,
+                                              const AttentionConfig &config) {
+  const AttentionConfig::Layer &layer = *config.layer;
+  SmallVector<LayerOperand> operands = layerOperands(config);
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << "func.func @" << config.name << "_kernel(";
+  bool first = true;
+  for (const LayerOperand &operand : operands) {
+    if (!operand.present)
+      continue;
+    os << (first ? "" : ", ") << "%" << operand.name << ": " << operand.type;
+    first = false;
+  }
+  os << ") attributes {llvm.emit_c_interface} {\n";
+  for (const LayerOperand &operand : operands)
+    if (operand.present)
+      os << "  %" << operand.name << "_t = bufferization.to_tensor %"
+         << operand.name << " restrict" << (operand.isOutput ? " writable" : "")
+         << " : " << operand.type << " to " << tensorOf(operand.type) << "\n";
+  auto t = [&](unsigned i) { return tensorOf(operands[i].type); };
+  os << "  %y = sqa.attention_layer ins(%x_t : " << t(0) << ")";
+  if (layer.crossAttention)
+    os << " memory(%memory_t : " << t(1) << ")";
+  os << " weights(%w_q_t, %w_k_t, %w_v_t, %w_o_t : " << t(2) << ", " << t(3)
+     << ", " << t(4) << ", " << t(5) << ")";
+  const char *biasKeys[] = {"bias_q", "bias_k", "bias_v", "bias_o"};
+  for (unsigned i = 0; i < 4; ++i)
+    if (operands[6 + i].present)
+      os << " " << biasKeys[i] << "(%" << operands[6 + i].name
+         << "_t : " << t(6 + i) << ")";
+  os << " outs(%out_t : " << t(10)
+     << ") {heads = #sqa.heads<total = " << config.heads.total
+     << ", query = " << config.heads.query << ", kv = " << config.heads.kv
+     << ">";
+  if (layer.rope)
+    os << ", rope = #sqa.rope<kind = " << stringifyRopeKind(*layer.rope)
+       << ", base = " << llvm::formatv("{0:e}", layer.ropeBase)
+       << ", factor = " << llvm::formatv("{0:e}", layer.ropeFactor)
+       << ", original_max_positions = " << layer.ropeOriginalMaxPositions
+       << ", position_offset = " << layer.ropePositionOffset
+       << ", queries_only = " << (layer.ropeQueriesOnly ? "true" : "false")
+       << ">";
+  if (config.causal || config.windowLeft >= 0 || config.windowRight >= 0)
+    os << ", mask = #sqa.mask<causal = " << (config.causal ? "true" : "false")
+       << ", alignment = " << stringifyMaskAlignment(config.alignment)
+       << ", window_left = " << config.windowLeft
+       << ", window_right = " << config.windowRight << ">";
+  if (config.scale)
+    os << ", scale = " << llvm::formatv("{0:e}", *config.scale) << " : f32";
+  os << "} -> " << t(10) << "\n";
+  os << "  bufferization.materialize_in_destination %y in restrict writable "
+        "%out : ("
+     << t(10) << ", " << operands[10].type << ") -> ()\n  return\n}\n";
+  return parseSourceString<ModuleOp>(text, &context, "sqa-aot-layer");
+}
+
 OwningOpRef<ModuleOp> aot::buildAttentionModule(MLIRContext &context,
                                                 const AttentionConfig &config) {
   context.getOrLoadDialect<SQADialect>();
+  if (config.layer)
+    return buildLayerModule(context, config);
   OperandTypes types[] = {
       operandTypes(config, config.heads.query, config.headDim),
       operandTypes(config, config.heads.kv, config.headDim),
@@ -160,6 +286,37 @@ OwningOpRef<ModuleOp> aot::buildAttentionModule(MLIRContext &context,
 static StringRef cElementType(ElementKind kind) {
   // f16 and bf16 travel as their 16-bit patterns: C has no portable type.
   return kind == ElementKind::F32 ? "float" : "uint16_t";
+}
+
+/// The C prototype of a layer library's entry point, with its contract.
+static std::string layerPrototype(const AttentionConfig &config) {
+  std::string upper = StringRef(config.name).upper();
+  std::string t = "const " + config.name + "_element_t *";
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << "#define " << upper << "_D_MODEL " << config.modelDim() << "\n\n"
+     << "/* The whole attention layer, row-major, \"x @ W\" convention:\n"
+     << " *   x, out  [batch][seq_len][D_MODEL]\n"
+     << " *   memory  [batch][mem_len][D_MODEL] (cross-attention only, else "
+        "NULL)\n"
+     << " *   w_q [D_MODEL][Q_HEADS*HEAD_DIM], w_k and w_v "
+        "[D_MODEL][KV_HEADS*HEAD_DIM],\n"
+     << " *   w_o [OUT_HEADS*HEAD_DIM][D_MODEL]; biases b_q, b_k, b_v, b_o "
+        "sized like\n"
+     << " *   the weights' columns. Biases not compiled in are ignored (pass "
+        "NULL);\n"
+     << " *   compiled-in ones must not be NULL. q = x w_q + b_q, heads split "
+        "head-major,\n"
+     << " *   RoPE (rotate-half) on q and k, attention, heads concatenated, "
+        "out = o w_o + b_o.\n"
+     << " * Returns an sqa_status. */\n"
+     << "int " << config.name << "_layer_forward(" << t << "x, " << t
+     << "memory,\n    " << t << "w_q, " << t << "w_k, " << t << "w_v, " << t
+     << "w_o,\n    " << t << "b_q, " << t << "b_k, " << t << "b_v, " << t
+     << "b_o,\n    " << config.name
+     << "_element_t *out, int64_t batch, int64_t seq_len, int64_t mem_len);"
+        "\n\n";
+  return text;
 }
 
 std::string aot::generateHeader(const AttentionConfig &config) {
@@ -217,14 +374,17 @@ std::string aot::generateHeader(const AttentionConfig &config) {
      << "#define " << upper << "_HEAD_DIM " << config.headDim << "\n"
      << "#define " << upper << "_VALUE_HEAD_DIM " << config.valueHeadDim
      << "\n\n";
-  os << "typedef " << element << " " << config.name << "_element_t;\n\n"
-     << "/* Computes out from q, k and v; returns an sqa_status. */\n"
-     << "int " << config.name << "_forward(const " << config.name
-     << "_element_t *q, const " << config.name << "_element_t *k,\n"
-     << "    const " << config.name << "_element_t *v, " << config.name
-     << "_element_t *out,\n"
-     << "    int64_t batch, int64_t q_len, int64_t kv_len);\n\n"
-     << "/* A static English message for an sqa_status. */\n"
+  os << "typedef " << element << " " << config.name << "_element_t;\n\n";
+  if (config.layer)
+    os << layerPrototype(config);
+  else
+    os << "/* Computes out from q, k and v; returns an sqa_status. */\n"
+       << "int " << config.name << "_forward(const " << config.name
+       << "_element_t *q, const " << config.name << "_element_t *k,\n"
+       << "    const " << config.name << "_element_t *v, " << config.name
+       << "_element_t *out,\n"
+       << "    int64_t batch, int64_t q_len, int64_t kv_len);\n\n";
+  os << "/* A static English message for an sqa_status. */\n"
      << "const char *" << config.name << "_error_string(int status);\n\n"
      << "/* The compiled configuration as one line of text. */\n"
      << "const char *" << config.name << "_config(void);\n\n"
@@ -232,7 +392,134 @@ std::string aot::generateHeader(const AttentionConfig &config) {
   return text;
 }
 
+static std::string generateLayerEntryLayer(const AttentionConfig &config) {
+  const AttentionConfig::Layer &layer = *config.layer;
+  SmallVector<LayerOperand> operands = layerOperands(config);
+  StringRef name = config.name;
+  int64_t d = config.modelDim(), dh = config.headDim;
+  int64_t cols[] = {d,
+                    d,
+                    config.heads.query * dh,
+                    config.heads.kv * dh,
+                    config.heads.kv * dh,
+                    d,
+                    config.heads.query * dh,
+                    config.heads.kv * dh,
+                    config.heads.kv * dh,
+                    d,
+                    d};
+  int64_t rows[] = {0, 0, d, d, d, config.outputHeads() * dh, 1, 1, 1, 1, 0};
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << "/* Generated by sqa-aot: argument checks and memref descriptors. */\n"
+     << "#include \"" << name << ".h\"\n#include <stddef.h>\n\n"
+     << "typedef struct { void *allocated, *aligned; int64_t offset, "
+        "sizes[1], strides[1]; } memref1;\n"
+     << "typedef struct { void *allocated, *aligned; int64_t offset, "
+        "sizes[2], strides[2]; } memref2;\n"
+     << "typedef struct { void *allocated, *aligned; int64_t offset, "
+        "sizes[3], strides[3]; } memref3;\n\n"
+     << "void _mlir_ciface_" << name << "_kernel(";
+  bool first = true;
+  for (const LayerOperand &operand : operands) {
+    if (!operand.present)
+      continue;
+    int rank =
+        operand.name == "x" || operand.name == "memory" || operand.name == "out"
+            ? 3
+            : (operand.name[0] == 'w' ? 2 : 1);
+    os << (first ? "" : ", ") << "memref" << rank << " *";
+    first = false;
+  }
+  os << ");\n\n"
+     << "static int overlaps(const void *a, int64_t a_bytes, const void *b,\n"
+     << "                    int64_t b_bytes) {\n"
+     << "  uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;\n"
+     << "  return b && x < y + (uintptr_t)b_bytes && y < x + "
+        "(uintptr_t)a_bytes;\n"
+     << "}\n\n";
+  std::string t = "const " + config.name + "_element_t *";
+  os << "int " << name << "_layer_forward(" << t << "x, " << t << "memory,\n"
+     << "    " << t << "w_q, " << t << "w_k, " << t << "w_v, " << t << "w_o,\n"
+     << "    " << t << "b_q, " << t << "b_k, " << t << "b_v, " << t << "b_o,\n"
+     << "    " << name
+     << "_element_t *out, int64_t batch, int64_t seq_len, "
+        "int64_t mem_len) {\n"
+     << "  const int64_t elem = (int64_t)sizeof(" << name << "_element_t);\n"
+     << "  int64_t act_bytes, mem_bytes = 0;\n";
+  if (!layer.crossAttention)
+    os << "  (void)mem_len;\n  memory = NULL;\n";
+  // Unconfigured biases are ignored.
+  const char *biasNames[] = {"b_q", "b_k", "b_v", "b_o"};
+  for (unsigned i = 0; i < 4; ++i)
+    if (!operands[6 + i].present)
+      os << "  " << biasNames[i] << " = NULL;\n";
+  os << "  if (!x || !w_q || !w_k || !w_v || !w_o || !out";
+  if (layer.crossAttention)
+    os << " || !memory";
+  for (unsigned i = 0; i < 4; ++i)
+    if (operands[6 + i].present)
+      os << " || !" << biasNames[i];
+  os << ")\n    return SQA_ERROR_NULL_POINTER;\n"
+     << "  if (batch <= 0 || seq_len <= 0"
+     << (layer.crossAttention ? " || mem_len <= 0" : "") << ")\n"
+     << "    return SQA_ERROR_INVALID_SIZE;\n"
+     << "  if (((uintptr_t)x | (uintptr_t)memory | (uintptr_t)w_q | "
+        "(uintptr_t)w_k |\n"
+     << "       (uintptr_t)w_v | (uintptr_t)w_o | (uintptr_t)b_q | "
+        "(uintptr_t)b_k |\n"
+     << "       (uintptr_t)b_v | (uintptr_t)b_o | (uintptr_t)out) % elem)\n"
+     << "    return SQA_ERROR_MISALIGNED;\n"
+     << "  if (__builtin_mul_overflow(batch, seq_len, &act_bytes) ||\n"
+     << "      __builtin_mul_overflow(act_bytes, (int64_t)" << d * 8
+     << ", &act_bytes))\n    return SQA_ERROR_SIZE_OVERFLOW;\n"
+     << "  act_bytes = act_bytes / 8 * elem;\n";
+  if (layer.crossAttention)
+    os << "  if (__builtin_mul_overflow(batch, mem_len, &mem_bytes) ||\n"
+       << "      __builtin_mul_overflow(mem_bytes, (int64_t)" << d * 8
+       << ", &mem_bytes))\n    return SQA_ERROR_SIZE_OVERFLOW;\n"
+       << "  mem_bytes = mem_bytes / 8 * elem;\n";
+  os << "  if (overlaps(out, act_bytes, x, act_bytes) || overlaps(out, "
+        "act_bytes, memory, mem_bytes)";
+  for (unsigned i = 2; i < 10; ++i)
+    os << " ||\n      overlaps(out, act_bytes, " << operands[i].name << ", "
+       << rows[i] * cols[i] << " * elem)";
+  os << ")\n    return SQA_ERROR_ALIASING;\n\n";
+  // Descriptors.
+  auto act = [&](StringRef var, StringRef ptr, StringRef len) {
+    os << "  memref3 " << var << " = {(void *)" << ptr << ", (void *)" << ptr
+       << ", 0, {batch, " << len << ", " << d << "}, {" << len << " * " << d
+       << ", " << d << ", 1}};\n";
+  };
+  act("mx", "x", "seq_len");
+  if (layer.crossAttention)
+    act("mm", "memory", "mem_len");
+  act("mo", "out", "seq_len");
+  for (unsigned i = 2; i < 6; ++i)
+    os << "  memref2 m" << operands[i].name << " = {(void *)"
+       << operands[i].name << ", (void *)" << operands[i].name << ", 0, {"
+       << rows[i] << ", " << cols[i] << "}, {" << cols[i] << ", 1}};\n";
+  for (unsigned i = 6; i < 10; ++i)
+    if (operands[i].present)
+      os << "  memref1 m" << operands[i].name << " = {(void *)"
+         << operands[i].name << ", (void *)" << operands[i].name << ", 0, {"
+         << cols[i] << "}, {1}};\n";
+  os << "  _mlir_ciface_" << name << "_kernel(&mx";
+  if (layer.crossAttention)
+    os << ", &mm";
+  for (unsigned i = 2; i < 10; ++i)
+    if (operands[i].present)
+      os << ", &m" << operands[i].name;
+  os << ", &mo);\n  return SQA_OK;\n}\n\n";
+  return text;
+}
+
+/// Error strings and the configuration text, shared by both kinds of library.
+static std::string generateCommonEntries(const AttentionConfig &config);
+
 std::string aot::generateEntryLayer(const AttentionConfig &config) {
+  if (config.layer)
+    return generateLayerEntryLayer(config) + generateCommonEntries(config);
   StringRef name = config.name;
   bool bshd = config.layout == Layout::BSHD;
   std::string text;
@@ -303,6 +590,13 @@ std::string aot::generateEntryLayer(const AttentionConfig &config) {
      << "      overlaps(out, bo, v, bv))\n    return SQA_ERROR_ALIASING;\n"
      << "  _mlir_ciface_" << name << "_kernel(&mq, &mk, &mv, &mo);\n"
      << "  return SQA_OK;\n}\n\n";
+  return text + generateCommonEntries(config);
+}
+
+static std::string generateCommonEntries(const AttentionConfig &config) {
+  StringRef name = config.name;
+  std::string text;
+  llvm::raw_string_ostream os(text);
   os << "const char *" << name << "_error_string(int status) {\n"
      << "  switch (status) {\n"
      << "  case SQA_OK: return \"success\";\n"

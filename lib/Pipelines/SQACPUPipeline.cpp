@@ -24,6 +24,7 @@ using namespace mlir;
 void sqa::buildCPUPipeline(OpPassManager &pm,
                            const SQACPUPipelineOptions &options) {
   bool flash = options.attentionKernel != "reference";
+  pm.addPass(createDecomposeAttentionLayer());
   if (flash) {
     TileAttentionOptions tileOptions;
     tileOptions.queryTile = options.queryTile;
@@ -42,6 +43,9 @@ void sqa::buildCPUPipeline(OpPassManager &pm,
   pm.addPass(bufferization::createOneShotBufferizePass(bufferizeOptions));
   bufferization::buildBufferDeallocationPipeline(pm);
 
+  LowerProjectionsOptions projectionOptions;
+  projectionOptions.vectorWidth = options.vectorWidth;
+  pm.addPass(createLowerProjections(projectionOptions));
   if (flash) {
     LowerFlashAttentionOptions flashOptions;
     flashOptions.vectorWidth = options.vectorWidth;
@@ -49,11 +53,11 @@ void sqa::buildCPUPipeline(OpPassManager &pm,
     flashOptions.rowsPerKernel = options.rowsPerKernel;
     flashOptions.vectorsPerKernel = options.vectorsPerKernel;
     pm.addPass(createLowerFlashAttention(flashOptions));
-    pm.addPass(createCanonicalizerPass());
-    pm.addPass(createCSEPass());
-    pm.addPass(createForallToParallelLoopPass());
-    pm.addPass(createConvertSCFToOpenMPPass());
   }
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  pm.addPass(createForallToParallelLoopPass());
+  pm.addPass(createConvertSCFToOpenMPPass());
 
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
   pm.addPass(createLowerAffinePass());
@@ -71,8 +75,7 @@ void sqa::buildCPUPipeline(OpPassManager &pm,
     pm.addNestedPass<func::FuncOp>(LLVM::createLLVMRequestCWrappersPass());
   pm.addPass(createConvertFuncToLLVMPass());
   pm.addPass(createConvertControlFlowToLLVMPass());
-  if (flash)
-    pm.addPass(createConvertOpenMPToLLVMPass());
+  pm.addPass(createConvertOpenMPToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
   pm.addPass(createCanonicalizerPass());
 }

@@ -22,9 +22,8 @@ struct TileAttentionPass
 
   void runOnOperation() override {
     if (queryTile <= 0) {
-      emitError(getOperation()->getLoc())
-          << "query-tile must be positive, got "
-          << static_cast<int64_t>(queryTile);
+      emitError(getOperation()->getLoc()) << "query-tile must be positive, got "
+                                          << static_cast<int64_t>(queryTile);
       return signalPassFailure();
     }
     SmallVector<AttentionOp> ops;

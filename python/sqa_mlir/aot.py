@@ -16,6 +16,26 @@ f16/bf16 (the storage :func:`sqa_mlir.reference.to_storage` produces).
                        head_dim=64, name="sqa16")
   lib = AttentionLibrary(path, "sqa16", "f32")
   status = lib.forward(q, k, v, out)
+
+``sqa-aot --layer`` compiles a whole attention layer (projections, optional
+biases and RoPE, attention, output projection) with the C ABI
+
+  int NAME_layer_forward(const NAME_element_t *x, const NAME_element_t *memory,
+                         const NAME_element_t *w_q, const NAME_element_t *w_k,
+                         const NAME_element_t *w_v, const NAME_element_t *w_o,
+                         const NAME_element_t *b_q, const NAME_element_t *b_k,
+                         const NAME_element_t *b_v, const NAME_element_t *b_o,
+                         NAME_element_t *out,
+                         int64_t batch, int64_t seq_len, int64_t mem_len);
+
+(memory/mem_len only with --cross-attention; biases not configured are
+ignored), called through :class:`LayerLibrary`:
+
+  path = build_library("build/bin/sqa-aot", outdir, layer=True, variant="sqa",
+                       heads=16, head_dim=16, rope="rotary", bias="q,k,v,o",
+                       name="layer16")
+  lib = LayerLibrary(path, "layer16", "f32")
+  status = lib.forward(x, w_q, w_k, w_v, w_o, out, b_q=b_q, ...)
 """
 
 from __future__ import annotations
@@ -53,7 +73,16 @@ _OPTIONS = (
     "variant", "heads", "groups", "q_heads", "kv_heads", "head_dim",
     "value_head_dim", "dtype", "causal", "alignment", "window", "scale",
     "layout", "name", "cpu", "kernel",
+    # Whole-layer libraries (sqa-aot --layer).
+    "layer", "cross_attention", "rope", "rope_base", "rope_factor",
+    "rope_original_max", "rope_offset", "rope_queries_only", "bias",
 )
+
+# Options that are plain flags: given as --flag when true, left out when false.
+_FLAGS = ("layer", "cross_attention", "rope_queries_only")
+
+# Bias names in the order sqa-aot lists them.
+BIAS_NAMES = ("q", "k", "v", "o")
 
 
 class AOTError(RuntimeError):
@@ -76,13 +105,27 @@ def aot_arguments(**config) -> list:
         if value is None:
             continue
         flag = "--" + key.replace("_", "-")
+        if key in _FLAGS:
+            if value:
+                args.append(flag)
+            continue
         if key in ("causal", "alignment"):
             value = _alignment_option(value)
         elif key == "window":
             if not isinstance(value, str):
                 value = ",".join(str(int(w)) for w in value)
-        elif key == "scale":
+        elif key in ("scale", "rope_base", "rope_factor"):
             value = repr(float(value))
+        elif key in ("rope_original_max", "rope_offset"):
+            value = int(value)
+        elif key == "rope":
+            # reference spelling dynamic_ntk -> sqa-aot's dynamic-ntk.
+            value = str(value).replace("_", "-")
+        elif key == "bias":
+            if not isinstance(value, str):
+                value = ",".join(b for b in BIAS_NAMES if b in set(value))
+            if not value:
+                continue
         # '=' keeps negative numbers (--window=-1,8) from looking like options.
         args.append(f"{flag}={value}")
     return args
@@ -93,8 +136,14 @@ def build_library(sqa_aot: str, outdir: str, **config) -> str:
 
     Keywords (None: tool default): variant, heads, groups, q_heads, kv_heads,
     head_dim, value_head_dim, dtype, causal, alignment, window ((L, R) or
-    "L,R"), scale, layout, name, cpu. The library is
+    "L,R"), scale, layout, name, cpu, kernel. The library is
     ``outdir/lib<name>.so``, the header ``outdir/<name>.h``.
+
+    Whole layers (``layer=True``, see :class:`LayerLibrary`) also take
+    cross_attention (bool), rope ("rotary", "linear", "dynamic_ntk"),
+    rope_base, rope_factor, rope_original_max, rope_offset,
+    rope_queries_only (bool) and bias (a subset of "qkvo" as a string
+    "q,k,v,o" or a collection of names).
     """
     name = config.get("name") or "sqa_attention"
     config["name"] = name
@@ -189,3 +238,66 @@ class AttentionLibrary:
     def config(self) -> str:
         s = self._config()
         return s.decode() if s is not None else None
+
+
+# The arguments of NAME_layer_forward that point to inputs, in order.
+LAYER_INPUTS = ("x", "memory", "w_q", "w_k", "w_v", "w_o", "b_q", "b_k", "b_v", "b_o")
+
+
+class LayerLibrary(AttentionLibrary):
+    """ctypes wrapper of one ``sqa-aot --layer`` library (NAME_layer_forward).
+
+    Arrays are C-contiguous in the library's storage dtype: x [B, S, d_model],
+    memory [B, T, d_model], w_q [d_model, Hq*dh], w_k / w_v [d_model, Hkv*dh],
+    w_o [Hout*dh, d_model], biases 1-D, out [B, S, d_model].
+    """
+
+    def __init__(self, path: str, name: str = "sqa_attention", dtype: str = "f32"):
+        if dtype not in STORAGE_DTYPES:
+            raise ValueError(f"unsupported dtype {dtype!r}")
+        self.path = path
+        self.name = name
+        self.dtype = dtype
+        self.storage = np.dtype(STORAGE_DTYPES[dtype])
+        self.lib = ctypes.CDLL(os.path.abspath(path))
+        self._layer_forward = getattr(self.lib, f"{name}_layer_forward")
+        self._layer_forward.restype = ctypes.c_int
+        self._layer_forward.argtypes = ([ctypes.c_void_p] * (len(LAYER_INPUTS) + 1)
+                                        + [ctypes.c_int64] * 3)
+        self._error_string = getattr(self.lib, f"{name}_error_string")
+        self._error_string.restype = ctypes.c_char_p
+        self._error_string.argtypes = [ctypes.c_int]
+        self._config = getattr(self.lib, f"{name}_config")
+        self._config.restype = ctypes.c_char_p
+        self._config.argtypes = []
+        self.settings = dict(item.split("=", 1) for item in self.config().split()
+                             if "=" in item)
+        self.layout = self.settings.get("layout", "bhsd")
+
+    def layer_forward_raw(self, x, memory, w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o,
+                          out, batch: int, seq_len: int, mem_len: int) -> int:
+        """Call NAME_layer_forward with explicit sizes; every pointer argument
+        is an array, an integer address or None (NULL). No size checking."""
+        ptrs = (x, memory, w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, out)
+        for what, a in zip(LAYER_INPUTS + ("out",), ptrs):
+            self._check_array(what, a)
+        return int(self._layer_forward(*(_pointer(a) for a in ptrs),
+                                       int(batch), int(seq_len), int(mem_len)))
+
+    def forward(self, x, w_q, w_k, w_v, w_o, out, *, memory=None, b_q=None,
+                b_k=None, b_v=None, b_o=None, batch=None, seq_len=None,
+                mem_len=None) -> int:
+        """Compute ``out`` [B, S, d_model]; returns the status. batch and
+        seq_len default to x.shape[:2], mem_len to memory.shape[1] (0 without
+        memory)."""
+        if batch is None:
+            batch = x.shape[0]
+        if seq_len is None:
+            seq_len = x.shape[1]
+        if mem_len is None:
+            mem_len = memory.shape[1] if isinstance(memory, np.ndarray) else 0
+        return self.layer_forward_raw(x, memory, w_q, w_k, w_v, w_o, b_q, b_k, b_v,
+                                      b_o, out, batch, seq_len, mem_len)
+
+    def forward_raw(self, *args, **kwargs):  # pragma: no cover - guard
+        raise TypeError("LayerLibrary has no NAME_forward; use layer_forward_raw")

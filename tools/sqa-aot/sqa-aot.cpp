@@ -16,6 +16,7 @@
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
+#include <algorithm>
 
 using namespace mlir;
 using namespace mlir::sqa;
@@ -85,6 +86,40 @@ static cl::opt<bool>
                 cl::desc("Print the resolved configuration, parameter counts "
                          "and FLOPs per token, then exit"),
                 cl::init(false), cl::cat(category));
+static cl::opt<bool> layer("layer",
+                           cl::desc("Compile the whole attention layer "
+                                    "(projections, RoPE, attention, output)"),
+                           cl::init(false), cl::cat(category));
+static cl::opt<bool>
+    crossAttention("cross-attention",
+                   cl::desc("Layer keys and values come from a memory input"),
+                   cl::init(false), cl::cat(category));
+static cl::opt<std::string>
+    rope("rope", cl::desc("Layer RoPE: rotary, linear or dynamic-ntk"),
+         cl::init(""), cl::cat(category));
+static cl::opt<double> ropeBase("rope-base", cl::desc("RoPE base (10000)"),
+                                cl::init(10000.0), cl::cat(category));
+static cl::opt<double> ropeFactor("rope-factor",
+                                  cl::desc("RoPE scaling factor (1)"),
+                                  cl::init(1.0), cl::cat(category));
+static cl::opt<int64_t>
+    ropeOriginalMax("rope-original-max",
+                    cl::desc("Trained context of dynamic-ntk RoPE (2048)"),
+                    cl::init(2048), cl::cat(category));
+static cl::opt<int64_t> ropeOffset("rope-offset",
+                                   cl::desc("Position of the first token (0)"),
+                                   cl::init(0), cl::cat(category));
+static cl::opt<bool>
+    ropeQueriesOnly("rope-queries-only",
+                    cl::desc("RoPE on queries only (cross-attention)"),
+                    cl::init(false), cl::cat(category));
+static cl::opt<std::string> bias("bias",
+                                 cl::desc("Layer biases, any of q,k,v,o"),
+                                 cl::init(""), cl::cat(category));
+static cl::opt<int64_t>
+    numLayers("layers",
+              cl::desc("With --print-config: also count a model of N layers"),
+              cl::init(0), cl::cat(category));
 static cl::opt<std::string>
     kernel("kernel",
            cl::desc("flash (default: tiled, vectorized, multi-threaded) or "
@@ -174,6 +209,46 @@ static std::string resolveConfig(aot::AttentionConfig &config) {
   }
   if (scale.getNumOccurrences())
     config.scale = scale;
+  bool layerOptionGiven =
+      crossAttention || !rope.empty() || !bias.empty() || ropeQueriesOnly;
+  if (layerOptionGiven && !layer)
+    return "--cross-attention, --rope, --rope-queries-only and --bias need "
+           "--layer";
+  if (layer) {
+    aot::AttentionConfig::Layer options;
+    options.crossAttention = crossAttention;
+    if (!rope.empty()) {
+      std::string kind = rope;
+      std::replace(kind.begin(), kind.end(), '-', '_');
+      options.rope = symbolizeRopeKind(kind);
+      if (!options.rope)
+        return "unknown --rope '" + rope +
+               "'; expected rotary, linear or dynamic-ntk";
+    }
+    options.ropeBase = ropeBase;
+    options.ropeFactor = ropeFactor;
+    options.ropeOriginalMaxPositions = ropeOriginalMax;
+    options.ropePositionOffset = ropeOffset;
+    options.ropeQueriesOnly = ropeQueriesOnly;
+    if (!bias.empty()) {
+      SmallVector<StringRef> parts;
+      StringRef(bias).split(parts, ',');
+      for (StringRef part : parts) {
+        part = part.trim();
+        bool *slot = llvm::StringSwitch<bool *>(part)
+                         .Case("q", &options.biasQ)
+                         .Case("k", &options.biasK)
+                         .Case("v", &options.biasV)
+                         .Case("o", &options.biasO)
+                         .Default(nullptr);
+        if (!slot)
+          return "unknown --bias entry '" + part.str() +
+                 "'; expected a list of q, k, v, o";
+        *slot = true;
+      }
+    }
+    config.layer = options;
+  }
   config.name = name;
   if (target != "cpu")
     return "unsupported --target '" + target + "'; only cpu is available";
@@ -187,6 +262,21 @@ static void printConfiguration(const aot::AttentionConfig &config) {
   // Projections: W_q d x Hq*D, W_k d x Hkv*D, W_v d x Hkv*Dv, W_o out*Dv x d.
   int64_t wq = dModel * h.query * d, wk = dModel * h.kv * d,
           wv = dModel * h.kv * dv, wo = config.outputHeads() * dv * dModel;
+  if (config.layer) {
+    const aot::AttentionConfig::Layer &l = *config.layer;
+    int64_t biases = (l.biasQ ? h.query * d : 0) + (l.biasK ? h.kv * d : 0) +
+                     (l.biasV ? h.kv * dv : 0) + (l.biasO ? dModel : 0);
+    int64_t perLayer = wq + wk + wv + wo + biases;
+    llvm::outs() << "layer parameters: " << perLayer << " (weights "
+                 << wq + wk + wv + wo << ", biases " << biases << ")\n";
+    if (numLayers > 0)
+      llvm::outs() << "model attention parameters (" << numLayers
+                   << " layers): " << perLayer * numLayers << "\n";
+  } else if (numLayers > 0) {
+    llvm::outs() << "model attention parameters (" << numLayers
+                 << " layers, no biases): " << (wq + wk + wv + wo) * numLayers
+                 << "\n";
+  }
   llvm::outs() << "configuration: " << config.describe() << "\n"
                << "d_model: " << dModel << " (heads " << h.total
                << " x head_dim " << d << ")\n"

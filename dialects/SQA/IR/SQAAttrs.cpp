@@ -8,6 +8,8 @@
 #include "llvm/ADT/StringSwitch.h"
 #include "llvm/ADT/TypeSwitch.h"
 
+#include <cmath>
+
 using namespace mlir;
 using namespace mlir::sqa;
 
@@ -56,6 +58,32 @@ bool MaskAttr::isVisible(int64_t queryPos, int64_t keyPos, int64_t queryLen,
   if (getWindowLeft() >= 0 && keyPos < diagonal - getWindowLeft())
     return false;
   return true;
+}
+
+//===----------------------------------------------------------------------===//
+// RopeAttr
+//===----------------------------------------------------------------------===//
+
+LogicalResult RopeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                               RopeKind kind, llvm::APFloat baseValue,
+                               llvm::APFloat factorValue,
+                               int64_t originalMaxPositions,
+                               int64_t positionOffset, bool queriesOnly) {
+  double base = baseValue.convertToDouble();
+  double factor = factorValue.convertToDouble();
+  if (!(base > 0.0) || !std::isfinite(base))
+    return emitError() << "rope base must be a positive finite number, got "
+                       << base;
+  if (!(factor >= 1.0) || !std::isfinite(factor))
+    return emitError() << "rope factor must be a finite number >= 1, got "
+                       << factor;
+  if (originalMaxPositions <= 0)
+    return emitError() << "rope original_max_positions must be positive, got "
+                       << originalMaxPositions;
+  if (positionOffset < 0)
+    return emitError() << "rope position_offset must be >= 0, got "
+                       << positionOffset;
+  return success();
 }
 
 //===----------------------------------------------------------------------===//

@@ -6,6 +6,7 @@
 #include "mlir/IR/Attributes.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/DialectImplementation.h"
 #include "mlir/Support/LLVM.h"
 
 #include <optional>
@@ -35,6 +36,18 @@ std::optional<HeadCounts> resolveHeadPreset(HeadVariant variant, int64_t total,
                                             std::string &error);
 
 } // namespace mlir::sqa
+
+namespace mlir {
+/// RoPE parameters (base, factor) are f64 literals in the IR.
+template <> struct FieldParser<llvm::APFloat> {
+  static FailureOr<llvm::APFloat> parse(AsmParser &parser) {
+    double value;
+    if (parser.parseFloat(value))
+      return failure();
+    return llvm::APFloat(value);
+  }
+};
+} // namespace mlir
 
 #define GET_ATTRDEF_CLASSES
 #include "SQA/IR/SQAAttrs.h.inc"

@@ -34,6 +34,54 @@ def SQA_HeadVariant : I32EnumAttr<"HeadVariant",
   let genSpecializedAttr = 0;
 }
 
+def SQA_RopeKind : I32EnumAttr<"RopeKind",
+    "rotary position embedding scheme", [
+      I32EnumAttrCase<"Rotary", 0, "rotary">,
+      I32EnumAttrCase<"Linear", 1, "linear">,
+      I32EnumAttrCase<"DynamicNTK", 2, "dynamic_ntk">
+    ]> {
+  let cppNamespace = "::mlir::sqa";
+  let genSpecializedAttr = 0;
+}
+
+//===----------------------------------------------------------------------===//
+// RopeAttr
+//===----------------------------------------------------------------------===//
+
+def SQA_RopeAttr : SQA_Attr<"Rope", "rope"> {
+  let summary = "rotary position embedding of an attention layer";
+  let description = [{
+    RoPE in the `rotate_half` convention (HF Llama, GPT-NeoX), applied to q
+    and k after the head split (to q only with `queries_only`, as RxT's
+    memory cross-attention does). For i < d/2 the pair (x[i], x[i + d/2])
+    is rotated by `p * base^(-2i/d)` at position `p = position_offset + row`.
+
+    * `rotary`: as above.
+    * `linear`: positions divided by `factor` (position interpolation).
+    * `dynamic_ntk`: when `L = position_offset + max(S, T)` exceeds
+      `original_max_positions`, the base becomes
+      `base * (factor * L / original_max_positions - (factor - 1))^(d / (d - 2))`.
+
+    ```mlir
+    #sqa.rope<kind = rotary, base = 10000.0>
+    #sqa.rope<kind = dynamic_ntk, factor = 2.0, original_max_positions = 1024>
+    ```
+  }];
+  let parameters = (ins
+    "::mlir::sqa::RopeKind":$kind,
+    DefaultValuedParameter<"::llvm::APFloat", "::llvm::APFloat(10000.0)">:$base,
+    DefaultValuedParameter<"::llvm::APFloat", "::llvm::APFloat(1.0)">:$factor,
+    DefaultValuedParameter<"int64_t", "2048">:$original_max_positions,
+    DefaultValuedParameter<"int64_t", "0">:$position_offset,
+    DefaultValuedParameter<"bool", "false">:$queries_only);
+  let assemblyFormat = "`<` struct(params) `>`";
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    double getBaseValue() const { return getBase().convertToDouble(); }
+    double getFactorValue() const { return getFactor().convertToDouble(); }
+  }];
+}
+
 //===----------------------------------------------------------------------===//
 // MaskAttr
 //===----------------------------------------------------------------------===//

@@ -212,3 +212,105 @@ LogicalResult AttentionOp::canonicalize(AttentionOp op,
   }
   return success(changed);
 }
+
+//===----------------------------------------------------------------------===//
+// AttentionLayerOp
+//===----------------------------------------------------------------------===//
+
+static std::string formatShape(ArrayRef<int64_t> shape) {
+  std::string text = "[";
+  for (auto [i, size] : llvm::enumerate(shape)) {
+    if (i)
+      text += ", ";
+    text += ShapedType::isDynamic(size) ? "?" : std::to_string(size);
+  }
+  return text + "]";
+}
+
+/// Static dims must equal `expected`; dynamic dims (ShapedType::kDynamic in
+/// either) are only checked at run time.
+static LogicalResult verifyShape(Operation *op, StringRef name, ShapedType type,
+                                 ArrayRef<int64_t> expected,
+                                 StringRef meaning) {
+  bool ok = type.getRank() == static_cast<int64_t>(expected.size());
+  for (unsigned i = 0; ok && i < expected.size(); ++i)
+    ok = ShapedType::isDynamic(expected[i]) || type.isDynamicDim(i) ||
+         type.getDimSize(i) == expected[i];
+  if (ok)
+    return success();
+  return op->emitOpError() << name << " shape " << formatShape(type.getShape())
+                           << " must be " << meaning << " = "
+                           << formatShape(expected);
+}
+
+LogicalResult AttentionLayerOp::verify() {
+  ShapedType inputType = getInput().getType();
+  if (inputType.getRank() != 3)
+    return emitOpError() << "input must have rank 3 [B, S, d_model], got rank "
+                         << inputType.getRank();
+  int64_t modelDim = inputType.getDimSize(2);
+  if (ShapedType::isDynamic(modelDim))
+    return emitOpError() << "d_model (dim 2 of the input) must be static";
+  HeadsAttr heads = getHeads();
+  if (modelDim % heads.getTotal() != 0)
+    return emitOpError() << "d_model (" << modelDim
+                         << ") must be divisible by total heads ("
+                         << heads.getTotal() << ")";
+  int64_t headDim = modelDim / heads.getTotal();
+  int64_t q = heads.getQuery() * headDim, kv = heads.getKv() * headDim;
+  int64_t out = heads.getOutputHeads() * headDim;
+
+  Type elementType = inputType.getElementType();
+  for (OpOperand &operand : getOperation()->getOpOperands()) {
+    Type type = cast<ShapedType>(operand.get().getType()).getElementType();
+    if (type != elementType)
+      return emitOpError() << "operand #" << operand.getOperandNumber()
+                           << " element type " << type
+                           << " must match input element type " << elementType;
+  }
+
+  int64_t batch = inputType.getDimSize(0), seqLen = inputType.getDimSize(1);
+  int64_t dyn = ShapedType::kDynamic;
+  if (Value memory = getMemory())
+    if (failed(verifyShape(*this, "memory", cast<ShapedType>(memory.getType()),
+                           {batch, dyn, modelDim}, "[B, T, d_model]")))
+      return failure();
+  if (failed(verifyShape(*this, "w_q", getWQ().getType(), {modelDim, q},
+                         "[d_model, Hq*dh]")) ||
+      failed(verifyShape(*this, "w_k", getWK().getType(), {modelDim, kv},
+                         "[d_model, Hkv*dh]")) ||
+      failed(verifyShape(*this, "w_v", getWV().getType(), {modelDim, kv},
+                         "[d_model, Hkv*dh]")) ||
+      failed(verifyShape(*this, "w_o", getWO().getType(), {out, modelDim},
+                         "[max(Hq, Hkv)*dh, d_model]")))
+    return failure();
+  std::tuple<StringRef, Value, int64_t, StringRef> biases[] = {
+      {"b_q", getBQ(), q, "[Hq*dh]"},
+      {"b_k", getBK(), kv, "[Hkv*dh]"},
+      {"b_v", getBV(), kv, "[Hkv*dh]"},
+      {"b_o", getBO(), modelDim, "[d_model]"}};
+  for (auto [name, bias, size, meaning] : biases)
+    if (bias &&
+        failed(verifyShape(*this, name, cast<ShapedType>(bias.getType()),
+                           {size}, meaning)))
+      return failure();
+  if (failed(verifyShape(*this, "init", getInit().getType(),
+                         {batch, seqLen, modelDim}, "[B, S, d_model]")))
+    return failure();
+  if (getResult().getType() != getInit().getType())
+    return emitOpError() << "result type " << getResult().getType()
+                         << " must match init type " << getInit().getType();
+
+  if (RopeAttr rope = getRopeAttr()) {
+    if (headDim % 2 != 0)
+      return emitOpError() << "RoPE needs an even head dim, got " << headDim;
+    if (rope.getQueriesOnly() && !getMemory())
+      return emitOpError() << "rope queries_only is for cross-attention, but "
+                              "there is no memory operand";
+  }
+  if (FloatAttr scale = getScaleAttr();
+      scale && !std::isfinite(scale.getValueAsDouble()))
+    return emitOpError() << "scale must be finite, got "
+                         << scale.getValueAsDouble();
+  return success();
+}

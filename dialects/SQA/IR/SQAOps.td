@@ -111,4 +111,78 @@ def SQA_AttentionOp : SQA_Op<"attention", [
   }];
 }
 
+def SQA_AttentionLayerOp : SQA_Op<"attention_layer", [
+    Pure, AttrSizedOperandSegments, DestinationStyleOpInterface]> {
+  let summary = "a whole attention layer: projections, RoPE, attention, output";
+  let description = [{
+    With `H = heads.total`, `Hq = heads.query`, `Hkv = heads.kv`,
+    `d = d_model`, `dh = d / H` and `Hout = max(Hq, Hkv)`:
+
+    | operand | shape |
+    |---------|-------|
+    | input x | `[B, S, d]` |
+    | memory (optional) | `[B, T, d]`: keys and values come from it (cross-attention) |
+    | w_q, w_k, w_v | `[d, Hq*dh]`, `[d, Hkv*dh]`, `[d, Hkv*dh]` |
+    | w_o | `[Hout*dh, d]` |
+    | b_q, b_k, b_v, b_o (each optional) | `[Hq*dh]`, `[Hkv*dh]`, `[Hkv*dh]`, `[d]` |
+    | init / result | `[B, S, d]` |
+
+    `q = x w_q + b_q`, `k = m w_k + b_k`, `v = m w_v + b_v` with `m` the
+    memory or x; split into heads (head-major columns), RoPE (`rope`) on q
+    and k, `sqa.attention` (with `mask` and `scale`, K/V never repeated),
+    heads concatenated, `y = o w_o + b_o`. Matmuls accumulate in f32; q, k,
+    v and the attention output are rounded to the element type.
+
+    ```mlir
+    %y = sqa.attention_layer ins(%x : tensor<?x?x256xf32>)
+           weights(%wq, %wk, %wv, %wo : tensor<256x128xf32>, tensor<256x64xf32>,
+                   tensor<256x64xf32>, tensor<128x256xf32>)
+           outs(%init : tensor<?x?x256xf32>)
+           {heads = #sqa.heads<sqa, total = 16>,
+            rope = #sqa.rope<kind = rotary>} -> tensor<?x?x256xf32>
+    ```
+  }];
+
+  let arguments = (ins
+    RankedTensorOf<[F32, F16, BF16]>:$input,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$memory,
+    RankedTensorOf<[F32, F16, BF16]>:$w_q,
+    RankedTensorOf<[F32, F16, BF16]>:$w_k,
+    RankedTensorOf<[F32, F16, BF16]>:$w_v,
+    RankedTensorOf<[F32, F16, BF16]>:$w_o,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$b_q,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$b_k,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$b_v,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$b_o,
+    RankedTensorOf<[F32, F16, BF16]>:$init,
+    SQA_HeadsAttr:$heads,
+    OptionalAttr<SQA_RopeAttr>:$rope,
+    OptionalAttr<SQA_MaskAttr>:$mask,
+    OptionalAttr<F32Attr>:$scale);
+  let results = (outs AnyRankedTensor:$result);
+
+  let assemblyFormat = [{
+    `ins` `(` $input `:` type($input) `)`
+    (`memory` `(` $memory^ `:` type($memory) `)`)?
+    `weights` `(` $w_q `,` $w_k `,` $w_v `,` $w_o `:` type($w_q) `,`
+      type($w_k) `,` type($w_v) `,` type($w_o) `)`
+    (`bias_q` `(` $b_q^ `:` type($b_q) `)`)?
+    (`bias_k` `(` $b_k^ `:` type($b_k) `)`)?
+    (`bias_v` `(` $b_v^ `:` type($b_v) `)`)?
+    (`bias_o` `(` $b_o^ `:` type($b_o) `)`)?
+    `outs` `(` $init `:` type($init) `)`
+    attr-dict `->` type($result)
+  }];
+
+  let hasVerifier = 1;
+
+  let extraClassDeclaration = [{
+    int64_t getModelDim() {
+      return getInput().getType().getDimSize(2);
+    }
+    int64_t getHeadDim() { return getModelDim() / getHeads().getTotal(); }
+    MutableOperandRange getDpsInitsMutable() { return getInitMutable(); }
+  }];
+}
+
 #endif // SQA_OPS_TD

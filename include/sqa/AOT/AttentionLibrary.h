@@ -44,6 +44,22 @@ struct AttentionConfig {
   /// Prefix of every exported symbol; a C identifier.
   std::string name = "sqa_attention";
 
+  /// A whole attention layer (projections, RoPE, attention, output
+  /// projection) instead of the attention core alone; d_model is
+  /// heads.total * headDim.
+  struct Layer {
+    bool crossAttention = false;
+    std::optional<RopeKind> rope;
+    double ropeBase = 10000.0;
+    double ropeFactor = 1.0;
+    int64_t ropeOriginalMaxPositions = 2048;
+    int64_t ropePositionOffset = 0;
+    bool ropeQueriesOnly = false;
+    bool biasQ = false, biasK = false, biasV = false, biasO = false;
+  };
+  std::optional<Layer> layer;
+  int64_t modelDim() const { return heads.total * headDim; }
+
   int64_t outputHeads() const { return std::max(heads.query, heads.kv); }
   float effectiveScale() const;
   /// Checks the configuration; returns a message naming the bad value, or an

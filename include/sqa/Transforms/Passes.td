@@ -27,6 +27,62 @@ def LowerAttentionReference : Pass<"sqa-lower-attention-reference"> {
   ];
 }
 
+def DecomposeAttentionLayer : Pass<"sqa-decompose-attention-layer"> {
+  let summary = "Decompose sqa.attention_layer into matmuls, RoPE and "
+                "sqa.attention";
+  let description = [{
+    Rewrites every `sqa.attention_layer` into:
+
+    * one `linalg.matmul` per projection (f32 accumulation) on the
+      flattened `[B*S, d_model]` input, K and V from the memory operand for
+      cross-attention;
+    * one `linalg.generic` epilogue per projection that adds the bias,
+      splits heads into BHSD, applies RoPE (rotate-half pairs read through
+      two indexing maps into the same projection) and rounds to the element
+      type: bias, head split and RoPE cost one pass over q/k/v;
+    * `sqa.attention` on the heads (K/V never repeated);
+    * a head-merging `linalg.generic`, the output `linalg.matmul`, and an
+      epilogue adding `b_o` and rounding into the destination.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+}
+
+def LowerProjections : Pass<"sqa-lower-projections"> {
+  let summary = "Lower projection batch-matmuls to parallel vector GEMM loops";
+  let description = [{
+    Rewrites buffer-form `linalg.batch_matmul` ops whose right operand is a
+    shared weight `[K, N]` (the layer projections from
+    `sqa-decompose-attention-layer`) with an f32 accumulator into a
+    cache-blocked GEMM: `kc` x `nc` weight blocks, an `scf.forall` over row
+    blocks of the flattened `[B*L, K]` input (OpenMP threads after the CPU
+    pipeline), and `mr` x `nr` broadcast-FMA register tiles. Other matmuls,
+    and those whose N is not a multiple of the vector width, are left alone.
+  }];
+  let options = [
+    Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"8",
+           "f32 lanes per vector">,
+    Option<"rowsPerKernel", "mr", "int64_t", /*default=*/"6",
+           "Rows per micro-kernel">,
+    Option<"vectorsPerKernel", "nr", "int64_t", /*default=*/"2",
+           "Vectors per row per micro-kernel">,
+    Option<"kBlock", "kc", "int64_t", /*default=*/"256",
+           "Reduction block (weight rows per cache block)">,
+    Option<"nBlock", "nc", "int64_t", /*default=*/"256",
+           "Column block (weight columns per cache block)">
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect"
+  ];
+}
+
 def TileAttention : Pass<"sqa-tile-attention"> {
   let summary = "Tile sqa.attention over batch, head groups and query rows";
   let description = [{
