@@ -279,6 +279,124 @@ def measure_peak(exe: str, threads: int, seconds: float) -> Optional[dict]:
         return None
 
 
+@dataclass
+class Peaks:
+    """The FMA peak measurements of one benchmark run."""
+    cc: Optional[str]
+    exe: Optional[str]
+    command: str                       # the compile command, or why there is none
+    threads: int
+    seconds: float
+    measured: dict = field(default_factory=dict)   # before, one_thread, after
+    peak: Optional[float] = None       # max(before, after), set by finish()
+
+    def finish(self, notes: List[str]) -> Optional[float]:
+        """Measure the 'after' peak, set .peak and add notes on shared or
+        varying FMA throughput."""
+        peaks, threads = self.measured, self.threads
+        if self.exe:
+            peaks["after"] = measure_peak(self.exe, threads, self.seconds)
+        measured = [p["gflops"] for k, p in peaks.items() if k in ("before", "after") and p]
+        peak = max(measured) if measured else None
+        if len(measured) == 2 and min(measured) < 0.8 * max(measured):
+            notes.append(f"The FMA peak changed during the run ({measured[0]:.1f} before, "
+                         f"{measured[1]:.1f} GFLOP/s after): the machine is shared or "
+                         "its clock varies; % of peak uses the larger value.")
+        one = peaks.get("one_thread")
+        if one and peak and threads > 1 and peak < 1.3 * one["gflops"]:
+            notes.append(f"The {threads}-thread FMA peak ({peak:.1f} GFLOP/s) is not much "
+                         f"above the 1-thread one ({one['gflops']:.1f}): the threads share FMA "
+                         "units (SMT siblings or an oversubscribed virtual machine).")
+        self.peak = peak
+        return peak
+
+    def line(self) -> str:
+        """The FMA peak line of the markdown header."""
+        peaks, peak, one = self.measured, self.peak, self.measured.get("one_thread")
+        if not peak:
+            return "not measured"
+        return (f"{peak:.1f} GFLOP/s fp32 FMA on {self.threads} threads "
+                f"({peaks['before']['isa']}, bench/fma_peak.c"
+                + (f"; before {peaks['before']['gflops']:.1f}, after "
+                   f"{peaks['after']['gflops']:.1f}" if peaks.get("after") else "")
+                + (f"; 1 thread {one['gflops']:.1f}" if one else "") + ")")
+
+
+def start_peaks(cc_request: Optional[str], build_dir: str, threads: int, seconds: float,
+                notes: List[str]) -> Peaks:
+    """Compile fma_peak.c and measure the peak before the benchmark (and on 1
+    thread); prints the result."""
+    cc = find_cc(cc_request)
+    exe, cmd = (None, "no C compiler found")
+    if cc:
+        exe, cmd = compile_fma_peak(cc, build_dir)
+    p = Peaks(cc, exe, cmd, threads, seconds)
+    if exe:
+        p.measured["before"] = measure_peak(exe, threads, seconds)
+        if threads > 1:
+            p.measured["one_thread"] = measure_peak(exe, 1, seconds)
+    else:
+        notes.append(f"fma_peak.c did not compile, no peak: {cmd}")
+    if p.measured.get("before"):
+        b = p.measured["before"]
+        print(f"FMA peak: {b['gflops']:.1f} GFLOP/s on {b['threads']} threads ({b['isa']})"
+              + (f"; 1 thread: {p.measured['one_thread']['gflops']:.1f}"
+                 if p.measured.get("one_thread") else ""))
+    return p
+
+
+def git_state() -> Tuple[Optional[str], bool]:
+    """(HEAD commit, whether tracked files have uncommitted changes)."""
+    commit = _run_text(["git", "rev-parse", "HEAD"], cwd=REPO)
+    dirty = _run_text(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO)
+    return commit, bool(dirty)
+
+
+def machine_record(machine: dict, threads: int, sqa_aot: str, peaks: Peaks) -> dict:
+    """Adds threads, OpenMP environment, commit, peaks, compilers and versions
+    to machine (from cpu_info()); returns it."""
+    commit, dirty = git_state()
+    cc = peaks.cc
+    cc_version = (_run_text([cc, "--version"]) or "").splitlines()[:1] if cc else []
+    aot_version = _run_text([sqa_aot, "--version"]) or ""
+    m = re.search(r"LLVM version\s+(\S+)", aot_version)
+    machine.update({
+        "threads": threads,
+        "omp_env": {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "KMP_", "GOMP_"))},
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "peak_gflops": peaks.peak,
+        "peak": peaks.measured,
+        "compilers": {"fma_peak": (cc_version[0] if cc_version else None),
+                      "fma_peak_command": peaks.command,
+                      "sqa_aot_llvm": m[1] if m else aot_version.splitlines()[:1]},
+        "native_cpu": native_cpu(cc),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "os": platform.platform(),
+    })
+    return machine
+
+
+def machine_lines(machine: dict, peaks: Peaks) -> List[str]:
+    """The machine, threads, commit, FMA peak and compiler lines of a markdown
+    report, in that order, as '* ...' bullets (kernel line not included)."""
+    commit = machine.get("git_commit")
+    return [
+        f"* machine: {machine.get('cpu_model')}"
+        + (f" ({machine['native_cpu']})" if machine.get("native_cpu") else "")
+        + f", nproc {machine['nproc']}, "
+        f"{machine.get('mem_total_gib', '?')} GiB"
+        + (", virtual machine" if machine.get("virtualized") else ""),
+        f"* threads (OMP_NUM_THREADS): {machine['threads']}",
+        f"* commit: {commit or '?'}" + (" (with uncommitted changes)"
+                                       if machine.get("git_dirty") else ""),
+        f"* FMA peak: {peaks.line()}",
+        f"* compilers: fma_peak {machine['compilers']['fma_peak']}; sqa-aot LLVM "
+        f"{machine['compilers']['sqa_aot_llvm']}",
+    ]
+
+
 # ---------------------------------------------------------------------------
 # Building and timing
 # ---------------------------------------------------------------------------
@@ -368,6 +486,25 @@ def warmup_lengths(shape, warmup_length: int):
     return min(S, warmup_length), min(T, warmup_length)
 
 
+def time_calls(timed_call, warmup_call, warmup: int, repeats: int, min_repeats: int,
+               max_case_seconds: float):
+    """`warmup` calls of warmup_call(), then up to `repeats` calls of
+    timed_call() (each returns its own seconds); stops early (after at least
+    `min_repeats`) once the timed calls add up to max_case_seconds.
+    Returns (times, cores_busy)."""
+    for _ in range(warmup):
+        warmup_call()
+    times: List[float] = []
+    cpu0 = time.process_time()
+    while len(times) < repeats:
+        times.append(timed_call())
+        if len(times) >= min_repeats and sum(times) >= max_case_seconds:
+            break
+    # Process CPU time over wall time of the timed calls: the cores kept busy.
+    cores_busy = (time.process_time() - cpu0) / sum(times) if sum(times) > 0 else None
+    return times, cores_busy
+
+
 def time_forward(lib, arrays, warmup: int, repeats: int, min_repeats: int,
                  max_case_seconds: float, warmup_length: int = 0) -> List[float]:
     """Warm-up calls, then up to `repeats` timed calls; stops early (after at
@@ -379,30 +516,30 @@ def time_forward(lib, arrays, warmup: int, repeats: int, min_repeats: int,
     q = arrays[0]
     shape = (q.shape[0], q.shape[2], arrays[1].shape[2])
     s_len, t_len = warmup_lengths(shape, warmup_length)
-    for _ in range(warmup):
-        call(lib, *arrays, q_len=s_len, kv_len=t_len)
-    times: List[float] = []
-    cpu0 = time.process_time()
-    while len(times) < repeats:
-        times.append(call(lib, *arrays))
-        if len(times) >= min_repeats and sum(times) >= max_case_seconds:
-            break
-    # Process CPU time over wall time of the timed calls: the cores kept busy.
-    cores_busy = (time.process_time() - cpu0) / sum(times) if sum(times) > 0 else None
-    return times, cores_busy
+    return time_calls(lambda: call(lib, *arrays),
+                      lambda: call(lib, *arrays, q_len=s_len, kv_len=t_len),
+                      warmup, repeats, min_repeats, max_case_seconds)
 
 
-def planned_seconds(t: float, shape, args, repeats: int) -> float:
-    """Estimated time of time_forward for calls of t seconds."""
+def planned_call_seconds(t: float, t_warmup: float, warmup: int, repeats: int,
+                         min_repeats: int, max_case_seconds: float) -> float:
+    """Estimated time of time_calls for timed calls of t seconds and warm-up
+    calls of t_warmup seconds."""
     n, total = 0, 0.0
     while n < repeats:
         n += 1
         total += t
-        if n >= min(args.min_repeats, repeats) and total >= args.max_case_seconds:
+        if n >= min(min_repeats, repeats) and total >= max_case_seconds:
             break
+    return total + warmup * t_warmup
+
+
+def planned_seconds(t: float, shape, args, repeats: int) -> float:
+    """Estimated time of time_forward for calls of t seconds."""
     B, S, T = shape
     s_len, t_len = warmup_lengths(shape, args.warmup_length)
-    return total + args.warmup * t * (s_len * t_len) / (S * T)
+    return planned_call_seconds(t, t * (s_len * t_len) / (S * T), args.warmup, repeats,
+                                args.min_repeats, args.max_case_seconds)
 
 
 def stats(measured) -> dict:

@@ -5,6 +5,7 @@
 #include "SQA/IR/SQAOps.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/PatternMatch.h"
 
 namespace mlir::sqa {
@@ -133,8 +134,10 @@ Value LayerBuilder::splitHeads(Value projected, Value bias, OpFoldResult len,
     return sizes;
   };
   unsigned rank = 3 + inner.size();
-  SmallVector<int64_t> viewShape = {ShapedType::kDynamic, ShapedType::kDynamic,
-                                    numHeads};
+  auto staticOr = [](OpFoldResult size) {
+    return getConstantIntValue(size).value_or(ShapedType::kDynamic);
+  };
+  SmallVector<int64_t> viewShape = {staticOr(batch), staticOr(len), numHeads};
   viewShape.append(inner);
   SmallVector<OpFoldResult> viewSizes = {batch, len, b.getIndexAttr(numHeads)};
   viewSizes.append(innerSizes());
@@ -161,9 +164,6 @@ Value LayerBuilder::splitHeads(Value projected, Value bias, OpFoldResult len,
   }
 
   // Output [B, nh, L, inner...]; iteration dims (b, h, l, inner...).
-  SmallVector<int64_t> outShape = {ShapedType::kDynamic, numHeads,
-                                   ShapedType::kDynamic};
-  outShape.append(inner);
   SmallVector<OpFoldResult> outSizes = {batch, b.getIndexAttr(numHeads), len};
   outSizes.append(innerSizes());
   Value empty = tensor::EmptyOp::create(b, loc, outSizes, elementType);

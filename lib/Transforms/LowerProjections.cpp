@@ -136,6 +136,7 @@ void GemmBuilder::build() {
   Value rows = mul(batch, len);
   Value rowBlocks = arith::CeilDivSIOp::create(b, loc, rows, idx(mr));
   int64_t nc = std::max(chunk, shape.nBlock / chunk * chunk);
+  nc = std::min(nc, (nSize + chunk - 1) / chunk * chunk);
   // Weight blocks are packed into f32 panels [nc / chunk][kc][chunk]: the
   // micro-kernel then streams contiguous lines instead of one row of W
   // (N * 4 bytes apart) per k, and converts bf16/f16 only once.

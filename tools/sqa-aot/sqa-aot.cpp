@@ -262,6 +262,17 @@ static void printConfiguration(const aot::AttentionConfig &config) {
   // Projections: W_q d x Hq*D, W_k d x Hkv*D, W_v d x Hkv*Dv, W_o out*Dv x d.
   int64_t wq = dModel * h.query * d, wk = dModel * h.kv * d,
           wv = dModel * h.kv * dv, wo = config.outputHeads() * dv * dModel;
+  llvm::outs() << "configuration: " << config.describe() << "\n"
+               << "d_model: " << dModel << " (heads " << h.total
+               << " x head_dim " << d << ")\n"
+               << "attention parameters per layer (no biases): "
+               << wq + wk + wv + wo << " (W_q " << wq << ", W_k " << wk
+               << ", W_v " << wv << ", W_o " << wo << ")\n"
+               << "projection FLOPs per token: " << 2 * (wq + wk + wv + wo)
+               << "\n"
+               << "attention FLOPs per query token and key: "
+               << 2 * config.outputHeads() * (d + dv)
+               << " (x kv_len non-causal, about half that causal)\n";
   if (config.layer) {
     const aot::AttentionConfig::Layer &l = *config.layer;
     int64_t biases = (l.biasQ ? h.query * d : 0) + (l.biasK ? h.kv * d : 0) +
@@ -277,17 +288,6 @@ static void printConfiguration(const aot::AttentionConfig &config) {
                  << " layers, no biases): " << (wq + wk + wv + wo) * numLayers
                  << "\n";
   }
-  llvm::outs() << "configuration: " << config.describe() << "\n"
-               << "d_model: " << dModel << " (heads " << h.total
-               << " x head_dim " << d << ")\n"
-               << "attention parameters per layer (no biases): "
-               << wq + wk + wv + wo << " (W_q " << wq << ", W_k " << wk
-               << ", W_v " << wv << ", W_o " << wo << ")\n"
-               << "projection FLOPs per token: " << 2 * (wq + wk + wv + wo)
-               << "\n"
-               << "attention FLOPs per query token and key: "
-               << 2 * config.outputHeads() * (d + dv)
-               << " (x kv_len non-causal, about half that causal)\n";
 }
 
 static std::optional<aot::EmitKind> parseEmit(StringRef text) {

@@ -424,3 +424,153 @@ func.func @unranked_memref(%q: memref<*xf32>, %k: memref<1x2x4x8xf32>, %o: memre
   sqa.attention ins(%q, %k, %k : memref<*xf32>, memref<1x2x4x8xf32>, memref<1x2x4x8xf32>) outs(%o : memref<1x2x4x8xf32>)
   return
 }
+
+// -----
+
+// sqa.attention_layer and #sqa.rope.
+
+func.func @f(%x: tensor<8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %o: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{input must have rank 3 [B, S, d_model], got rank 2}}
+  %y = sqa.attention_layer ins(%x : tensor<8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) outs(%o : tensor<2x8x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x?xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %o: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{d_model (dim 2 of the input) must be static}}
+  %y = sqa.attention_layer ins(%x : tensor<2x8x?xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) outs(%o : tensor<2x8x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %o: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{d_model (64) must be divisible by total heads (6)}}
+  %y = sqa.attention_layer ins(%x : tensor<2x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) outs(%o : tensor<2x8x64xf32>) {heads = #sqa.heads<total = 6, query = 2, kv = 1>} -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xbf16>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %o: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{operand #1 element type 'bf16' must match input element type 'f32'}}
+  %y = sqa.attention_layer ins(%x : tensor<2x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xbf16>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) outs(%o : tensor<2x8x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %o: tensor<2x8x64xf32>, %m: tensor<2x5x32xf32>) {
+  // expected-error @+1 {{memory shape [2, 5, 32] must be [B, T, d_model] = [2, ?, 64]}}
+  %y = sqa.attention_layer ins(%x : tensor<2x8x64xf32>) memory(%m : tensor<2x5x32xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) outs(%o : tensor<2x8x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x48xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %o: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{w_q shape [64, 48] must be [d_model, Hq*dh] = [64, 32]}}
+  %y = sqa.attention_layer ins(%x : tensor<2x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x48xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) outs(%o : tensor<2x8x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<32x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %o: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{w_k shape [32, 16] must be [d_model, Hkv*dh] = [64, 16]}}
+  %y = sqa.attention_layer ins(%x : tensor<2x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<32x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) outs(%o : tensor<2x8x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x32xf32>, %wo: tensor<32x64xf32>, %o: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{w_v shape [64, 32] must be [d_model, Hkv*dh] = [64, 16]}}
+  %y = sqa.attention_layer ins(%x : tensor<2x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x32xf32>, tensor<32x64xf32>) outs(%o : tensor<2x8x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<64x64xf32>, %o: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{w_o shape [64, 64] must be [max(Hq, Hkv)*dh, d_model] = [32, 64]}}
+  %y = sqa.attention_layer ins(%x : tensor<2x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<64x64xf32>) outs(%o : tensor<2x8x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %o: tensor<2x8x64xf32>, %bq: tensor<16xf32>) {
+  // expected-error @+1 {{b_q shape [16] must be [Hq*dh] = [32]}}
+  %y = sqa.attention_layer ins(%x : tensor<2x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) bias_q(%bq : tensor<16xf32>) outs(%o : tensor<2x8x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %o: tensor<2x8x64xf32>, %bo: tensor<32xf32>) {
+  // expected-error @+1 {{b_o shape [32] must be [d_model] = [64]}}
+  %y = sqa.attention_layer ins(%x : tensor<2x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) bias_o(%bo : tensor<32xf32>) outs(%o : tensor<2x8x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %o: tensor<2x9x64xf32>) {
+  // expected-error @+1 {{init shape [2, 9, 64] must be [B, S, d_model] = [2, 8, 64]}}
+  %y = sqa.attention_layer ins(%x : tensor<2x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) outs(%o : tensor<2x9x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x9x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %o: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{result type 'tensor<2x8x?xf32>' must match init type 'tensor<2x8x64xf32>'}}
+  %y = sqa.attention_layer ins(%x : tensor<2x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) outs(%o : tensor<2x8x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x8x?xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x60xf32>, %wq: tensor<60x30xf32>, %wk: tensor<60x15xf32>, %wv: tensor<60x15xf32>, %wo: tensor<30x60xf32>, %o: tensor<2x8x60xf32>) {
+  // expected-error @+1 {{RoPE needs an even head dim, got 15}}
+  %y = sqa.attention_layer ins(%x : tensor<2x8x60xf32>) weights(%wq, %wk, %wv, %wo : tensor<60x30xf32>, tensor<60x15xf32>, tensor<60x15xf32>, tensor<30x60xf32>) outs(%o : tensor<2x8x60xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>, rope = #sqa.rope<kind = rotary>} -> tensor<2x8x60xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %o: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{rope queries_only is for cross-attention, but there is no memory operand}}
+  %y = sqa.attention_layer ins(%x : tensor<2x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) outs(%o : tensor<2x8x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>, rope = #sqa.rope<kind = rotary, queries_only = true>} -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %o: tensor<2x8x64xf32>) {
+  // expected-error @+1 {{scale must be finite, got INF}}
+  %y = sqa.attention_layer ins(%x : tensor<2x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) outs(%o : tensor<2x8x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>, scale = 0x7F800000 : f32} -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+// expected-error @+1 {{rope base must be a positive finite number, got -1}}
+func.func private @attr() attributes {a = #sqa.rope<kind = rotary, base = -1.0>}
+
+// -----
+
+// expected-error @+1 {{rope factor must be a finite number >= 1, got 5.000000e-01}}
+func.func private @attr() attributes {a = #sqa.rope<kind = linear, factor = 0.5>}
+
+// -----
+
+// expected-error @+1 {{rope original_max_positions must be positive, got 0}}
+func.func private @attr() attributes {a = #sqa.rope<kind = dynamic_ntk, original_max_positions = 0>}
+
+// -----
+
+// expected-error @+1 {{rope position_offset must be >= 0, got -3}}
+func.func private @attr() attributes {a = #sqa.rope<kind = rotary, position_offset = -3>}

@@ -86,3 +86,24 @@ func.func @buffer_tile(%q: memref<1x2x?x64xf32, strided<[?, ?, 64, 1], offset: ?
                 {mask = #sqa.mask<causal = true>}
   return
 }
+
+// A whole layer: cross-attention with memory, every bias, RoPE on queries.
+// CHECK-LABEL: func @layer
+// CHECK: sqa.attention_layer ins(%{{.*}} : tensor<?x?x256xbf16>) memory(%{{.*}} : tensor<?x?x256xbf16>) weights(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<256x128xbf16>, tensor<256x64xbf16>, tensor<256x64xbf16>, tensor<128x256xbf16>) bias_q(%{{.*}} : tensor<128xbf16>) bias_k(%{{.*}} : tensor<64xbf16>) bias_v(%{{.*}} : tensor<64xbf16>) bias_o(%{{.*}} : tensor<256xbf16>) outs(%{{.*}} : tensor<?x?x256xbf16>)
+// CHECK-SAME: heads = #sqa.heads<total = 16, query = 8, kv = 4>
+// CHECK-SAME: rope = #sqa.rope<kind = linear, base = 5.000000e+05, factor = 4.000000e+00, position_offset = 7, queries_only = true>
+func.func @layer(%x: tensor<?x?x256xbf16>, %m: tensor<?x?x256xbf16>,
+                 %wq: tensor<256x128xbf16>, %wk: tensor<256x64xbf16>,
+                 %wv: tensor<256x64xbf16>, %wo: tensor<128x256xbf16>,
+                 %bq: tensor<128xbf16>, %bk: tensor<64xbf16>,
+                 %bv: tensor<64xbf16>, %bo: tensor<256xbf16>,
+                 %o: tensor<?x?x256xbf16>) -> tensor<?x?x256xbf16> {
+  %y = sqa.attention_layer ins(%x : tensor<?x?x256xbf16>) memory(%m : tensor<?x?x256xbf16>)
+         weights(%wq, %wk, %wv, %wo : tensor<256x128xbf16>, tensor<256x64xbf16>, tensor<256x64xbf16>, tensor<128x256xbf16>)
+         bias_q(%bq : tensor<128xbf16>) bias_k(%bk : tensor<64xbf16>) bias_v(%bv : tensor<64xbf16>) bias_o(%bo : tensor<256xbf16>)
+         outs(%o : tensor<?x?x256xbf16>)
+         {heads = #sqa.heads<sqa, total = 16>,
+          rope = #sqa.rope<kind = linear, base = 500000.0, factor = 4.0, position_offset = 7, queries_only = true>}
+         -> tensor<?x?x256xbf16>
+  return %y : tensor<?x?x256xbf16>
+}

@@ -1,0 +1,71 @@
+// RUN: sqa-opt %s -sqa-decompose-attention-layer -split-input-file | FileCheck %s
+
+// SQA 8/4 of 16 heads (d_model 256, dh 16), rotary RoPE, bias on the output.
+// CHECK-DAG: #[[LHS:.+]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>
+// CHECK-DAG: #[[W:.+]] = affine_map<(d0, d1, d2, d3) -> (d3, d2)>
+// CHECK-DAG: #[[OUT:.+]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>
+// CHECK-DAG: #[[FIRST:.+]] = affine_map<(d0, d1, d2, d3, d4) -> (d0, d2, d1, 0, d4)>
+// CHECK-DAG: #[[SECOND:.+]] = affine_map<(d0, d1, d2, d3, d4) -> (d0, d2, d1, 1, d4)>
+// CHECK-LABEL: func @layer
+// CHECK-SAME: (%[[X:[^:]+]]: tensor<?x?x256xf32>, %[[WQ:[^:]+]]: tensor<256x128xf32>, %[[WK:[^:]+]]: tensor<256x64xf32>, %[[WV:[^:]+]]: tensor<256x64xf32>, %[[WO:[^:]+]]: tensor<128x256xf32>, %[[BO:[^:]+]]: tensor<256xf32>, %[[INIT:[^:]+]]: tensor<?x?x256xf32>)
+// CHECK-NOT: sqa.attention_layer
+// Q projection: the weight map has no batch dim (broadcast, not a copy).
+// CHECK: %[[Q:.+]] = linalg.batch_matmul indexing_maps = [#[[LHS]], #[[W]], #[[OUT]]] ins(%[[X]], %[[WQ]] : tensor<?x?x256xf32>, tensor<256x128xf32>)
+// The epilogue splits heads and reads each rotate-half pair through two maps.
+// CHECK: %[[QV:.+]] = tensor.expand_shape %[[Q]] {{\[}}[0], [1], [2, 3, 4]] {{.*}} into tensor<?x?x8x2x8xf32>
+// CHECK: %[[QR:.+]] = linalg.generic {indexing_maps = [#[[FIRST]], #[[SECOND]], {{.+}}]{{.*}} ins(%[[QV]], %[[QV]] : {{.*}}) outs(%{{.+}} : tensor<?x8x?x2x8xf32>)
+// CHECK: math.cos
+// CHECK: math.sin
+// CHECK: %[[QH:.+]] = tensor.collapse_shape %[[QR]] {{.*}} into tensor<?x8x?x16xf32>
+// K: 4 heads, also rotated.
+// CHECK: linalg.batch_matmul {{.*}} ins(%[[X]], %[[WK]] :
+// CHECK: math.cos
+// CHECK: %[[KH:.+]] = tensor.collapse_shape {{.*}} into tensor<?x4x?x16xf32>
+// V: heads split, no rotation.
+// CHECK: linalg.batch_matmul {{.*}} ins(%[[X]], %[[WV]] :
+// CHECK-NOT: math.cos
+// CHECK: %[[VH:.+]] = linalg.generic
+// CHECK: %[[ATT:.+]] = sqa.attention ins(%[[QH]], %[[KH]], %[[VH]] : tensor<?x8x?x16xf32>, tensor<?x4x?x16xf32>, tensor<?x4x?x16xf32>) outs(%{{.+}} : tensor<?x8x?x16xf32>) {heads = #sqa.heads<total = 16, query = 8, kv = 4>, mask = #sqa.mask<causal = true>}
+// Heads merged back to [B, S, 8*16], output projection, bias into init.
+// CHECK: %[[MERGED:.+]] = linalg.generic {{.*}} ins(%[[ATT]] :
+// CHECK: %[[CAT:.+]] = tensor.collapse_shape %[[MERGED]] {{\[}}[0], [1], [2, 3]] : tensor<?x?x8x16xf32> into tensor<?x?x128xf32>
+// CHECK: %[[Y:.+]] = linalg.batch_matmul {{.*}} ins(%[[CAT]], %[[WO]] :
+// CHECK: %[[R:.+]] = linalg.generic {{.*}} ins(%[[Y]], %[[BO]] : tensor<?x?x256xf32>, tensor<256xf32>) outs(%[[INIT]] : tensor<?x?x256xf32>)
+// CHECK: return %[[R]]
+func.func @layer(%x: tensor<?x?x256xf32>, %wq: tensor<256x128xf32>, %wk: tensor<256x64xf32>,
+                 %wv: tensor<256x64xf32>, %wo: tensor<128x256xf32>, %bo: tensor<256xf32>,
+                 %init: tensor<?x?x256xf32>) -> tensor<?x?x256xf32> {
+  %y = sqa.attention_layer ins(%x : tensor<?x?x256xf32>)
+         weights(%wq, %wk, %wv, %wo : tensor<256x128xf32>, tensor<256x64xf32>, tensor<256x64xf32>, tensor<128x256xf32>)
+         bias_o(%bo : tensor<256xf32>) outs(%init : tensor<?x?x256xf32>)
+         {heads = #sqa.heads<sqa, total = 16>, rope = #sqa.rope<kind = rotary>,
+          mask = #sqa.mask<causal = true>} -> tensor<?x?x256xf32>
+  return %y : tensor<?x?x256xf32>
+}
+
+// -----
+
+// Cross-attention: K and V come from the memory; RoPE on queries only.
+// Dynamic NTK scales the base from the longest length at run time.
+// CHECK-LABEL: func @cross
+// CHECK-SAME: (%[[X:[^:]+]]: tensor<2x5x32xbf16>, %[[M:[^:]+]]: tensor<2x9x32xbf16>
+// CHECK: math.powf
+// CHECK: arith.select
+// CHECK: linalg.batch_matmul {{.*}} ins(%[[X]], %{{.+}} : tensor<2x5x32xbf16>, tensor<32x16xbf16>) outs(%{{.+}} : tensor<2x5x16xf32>)
+// CHECK: math.cos
+// CHECK: arith.truncf %{{.+}} : f32 to bf16
+// CHECK: linalg.batch_matmul {{.*}} ins(%[[M]], %{{.+}} : tensor<2x9x32xbf16>, tensor<32x32xbf16>) outs(%{{.+}} : tensor<2x9x32xf32>)
+// CHECK-NOT: math.cos
+// CHECK: linalg.batch_matmul {{.*}} ins(%[[M]], %{{.+}} : tensor<2x9x32xbf16>, tensor<32x32xbf16>)
+// CHECK: sqa.attention {{.*}} : tensor<2x2x5x8xbf16>, tensor<2x4x9x8xbf16>, tensor<2x4x9x8xbf16>) outs(%{{.+}} : tensor<2x4x5x8xbf16>)
+func.func @cross(%x: tensor<2x5x32xbf16>, %m: tensor<2x9x32xbf16>, %wq: tensor<32x16xbf16>,
+                 %wk: tensor<32x32xbf16>, %wv: tensor<32x32xbf16>, %wo: tensor<32x32xbf16>,
+                 %init: tensor<2x5x32xbf16>) -> tensor<2x5x32xbf16> {
+  %y = sqa.attention_layer ins(%x : tensor<2x5x32xbf16>) memory(%m : tensor<2x9x32xbf16>)
+         weights(%wq, %wk, %wv, %wo : tensor<32x16xbf16>, tensor<32x32xbf16>, tensor<32x32xbf16>, tensor<32x32xbf16>)
+         outs(%init : tensor<2x5x32xbf16>)
+         {heads = #sqa.heads<total = 4, query = 2, kv = 4>,
+          rope = #sqa.rope<kind = dynamic_ntk, factor = 2.0, original_max_positions = 4, queries_only = true>}
+         -> tensor<2x5x32xbf16>
+  return %y : tensor<2x5x32xbf16>
+}
