@@ -137,6 +137,18 @@ static OperandTypes operandTypes(const AttentionConfig &config, int64_t heads,
           tensor};
 }
 
+/// `, mask = ..., scale = ...` for an op's attribute dictionary.
+static void printMaskAndScale(llvm::raw_ostream &os,
+                              const AttentionConfig &config) {
+  if (config.causal || config.windowLeft >= 0 || config.windowRight >= 0)
+    os << ", mask = #sqa.mask<causal = " << (config.causal ? "true" : "false")
+       << ", alignment = " << stringifyMaskAlignment(config.alignment)
+       << ", window_left = " << config.windowLeft
+       << ", window_right = " << config.windowRight << ">";
+  if (config.scale)
+    os << ", scale = " << llvm::formatv("{0:e}", *config.scale) << " : f32";
+}
+
 /// The operands of a layer kernel, in ABI order: name, memref type, whether
 /// present.
 struct LayerOperand {
@@ -218,13 +230,7 @@ static OwningOpRef<ModuleOp> buildLayerModule(MLIRContext &context,
        << ", position_offset = " << layer.ropePositionOffset
        << ", queries_only = " << (layer.ropeQueriesOnly ? "true" : "false")
        << ">";
-  if (config.causal || config.windowLeft >= 0 || config.windowRight >= 0)
-    os << ", mask = #sqa.mask<causal = " << (config.causal ? "true" : "false")
-       << ", alignment = " << stringifyMaskAlignment(config.alignment)
-       << ", window_left = " << config.windowLeft
-       << ", window_right = " << config.windowRight << ">";
-  if (config.scale)
-    os << ", scale = " << llvm::formatv("{0:e}", *config.scale) << " : f32";
+  printMaskAndScale(os, config);
   os << "} -> " << t(10) << "\n";
   os << "  bufferization.materialize_in_destination %y in restrict writable "
         "%out : ("
@@ -268,13 +274,7 @@ OwningOpRef<ModuleOp> aot::buildAttentionModule(MLIRContext &context,
      << ") {heads = #sqa.heads<total = " << config.heads.total
      << ", query = " << config.heads.query << ", kv = " << config.heads.kv
      << ">";
-  if (config.causal || config.windowLeft >= 0 || config.windowRight >= 0)
-    os << ", mask = #sqa.mask<causal = " << (config.causal ? "true" : "false")
-       << ", alignment = " << stringifyMaskAlignment(config.alignment)
-       << ", window_left = " << config.windowLeft
-       << ", window_right = " << config.windowRight << ">";
-  if (config.scale)
-    os << ", scale = " << llvm::formatv("{0:e}", *config.scale) << " : f32";
+  printMaskAndScale(os, config);
   os << "} -> " << types[3].tensorType << "\n";
   os << "  bufferization.materialize_in_destination %r in restrict writable "
      << (config.layout == Layout::BSHD ? "%o_view" : "%o") << " : ("

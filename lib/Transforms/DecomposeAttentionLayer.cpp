@@ -170,8 +170,11 @@ Value LayerBuilder::splitHeads(Value projected, Value bias, OpFoldResult len,
   SmallVector<AffineExpr> innerDims;
   for (unsigned i = 3; i < rank; ++i)
     innerDims.push_back(dim(i));
-  auto viewMap = [&](std::optional<int64_t> pairIndex) {
-    SmallVector<AffineExpr> exprs = {dim(0), dim(2), dim(1)};
+  // Indexing map into the projection view (leading dims b, l, h) or the
+  // bias view (leading dim h); with a pair index, into one rope half.
+  auto innerMap = [&](ArrayRef<AffineExpr> leading,
+                      std::optional<int64_t> pairIndex) {
+    SmallVector<AffineExpr> exprs(leading.begin(), leading.end());
     if (pairIndex) {
       exprs.push_back(cst(*pairIndex));
       exprs.push_back(dim(4));
@@ -180,15 +183,11 @@ Value LayerBuilder::splitHeads(Value projected, Value bias, OpFoldResult len,
     }
     return map(exprs, rank);
   };
+  auto viewMap = [&](std::optional<int64_t> pairIndex) {
+    return innerMap({dim(0), dim(2), dim(1)}, pairIndex);
+  };
   auto biasMap = [&](std::optional<int64_t> pairIndex) {
-    SmallVector<AffineExpr> exprs = {dim(1)};
-    if (pairIndex) {
-      exprs.push_back(cst(*pairIndex));
-      exprs.push_back(dim(4));
-    } else {
-      exprs.append(innerDims);
-    }
-    return map(exprs, rank);
+    return innerMap({dim(1)}, pairIndex);
   };
   SmallVector<Value> inputs;
   SmallVector<AffineMap> maps;
