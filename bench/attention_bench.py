@@ -770,6 +770,20 @@ def unique_path(out_dir: str, stem: str) -> str:
     return base
 
 
+def write_results(out_dir: str, stem: str, md_text: str, doc: dict) -> str:
+    """Writes out_dir/<stem>[-N].md and .json (the first free N); returns the
+    path without extension."""
+    os.makedirs(out_dir, exist_ok=True)
+    base = unique_path(out_dir, stem)
+    with open(base + ".md", "w") as f:
+        f.write(md_text)
+    with open(base + ".json", "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    print(f"wrote {base}.md and {base}.json")
+    return base
+
+
 # ---------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------
@@ -850,22 +864,7 @@ def main(argv=None) -> int:
 def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, compare,
         ref_shape, build_dir, date, started) -> int:
     # --- peak, before ---
-    cc = find_cc(args.cc)
-    peak_exe, peak_cmd = (None, "no C compiler found")
-    if cc:
-        peak_exe, peak_cmd = compile_fma_peak(cc, build_dir)
-    peaks = {}
-    if peak_exe:
-        peaks["before"] = measure_peak(peak_exe, threads, args.peak_seconds)
-        if threads > 1:
-            peaks["one_thread"] = measure_peak(peak_exe, 1, args.peak_seconds)
-    else:
-        notes.append(f"fma_peak.c did not compile, no peak: {peak_cmd}")
-    if peaks.get("before"):
-        p = peaks["before"]
-        print(f"FMA peak: {p['gflops']:.1f} GFLOP/s on {p['threads']} threads ({p['isa']})"
-              + (f"; 1 thread: {peaks['one_thread']['gflops']:.1f}"
-                 if peaks.get("one_thread") else ""))
+    peaks = start_peaks(args.cc, build_dir, threads, args.peak_seconds, notes)
 
     builder = Builder(sqa_aot, build_dir, kernel_flag, reuse=bool(args.build_dir))
     avail = mem_available()
@@ -943,19 +942,7 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, comp
         comparisons.append(entry)
 
     # --- peak, after ---
-    if peak_exe:
-        peaks["after"] = measure_peak(peak_exe, threads, args.peak_seconds)
-    measured = [p["gflops"] for k, p in peaks.items() if k in ("before", "after") and p]
-    peak = max(measured) if measured else None
-    if len(measured) == 2 and min(measured) < 0.8 * max(measured):
-        notes.append(f"The FMA peak changed during the run ({measured[0]:.1f} before, "
-                     f"{measured[1]:.1f} GFLOP/s after): the machine is shared or "
-                     "its clock varies; % of peak uses the larger value.")
-    one = peaks.get("one_thread")
-    if one and peak and threads > 1 and peak < 1.3 * one["gflops"]:
-        notes.append(f"The {threads}-thread FMA peak ({peak:.1f} GFLOP/s) is not much above "
-                     f"the 1-thread one ({one['gflops']:.1f}): the threads share FMA units "
-                     "(SMT siblings or an oversubscribed virtual machine).")
+    peak = peaks.finish(notes)
 
     # --- derived columns ---
     by_key = {}
@@ -973,48 +960,14 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, comp
             r["ideal_speedup_vs_mha"] = base.result["flops"] / r["flops"]
 
     elapsed = time.perf_counter() - started
-    commit = _run_text(["git", "rev-parse", "HEAD"], cwd=REPO)
-    dirty = _run_text(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO)
-    cc_version = (_run_text([cc, "--version"]) or "").splitlines()[:1] if cc else []
-    aot_version = _run_text([sqa_aot, "--version"]) or ""
-    m = re.search(r"LLVM version\s+(\S+)", aot_version)
-    machine.update({
-        "threads": threads,
-        "omp_env": {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "KMP_", "GOMP_"))},
-        "git_commit": commit,
-        "git_dirty": bool(dirty),
-        "peak_gflops": peak,
-        "peak": peaks,
-        "compilers": {"fma_peak": (cc_version[0] if cc_version else None),
-                      "fma_peak_command": peak_cmd,
-                      "sqa_aot_llvm": m[1] if m else aot_version.splitlines()[:1]},
-        "native_cpu": native_cpu(cc),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "os": platform.platform(),
-    })
+    machine_record(machine, threads, sqa_aot, peaks)
 
     title = f"sqa-aot CPU attention benchmark, {date:%Y-%m-%d %H:%M}" + (
         " (--quick smoke test, not a benchmark)" if args.quick else "")
-    peak_line = (f"{peak:.1f} GFLOP/s fp32 FMA on {threads} threads "
-                 f"({peaks['before']['isa']}, bench/fma_peak.c"
-                 + (f"; before {peaks['before']['gflops']:.1f}, after "
-                    f"{peaks['after']['gflops']:.1f}" if peaks.get("after") else "")
-                 + (f"; 1 thread {one['gflops']:.1f}" if one else "") + ")"
-                 if peak else "not measured")
-    md = [f"# {title}", "",
-          f"* machine: {machine.get('cpu_model')}"
-          + (f" ({machine['native_cpu']})" if machine.get("native_cpu") else "")
-          + f", nproc {machine['nproc']}, "
-          f"{machine.get('mem_total_gib', '?')} GiB"
-          + (", virtual machine" if machine.get("virtualized") else ""),
-          f"* threads (OMP_NUM_THREADS): {threads}",
-          f"* kernel: **{kernel}**" + ("" if kernel_flag else
-                                      " (sqa-aot has no --kernel option; reference lowering)"),
-          f"* commit: {commit or '?'}" + (" (with uncommitted changes)" if dirty else ""),
-          f"* FMA peak: {peak_line}",
-          f"* compilers: fma_peak {machine['compilers']['fma_peak']}; sqa-aot LLVM "
-          f"{machine['compilers']['sqa_aot_llvm']}",
+    header = machine_lines(machine, peaks)
+    header.insert(2, f"* kernel: **{kernel}**" + (
+        "" if kernel_flag else " (sqa-aot has no --kernel option; reference lowering)"))
+    md = [f"# {title}", "", *header,
           f"* {FLOP_CONVENTION}. GFLOP/s uses the median time.",
           "* vs MHA: median time of the MHA configuration with the same baseline heads, "
           "D, dtype, mask and shape divided by this one's; ideal: the FLOP ratio. "
@@ -1055,14 +1008,8 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, comp
         "elapsed_s": elapsed,
     }
     if not args.no_write:
-        os.makedirs(args.out_dir, exist_ok=True)
-        base = unique_path(args.out_dir, f"cpu-{date:%Y-%m-%d}" + ("-quick" if args.quick else ""))
-        with open(base + ".md", "w") as f:
-            f.write(md_text)
-        with open(base + ".json", "w") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
-        print(f"wrote {base}.md and {base}.json")
+        write_results(args.out_dir, f"cpu-{date:%Y-%m-%d}" + ("-quick" if args.quick else ""),
+                      md_text, doc)
     return 1 if failures else 0
 
 

@@ -58,6 +58,7 @@ void sqa::buildCPUPipeline(OpPassManager &pm,
   pm.addPass(createCSEPass());
   pm.addPass(createForallToParallelLoopPass());
   pm.addPass(createConvertSCFToOpenMPPass());
+  pm.addPass(createDynamicOpenMPSchedule());
 
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
   pm.addPass(createLowerAffinePass());

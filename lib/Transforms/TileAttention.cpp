@@ -15,6 +15,10 @@ namespace mlir::sqa {
 using namespace mlir;
 using namespace mlir::sqa;
 
+/// Rows (stacked heads x query rows) beyond which a tile's scratch no longer
+/// fits the L2 cache of the machines we target.
+static constexpr int64_t kMaxTileRows = 256;
+
 namespace {
 struct TileAttentionPass
     : public sqa::impl::TileAttentionBase<TileAttentionPass> {
@@ -35,7 +39,17 @@ struct TileAttentionPass
     for (AttentionOp op : ops) {
       int64_t groupSize =
           op.isReverse() ? 1 : op.getNumQueryHeads() / op.getNumKVHeads();
-      int64_t heads = headTile > 0 ? static_cast<int64_t>(headTile) : groupSize;
+      // By default a tile stacks as many heads of one group as keep it at
+      // most 256 rows (scores, accumulator and stacked queries stay in
+      // L2), using the largest divisor of the group that fits.
+      int64_t heads = headTile;
+      if (heads <= 0) {
+        int64_t fit = std::max<int64_t>(1, kMaxTileRows / queryTile);
+        heads = 1;
+        for (int64_t d = 1; d <= groupSize; ++d)
+          if (groupSize % d == 0 && d <= fit)
+            heads = d;
+      }
       if (op.getNumOutputHeads() % heads != 0) {
         op.emitOpError() << "head tile (" << heads
                          << ") must divide the output heads ("

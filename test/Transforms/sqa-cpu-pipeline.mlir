@@ -14,7 +14,7 @@
 // CHECK-LABEL: llvm.func @attention(
 // Tiles run on OpenMP threads.
 // CHECK: omp.parallel
-// CHECK: omp.wsloop
+// CHECK: omp.wsloop schedule(dynamic)
 // CHECK: omp.loop_nest
 // Register-blocked micro-kernels on 8 x f32 vectors.
 // CHECK: llvm.intr.fmuladd{{.*}} : (vector<8xf32>, vector<8xf32>, vector<8xf32>) -> vector<8xf32>

@@ -63,3 +63,17 @@ func.func @reverse(%q: tensor<2x2x100x16xf32>, %k: tensor<2x4x30x16xf32>,
                      outs(%o : tensor<2x4x100x16xf32>) -> tensor<2x4x100x16xf32>
   return %r : tensor<2x4x100x16xf32>
 }
+
+// -----
+
+// MQA 16/1: the group has 16 heads; by default a tile stacks the largest
+// divisor of the group that keeps 64-row tiles within 256 rows: 4 heads.
+// CHECK-LABEL: func @mqa
+// CHECK: scf.forall {{.*}} to (1, 16, 512) step (1, 4, 64)
+// CHECK: sqa.attention {{.*}} : tensor<1x4x64x32xf32>, tensor<1x1x512x32xf32>, tensor<1x1x512x32xf32>)
+func.func @mqa(%q: tensor<1x16x512x32xf32>, %k: tensor<1x1x512x32xf32>,
+               %v: tensor<1x1x512x32xf32>, %o: tensor<1x16x512x32xf32>) -> tensor<1x16x512x32xf32> {
+  %r = sqa.attention ins(%q, %k, %v : tensor<1x16x512x32xf32>, tensor<1x1x512x32xf32>, tensor<1x1x512x32xf32>)
+                     outs(%o : tensor<1x16x512x32xf32>) -> tensor<1x16x512x32xf32>
+  return %r : tensor<1x16x512x32xf32>
+}

@@ -83,21 +83,34 @@ def LowerProjections : Pass<"sqa-lower-projections"> {
   ];
 }
 
+def DynamicOpenMPSchedule : Pass<"sqa-dynamic-omp-schedule"> {
+  let summary = "Give every omp.wsloop a dynamic schedule";
+  let description = [{
+    `convert-scf-to-openmp` leaves the default static schedule, which hands
+    each thread a contiguous range of tiles. Causal and windowed tiles do
+    unequal work (the last query block of a head sees S keys, the first
+    one a block), so contiguous ranges leave threads idle; a dynamic
+    schedule hands out tiles one at a time.
+  }];
+  let dependentDialects = ["::mlir::omp::OpenMPDialect"];
+}
+
 def TileAttention : Pass<"sqa-tile-attention"> {
   let summary = "Tile sqa.attention over batch, head groups and query rows";
   let description = [{
     Tiles every tensor `sqa.attention` through its TilingInterface with
     upstream SCF tiling into an `scf.forall` over (batch, heads, query
-    blocks). A head tile covers one key/value head's whole group of query
-    heads (or, for reverse SQA, one output head), so the tile reads each
-    key/value block once for all the heads that share it. Each tile is again
+    blocks). A head tile covers query heads of one key/value head's group
+    (as many as keep the tile within 256 rows; for reverse SQA one output
+    head), so the tile reads each key/value block once for all of them. Each tile is again
     an `sqa.attention` whose `diagonal_offset` keeps the global mask.
   }];
   let options = [
     Option<"queryTile", "query-tile", "int64_t", /*default=*/"64",
            "Query rows per tile">,
     Option<"headTile", "head-tile", "int64_t", /*default=*/"0",
-           "Output heads per tile; 0 picks the group size (1 for reverse "
+           "Output heads per tile; 0 picks the largest divisor of the "
+           "group size that keeps a tile within 256 rows (1 for reverse "
            "SQA). Must be a multiple or divisor of the group size">
   ];
   let dependentDialects = [
