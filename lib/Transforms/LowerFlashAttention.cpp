@@ -10,6 +10,7 @@
 
 #include "sqa/Transforms/Passes.h"
 
+#include "OuterProductLoop.h"
 #include "SQA/IR/SQAOps.h"
 
 #include "mlir/Dialect/Math/Transforms/Passes.h"
@@ -217,20 +218,14 @@ void FlashBuilder::scoreKernel() {
       for (int64_t i = 0; i < mr; ++i)
         rowIdx.push_back(add(r0, idx(i)));
       SmallVector<Value> init(mr * nr, zeroVector());
-      SmallVector<Value> sums =
-          forLoop(idx(0), idx(headDim), 1, init, [&](Value d, ValueRange accs) {
-            SmallVector<Value> keys;
-            for (int64_t v = 0; v < nr; ++v)
-              keys.push_back(loadVector(packedKeys, {d, cols[v]}));
-            SmallVector<Value> next;
-            for (int64_t i = 0; i < mr; ++i) {
-              Value q = broadcast(memref::LoadOp::create(
-                  b, loc, packedQuery, ValueRange{rowIdx[i], d}));
-              for (int64_t v = 0; v < nr; ++v)
-                next.push_back(vector::FMAOp::create(b, loc, q, keys[v],
-                                                     accs[i * nr + v]));
-            }
-            return next;
+      SmallVector<Value> sums = emitOuterProductLoop(
+          b, loc, idx(0), idx(headDim), init, mr, nr, vecType,
+          [&](Value d, int64_t v) {
+            return loadVector(packedKeys, {d, cols[v]});
+          },
+          [&](Value d, int64_t i) -> Value {
+            return memref::LoadOp::create(b, loc, packedQuery,
+                                          ValueRange{rowIdx[i], d});
           });
       for (int64_t i = 0; i < mr; ++i)
         for (int64_t v = 0; v < nr; ++v)
@@ -339,20 +334,14 @@ void FlashBuilder::accumulateKernel() {
           init.push_back(arith::MulFOp::create(
               b, loc, alpha, loadVector(acc, {rowIdx[i], cols[v]})));
       }
-      SmallVector<Value> sums = forLoop(
-          idx(0), idx(shape.kvBlock), 1, init, [&](Value n, ValueRange accs) {
-            SmallVector<Value> values;
-            for (int64_t v = 0; v < nr; ++v)
-              values.push_back(loadVector(packedValues, {n, cols[v]}));
-            SmallVector<Value> next;
-            for (int64_t i = 0; i < mr; ++i) {
-              Value p = broadcast(memref::LoadOp::create(
-                  b, loc, scores, ValueRange{rowIdx[i], n}));
-              for (int64_t v = 0; v < nr; ++v)
-                next.push_back(vector::FMAOp::create(b, loc, p, values[v],
-                                                     accs[i * nr + v]));
-            }
-            return next;
+      SmallVector<Value> sums = emitOuterProductLoop(
+          b, loc, idx(0), idx(shape.kvBlock), init, mr, nr, vecType,
+          [&](Value n, int64_t v) {
+            return loadVector(packedValues, {n, cols[v]});
+          },
+          [&](Value n, int64_t i) -> Value {
+            return memref::LoadOp::create(b, loc, scores,
+                                          ValueRange{rowIdx[i], n});
           });
       for (int64_t i = 0; i < mr; ++i)
         for (int64_t v = 0; v < nr; ++v)

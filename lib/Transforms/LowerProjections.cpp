@@ -9,6 +9,8 @@
 
 #include "sqa/Transforms/Passes.h"
 
+#include "OuterProductLoop.h"
+
 #include "mlir/IR/PatternMatch.h"
 
 namespace mlir::sqa {
@@ -96,33 +98,22 @@ void GemmBuilder::kernel(ArrayRef<Value> batchIdx, ArrayRef<Value> rowIdx,
     for (int64_t v = 0; v < nr; ++v)
       init.push_back(vector::LoadOp::create(
           b, loc, vecType, out, ValueRange{batchIdx[i], rowIdx[i], cols[v]}));
-  auto loop = scf::ForOp::create(b, loc, k0, k1, idx(1), init);
-  {
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(loop.getBody());
-    Value k = loop.getInductionVar();
-    Value kk = arith::SubIOp::create(b, loc, k, k0);
-    SmallVector<Value> wv;
-    for (int64_t v = 0; v < nr; ++v)
-      wv.push_back(
-          vector::LoadOp::create(b, loc, vecType, packed,
-                                 ValueRange{panel, kk, add(lane, idx(v * w))}));
-    SmallVector<Value> next;
-    for (int64_t i = 0; i < mr; ++i) {
-      Value a = memref::LoadOp::create(b, loc, lhs,
-                                       ValueRange{batchIdx[i], rowIdx[i], k});
-      if (a.getType() != f32)
-        a = arith::ExtFOp::create(b, loc, f32, a);
-      Value ab = vector::BroadcastOp::create(b, loc, vecType, a);
-      for (int64_t v = 0; v < nr; ++v)
-        next.push_back(vector::FMAOp::create(
-            b, loc, ab, wv[v], loop.getRegionIterArgs()[i * nr + v]));
-    }
-    scf::YieldOp::create(b, loc, next);
-  }
+  SmallVector<Value> sums = sqa::emitOuterProductLoop(
+      b, loc, k0, k1, init, mr, nr, vecType,
+      [&](Value k, int64_t v) -> Value {
+        Value kk = arith::SubIOp::create(b, loc, k, k0);
+        return vector::LoadOp::create(
+            b, loc, vecType, packed,
+            ValueRange{panel, kk, add(lane, idx(v * w))});
+      },
+      [&](Value k, int64_t i) -> Value {
+        Value a = memref::LoadOp::create(b, loc, lhs,
+                                         ValueRange{batchIdx[i], rowIdx[i], k});
+        return a.getType() == f32 ? a : arith::ExtFOp::create(b, loc, f32, a);
+      });
   for (int64_t i = 0; i < mr; ++i)
     for (int64_t v = 0; v < nr; ++v)
-      vector::StoreOp::create(b, loc, loop.getResult(i * nr + v), out,
+      vector::StoreOp::create(b, loc, sums[i * nr + v], out,
                               ValueRange{batchIdx[i], rowIdx[i], cols[v]});
 }
 
