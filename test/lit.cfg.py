@@ -1,5 +1,6 @@
 # -*- Python -*-
 
+import json
 import os
 import shutil
 import subprocess
@@ -51,7 +52,14 @@ config.substitutions.append(
     ("%mlir_c_runner_utils",
      os.path.join(config.llvm_lib_dir, "libmlir_c_runner_utils" + config.llvm_shlib_ext)))
 
-# Longer names first: lit substitutes in order.
+# Longer names first: lit substitutes in order (%sqa-check-cuda, -aot and
+# -layer before %sqa-check).
+config.substitutions.append(
+    ("%sqa-check-cuda",
+     "%s %s --sqa-aot %s" % (
+         python,
+         os.path.join(config.sqa_src_root, "python", "sqa_mlir", "check_cuda.py"),
+         os.path.join(config.sqa_tools_dir, "sqa-aot"))))
 config.substitutions.append(
     ("%sqa-check-layer",
      "%s %s --sqa-aot %s" % (
@@ -86,3 +94,43 @@ except (OSError, subprocess.CalledProcessError):
     pass
 if clang:
     config.available_features.add("host-cc")
+
+
+# CUDA. `ptxas`: the PTX assembler that `sqa-aot --target cuda` needs to make
+# its cubin ($CUDA_HOME/bin, $CUDA_PATH/bin, /usr/local/cuda/bin or PATH);
+# %ptxas is its path, and its directory is appended to PATH for sqa-aot.
+ptxas = None
+for cuda_dir in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+    if cuda_dir:
+        ptxas = ptxas or shutil.which("ptxas", path=os.path.join(cuda_dir, "bin"))
+ptxas = ptxas or shutil.which("ptxas")
+# The CUDA toolkit variables reach the tests as the user set them (sqa-aot
+# --target cuda may look for the toolkit, e.g. libdevice, through them).
+llvm_config.with_system_environment(["CUDA_HOME", "CUDA_PATH", "CUDA_ROOT"])
+if ptxas:
+    config.available_features.add("ptxas")
+    config.substitutions.append(("%ptxas", ptxas))
+    llvm_config.with_environment("PATH", os.path.dirname(ptxas), append_path=True)
+
+# `cuda-gpu`: a GPU the CUDA driver can use (sqa_mlir/cuda_driver.py, run in
+# a subprocess so that a misbehaving driver cannot take lit down), plus
+# `cuda-sm_XY` for its architecture. SQA_TEST_NO_CUDA_GPU=1 skips the probe
+# (and with it every test that REQUIRES: cuda-gpu).
+if os.environ.get("SQA_TEST_NO_CUDA_GPU", "") not in ("", "0"):
+    lit_config.note("CUDA GPU probe skipped (SQA_TEST_NO_CUDA_GPU)")
+else:
+    probe = os.path.join(config.sqa_src_root, "python", "sqa_mlir", "cuda_driver.py")
+    try:
+        out = subprocess.run([python, probe, "--json"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, timeout=120).stdout
+        gpu = json.loads(out.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
+        gpu = {"available": False, "reason": f"probe failed: {e}"}
+    if gpu.get("available"):
+        config.available_features.add("cuda-gpu")
+        if gpu.get("chip"):
+            config.available_features.add("cuda-" + gpu["chip"])
+        lit_config.note(f"CUDA GPU: {gpu.get('reason')}")
+    else:
+        lit_config.note(f"no CUDA GPU ({gpu.get('reason')}): tests that REQUIRE cuda-gpu "
+                        "are unsupported")

@@ -12,6 +12,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <cmath>
+#include <cstdlib>
 
 using namespace mlir;
 using namespace mlir::sqa;
@@ -65,6 +66,20 @@ std::string AttentionConfig::validate() const {
     os << "scale must be finite, got " << *scale;
   else if (!isCIdentifier(name))
     os << "name '" << name << "' is not a C identifier";
+  else if (target == Target::CUDA && layer)
+    os << "--layer is not available for --target cuda yet (attention only)";
+  else if (target == Target::CUDA && elementKind != ElementKind::F32 &&
+           (headDim % 16 != 0 || valueHeadDim % 16 != 0))
+    os << "CUDA tensor-core kernels need head dims that are multiples of 16, "
+          "got "
+       << headDim << " and " << valueHeadDim << " (f32 has no such limit)";
+  else if (target == Target::CUDA &&
+           !(StringRef(chip).starts_with("sm_") &&
+             StringRef(chip).drop_front(3).take_while(llvm::isDigit).size() >=
+                 2 &&
+             std::atoi(chip.c_str() + 3) >= 80))
+    os << "--chip must be sm_80 or later (e.g. sm_80, sm_89, sm_90), got '"
+       << chip << "'";
   else if (layer && valueHeadDim != headDim)
     os << "a layer has one head dim; value head dim (" << valueHeadDim
        << ") must equal head dim (" << headDim << ")";
@@ -97,6 +112,8 @@ std::string AttentionConfig::describe() const {
      << (causal ? stringifyMaskAlignment(alignment) : StringRef("none"))
      << " window=" << windowLeft << "," << windowRight
      << " scale=" << llvm::formatv("{0:e}", effectiveScale());
+  if (target == Target::CUDA)
+    os << " target=cuda chip=" << chip;
   if (layer) {
     os << " layer=" << (layer->crossAttention ? "cross" : "self")
        << " d_model=" << modelDim() << " rope="
@@ -352,8 +369,23 @@ std::string aot::generateHeader(const AttentionConfig &config) {
      << " *   k   " << shape("KV_HEADS", "kv_len", "HEAD_DIM") << "\n"
      << " *   v   " << shape("KV_HEADS", "kv_len", "VALUE_HEAD_DIM") << "\n"
      << " *   out " << shape("OUT_HEADS", "q_len", "VALUE_HEAD_DIM") << "\n"
-     << " *\n * Thread-safe and reentrant: the library has no mutable global\n"
-     << " * state; each call allocates its own scratch memory.\n */\n"
+     << (config.target == Target::CUDA
+             ? " *\n * CUDA library for " + config.chip +
+                   ": q, k, v and out are device pointers; a\n"
+                   " * call checks its arguments, then enqueues one kernel on "
+                   "the given\n"
+                   " * stream and returns without waiting. The CUDA driver "
+                   "(libcuda.so.1)\n"
+                   " * is loaded at the first call, the kernel once per CUDA "
+                   "context, under\n"
+                   " * a lock: calls are thread-safe. Without a driver or a "
+                   "GPU, calls\n"
+                   " * return SQA_ERROR_NO_CUDA_DRIVER or "
+                   "SQA_ERROR_NO_CUDA_DEVICE.\n */\n"
+             : std::string(" *\n * Thread-safe and reentrant: the library "
+                           "has no mutable global\n"
+                           " * state; each call allocates its own scratch "
+                           "memory.\n */\n"))
      << "#ifndef " << upper << "_H\n#define " << upper << "_H\n\n"
      << "#include <stdint.h>\n\n#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n"
      << "#ifndef SQA_STATUS_CODES\n#define SQA_STATUS_CODES\n"
@@ -365,7 +397,13 @@ std::string aot::generateHeader(const AttentionConfig &config) {
      << "  SQA_ERROR_SIZE_OVERFLOW = 3, /* a buffer's size overflows int64 */\n"
      << "  SQA_ERROR_MISALIGNED = 4,    /* a pointer is not element-aligned "
         "*/\n"
-     << "  SQA_ERROR_ALIASING = 5       /* out overlaps q, k or v */\n"
+     << "  SQA_ERROR_ALIASING = 5,      /* out overlaps q, k or v */\n"
+     << "  SQA_ERROR_NO_CUDA_DRIVER = 6, /* libcuda.so.1 cannot be loaded */\n"
+     << "  SQA_ERROR_NO_CUDA_DEVICE = 7, /* cuInit failed or no GPU */\n"
+     << "  SQA_ERROR_UNSUPPORTED_DEVICE = 8, /* the GPU cannot run the "
+        "kernel */\n"
+     << "  SQA_ERROR_CUDA = 9           /* another CUDA driver call failed "
+        "*/\n"
      << "};\n#endif\n\n";
   os << "#define " << upper << "_TOTAL_HEADS " << config.heads.total << "\n"
      << "#define " << upper << "_Q_HEADS " << config.heads.query << "\n"
@@ -377,6 +415,28 @@ std::string aot::generateHeader(const AttentionConfig &config) {
   os << "typedef " << element << " " << config.name << "_element_t;\n\n";
   if (config.layer)
     os << layerPrototype(config);
+  else if (config.target == Target::CUDA)
+    os << "/* Enqueues out = attention(q, k, v) on `stream` (a CUstream; "
+          "NULL is the\n"
+       << " * legacy default stream) in the calling thread's current CUDA "
+          "context\n"
+       << " * (device 0's primary context if there is none). Pointers are "
+          "device\n"
+       << " * pointers"
+       << (config.elementKind == ElementKind::F32
+               ? ""
+               : ", 16-byte aligned (the kernel copies 16-byte chunks)")
+       << ". Returns an sqa_status. */\n"
+       << "int " << config.name << "_forward(const " << config.name
+       << "_element_t *q, const " << config.name << "_element_t *k,\n"
+       << "    const " << config.name << "_element_t *v, " << config.name
+       << "_element_t *out,\n"
+       << "    int64_t batch, int64_t q_len, int64_t kv_len, void *stream);"
+          "\n\n"
+       << "/* Details of the last failure on the calling thread (e.g. the "
+          "driver's\n"
+       << " * error name), or \"\". */\n"
+       << "const char *" << config.name << "_last_error(void);\n\n";
   else
     os << "/* Computes out from q, k and v; returns an sqa_status. */\n"
        << "int " << config.name << "_forward(const " << config.name

@@ -188,6 +188,9 @@ bool aot::compileModule(ModuleOp module, const CodegenOptions &options,
     return emitMachineCode(*llvmModule, *machine,
                            llvm::CodeGenFileType::ObjectFile, outputPath,
                            error);
+  case EmitKind::PTX:
+  case EmitKind::Cubin:
+    return fail(error, "PTX and cubins come from CUDA libraries");
   case EmitKind::SharedLibrary:
   case EmitKind::MLIR:
     break;

@@ -11,6 +11,7 @@
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
 #include "mlir/InitAllPasses.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
 
 void mlir::sqa::registerAllDialects(DialectRegistry &registry) {
   registry.insert<SQADialect>();
@@ -19,6 +20,8 @@ void mlir::sqa::registerAllDialects(DialectRegistry &registry) {
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);
   registerBufferizableOpInterfaceExternalModels(registry);
+  // gpu-module-to-binary translates kernels to LLVM IR inside the pipeline.
+  mlir::registerAllToLLVMIRTranslations(registry);
 }
 
 void mlir::sqa::registerAllPasses() {

@@ -36,12 +36,38 @@ ignored), called through :class:`LayerLibrary`:
                        name="layer16")
   lib = LayerLibrary(path, "layer16", "f32")
   status = lib.forward(x, w_q, w_k, w_v, w_o, out, b_q=b_q, ...)
+
+``sqa-aot --target cuda --chip sm_90`` builds the same attention
+configuration into a library whose kernel is an embedded cubin, with the ABI
+
+  int NAME_forward(const NAME_element_t *q, const NAME_element_t *k,
+                   const NAME_element_t *v, NAME_element_t *out,
+                   int64_t batch, int64_t q_len, int64_t kv_len, void *stream);
+  const char *NAME_error_string(int status);
+  const char *NAME_last_error(void);   /* this thread's last failure detail */
+  const char *NAME_config(void);       /* includes target=cuda chip=sm_90 */
+
+where q, k, v, out are CUDA device pointers (CUdeviceptr values) and stream a
+CUstream (NULL: the legacy default stream); the call is enqueued, not
+synchronized. Argument checks (null, sizes, 16-byte alignment for f16/bf16,
+element alignment for f32, aliasing) come before any driver call; without a
+driver or device a valid call returns SQA_ERROR_NO_CUDA_DRIVER (6) or
+SQA_ERROR_NO_CUDA_DEVICE (7). Called through :class:`CUDAAttentionLibrary`
+with integer device addresses (``sqa_mlir.cuda_driver.DeviceArray.ptr``,
+``torch.Tensor.data_ptr()``):
+
+  path = build_library("build/bin/sqa-aot", outdir, target="cuda", chip="sm_90",
+                       variant="ssqa", heads=16, head_dim=64, dtype="bf16",
+                       name="ssqa16")
+  lib = CUDAAttentionLibrary(path, "ssqa16", "bf16")
+  status = lib.forward_raw(q_ptr, k_ptr, v_ptr, out_ptr, B, S, T, stream_ptr)
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import re
 import subprocess
 from typing import Optional
 
@@ -66,6 +92,21 @@ STATUS_NAMES = {
     SQA_ERROR_ALIASING: "SQA_ERROR_ALIASING",
 }
 
+# Further codes of `--target cuda` libraries only (the CPU libraries never
+# return them; STATUS_NAMES stays the CPU set, which check_aot.py iterates).
+SQA_ERROR_NO_CUDA_DRIVER = 6       # libcuda.so.1 not loadable
+SQA_ERROR_NO_CUDA_DEVICE = 7       # cuInit failed or no device
+SQA_ERROR_UNSUPPORTED_DEVICE = 8   # the device cannot run the cubin, or too little shared memory
+SQA_ERROR_CUDA = 9                 # another driver call failed (see NAME_last_error)
+
+CUDA_STATUS_NAMES = {
+    **STATUS_NAMES,
+    SQA_ERROR_NO_CUDA_DRIVER: "SQA_ERROR_NO_CUDA_DRIVER",
+    SQA_ERROR_NO_CUDA_DEVICE: "SQA_ERROR_NO_CUDA_DEVICE",
+    SQA_ERROR_UNSUPPORTED_DEVICE: "SQA_ERROR_UNSUPPORTED_DEVICE",
+    SQA_ERROR_CUDA: "SQA_ERROR_CUDA",
+}
+
 LAYOUTS = ("bhsd", "bshd")
 
 # build_library keyword -> sqa-aot option. Values of None are left out.
@@ -73,6 +114,8 @@ _OPTIONS = (
     "variant", "heads", "groups", "q_heads", "kv_heads", "head_dim",
     "value_head_dim", "dtype", "causal", "alignment", "window", "scale",
     "layout", "name", "cpu", "kernel",
+    # GPU libraries: target "cuda" with chip "sm_90" (sqa-aot --target/--chip).
+    "target", "chip",
     # Whole-layer libraries (sqa-aot --layer).
     "layer", "cross_attention", "rope", "rope_base", "rope_factor",
     "rope_original_max", "rope_offset", "rope_queries_only", "bias",
@@ -136,8 +179,10 @@ def build_library(sqa_aot: str, outdir: str, **config) -> str:
 
     Keywords (None: tool default): variant, heads, groups, q_heads, kv_heads,
     head_dim, value_head_dim, dtype, causal, alignment, window ((L, R) or
-    "L,R"), scale, layout, name, cpu, kernel. The library is
-    ``outdir/lib<name>.so``, the header ``outdir/<name>.h``.
+    "L,R"), scale, layout, name, cpu, kernel, target ("cpu" or "cuda") and
+    chip (with target="cuda", e.g. "sm_90"). The library is
+    ``outdir/lib<name>.so``, the header ``outdir/<name>.h``; a CUDA library
+    is called through :class:`CUDAAttentionLibrary`.
 
     Whole layers (``layer=True``, see :class:`LayerLibrary`) also take
     cross_attention (bool), rope ("rotary", "linear", "dynamic_ntk"),
@@ -238,6 +283,152 @@ class AttentionLibrary:
     def config(self) -> str:
         s = self._config()
         return s.decode() if s is not None else None
+
+
+def library_name(prefix: str = "sqa", **config) -> str:
+    """A C identifier that names a configuration deterministically, e.g.
+    ``library_name("cu", variant="ssqa", heads=16, head_dim=64, dtype="bf16",
+    causal="top-left", target="cuda", chip="sm_90")`` ->
+    ``cu_ssqa_h16_d64_bf16_ctl_cuda_sm90``. Keys as :func:`build_library`
+    (``name`` is ignored, None values are left out), in a fixed order, so a
+    library built on one machine (``--prepare``) is found by the same name on
+    another (``--lib-dir``)."""
+    unknown = set(config) - set(_OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown sqa-aot options: {sorted(unknown)}")
+    short = {"heads": "h", "groups": "g", "q_heads": "q", "kv_heads": "kv",
+             "head_dim": "d", "value_head_dim": "dv", "rope_base": "rb",
+             "rope_factor": "rf", "rope_original_max": "rom", "rope_offset": "ro"}
+    parts = [prefix]
+    for key in _OPTIONS:
+        value = config.get(key)
+        if value is None or key == "name":
+            continue
+        if key in _FLAGS:
+            if value:
+                parts.append(key.replace("_", ""))
+            continue
+        if key in ("causal", "alignment"):
+            al = _alignment_option(value)
+            tag = {"top-left": "tl", "bottom-right": "br"}.get(al, al)
+            parts.append(("c" if key == "causal" else "a") + tag)
+        elif key == "window":
+            if isinstance(value, str):
+                value = value.split(",")
+            parts.append("w" + "_".join(str(int(w)).replace("-", "m") for w in value))
+        elif key in ("scale", "rope_base", "rope_factor"):
+            text = repr(float(value)).replace("-", "m").replace("+", "").replace(".", "p")
+            parts.append(("s" if key == "scale" else short[key]) + text)
+        elif key == "bias":
+            if not isinstance(value, str):
+                value = "".join(b for b in BIAS_NAMES if b in set(value))
+            parts.append("b" + str(value).replace(",", ""))
+        elif key in short:
+            parts.append(f"{short[key]}{int(value)}")
+        else:
+            parts.append(str(value))
+    return re.sub(r"[^A-Za-z0-9_]", "_", "_".join(parts).replace("sm_", "sm"))
+
+
+def _device_pointer(what: str, x) -> Optional[int]:
+    """A device address from None (NULL), an int, a DeviceArray (.ptr) or a
+    tensor with data_ptr() (e.g. a torch.Tensor on the GPU)."""
+    if x is None:
+        return None
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if hasattr(x, "ptr") and isinstance(getattr(x, "ptr"), int):
+        return x.ptr
+    if hasattr(x, "data_ptr"):
+        if hasattr(x, "is_contiguous") and not x.is_contiguous():
+            raise ValueError(f"{what} must be contiguous")
+        if getattr(x, "is_cuda", True) is False:
+            raise ValueError(f"{what} is not on a CUDA device")
+        return int(x.data_ptr())
+    raise TypeError(f"{what}: expected a device address (int), a DeviceArray, "
+                    f"a tensor with data_ptr() or None, not {type(x).__name__}")
+
+
+def _stream_handle(stream) -> Optional[int]:
+    """A CUstream from None/0 (legacy default stream), an int, or an object
+    with .cuda_stream (torch.cuda.Stream)."""
+    if stream is None:
+        return None
+    if hasattr(stream, "cuda_stream"):
+        stream = stream.cuda_stream
+    return int(stream) or None
+
+
+class CUDAAttentionLibrary:
+    """ctypes wrapper of one ``sqa-aot --target cuda`` library.
+
+    Pointers are CUDA device addresses; nothing here touches the driver, so
+    the wrapper loads (and the argument checks run) on machines without CUDA.
+    Use :mod:`sqa_mlir.cuda_driver` (or PyTorch) for memory and streams."""
+
+    def __init__(self, path: str, name: str = "sqa_attention", dtype: str = "f16"):
+        if dtype not in STORAGE_DTYPES:
+            raise ValueError(f"unsupported dtype {dtype!r}")
+        self.path = path
+        self.name = name
+        self.dtype = dtype
+        self.storage = np.dtype(STORAGE_DTYPES[dtype])
+        self.element_size = self.storage.itemsize
+        # Pointer alignment the library requires (else SQA_ERROR_MISALIGNED).
+        self.alignment = 16 if self.element_size == 2 else self.element_size
+        self.lib = ctypes.CDLL(os.path.abspath(path))
+        self._forward = getattr(self.lib, f"{name}_forward")
+        self._forward.restype = ctypes.c_int
+        self._forward.argtypes = ([ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3
+                                  + [ctypes.c_void_p])
+        self._error_string = getattr(self.lib, f"{name}_error_string")
+        self._error_string.restype = ctypes.c_char_p
+        self._error_string.argtypes = [ctypes.c_int]
+        self._last_error = getattr(self.lib, f"{name}_last_error")
+        self._last_error.restype = ctypes.c_char_p
+        self._last_error.argtypes = []
+        self._config = getattr(self.lib, f"{name}_config")
+        self._config.restype = ctypes.c_char_p
+        self._config.argtypes = []
+        self.settings = dict(item.split("=", 1) for item in (self.config() or "").split()
+                             if "=" in item)
+        self.layout = self.settings.get("layout", "bhsd")
+        self.target = self.settings.get("target")
+        self.chip = self.settings.get("chip")
+
+    def forward_raw(self, q, k, v, out, batch: int, q_len: int, kv_len: int,
+                    stream=None) -> int:
+        """Call NAME_forward as is: q/k/v/out device addresses (ints; None or
+        0 is NULL), explicit sizes, stream a CUstream (int) or None. Returns
+        the status; the work is only enqueued on the stream."""
+        ptrs = [_device_pointer(w, a) for w, a in (("q", q), ("k", k), ("v", v), ("out", out))]
+        return int(self._forward(*[p or None for p in ptrs], int(batch), int(q_len),
+                                 int(kv_len), _stream_handle(stream)))
+
+    def forward(self, q, k, v, out, batch=None, q_len=None, kv_len=None,
+                stream=None) -> int:
+        """Like forward_raw, with sizes taken from q.shape / k.shape (objects
+        with a shape: DeviceArray, torch tensors) unless given."""
+        bshd = self.layout == "bshd"
+        if batch is None:
+            batch = q.shape[0]
+        if q_len is None:
+            q_len = q.shape[1] if bshd else q.shape[2]
+        if kv_len is None:
+            kv_len = k.shape[1] if bshd else k.shape[2]
+        return self.forward_raw(q, k, v, out, batch, q_len, kv_len, stream)
+
+    def error_string(self, status: int) -> str:
+        s = self._error_string(int(status))
+        return s.decode(errors="replace") if s is not None else None
+
+    def last_error(self) -> str:
+        s = self._last_error()
+        return s.decode(errors="replace") if s is not None else None
+
+    def config(self) -> str:
+        s = self._config()
+        return s.decode(errors="replace") if s is not None else None
 
 
 # The arguments of NAME_layer_forward that point to inputs, in order.

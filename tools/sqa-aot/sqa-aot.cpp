@@ -68,8 +68,19 @@ static cl::opt<float> scale("scale", cl::desc("Softmax scale (1/sqrt(D))"),
                             cl::init(0.0f), cl::cat(category));
 static cl::opt<std::string> layout("layout", cl::desc("bhsd (default) or bshd"),
                                    cl::init("bhsd"), cl::cat(category));
-static cl::opt<std::string> target("target", cl::desc("cpu (default)"),
-                                   cl::init("cpu"), cl::cat(category));
+static cl::opt<std::string>
+    target("target",
+           cl::desc("cpu (default) or cuda (an embedded cubin and a launcher "
+                    "that loads the CUDA driver at run time)"),
+           cl::init("cpu"), cl::cat(category));
+static cl::opt<std::string>
+    chip("chip", cl::desc("GPU architecture for --target cuda (sm_90)"),
+         cl::init("sm_90"), cl::cat(category));
+static cl::opt<std::string>
+    cudaToolkit("cuda-toolkit",
+                cl::desc("CUDA toolkit whose ptxas makes the cubin (default: "
+                         "PATH, then /usr/local/cuda)"),
+                cl::init(""), cl::cat(category));
 static cl::opt<std::string>
     cpu("cpu", cl::desc("native (default) or an LLVM CPU name"),
         cl::init("native"), cl::cat(category));
@@ -79,7 +90,9 @@ static cl::opt<std::string> output("o", cl::desc("Output file"),
                                    cl::value_desc("path"), cl::init(""),
                                    cl::cat(category));
 static cl::opt<std::string>
-    emit("emit", cl::desc("mlir, llvm, asm, obj or so (default)"),
+    emit("emit",
+         cl::desc("mlir, llvm, asm, obj or so (default); with --target "
+                  "cuda: mlir (GPU IR), ptx, cubin or so"),
          cl::init("so"), cl::cat(category));
 static cl::opt<bool>
     printConfig("print-config",
@@ -250,8 +263,11 @@ static std::string resolveConfig(aot::AttentionConfig &config) {
     config.layer = options;
   }
   config.name = name;
-  if (target != "cpu")
-    return "unsupported --target '" + target + "'; only cpu is available";
+  if (target == "cuda")
+    config.target = aot::Target::CUDA;
+  else if (target != "cpu")
+    return "unknown --target '" + target + "'; expected cpu or cuda";
+  config.chip = chip;
   return config.validate();
 }
 
@@ -296,6 +312,8 @@ static std::optional<aot::EmitKind> parseEmit(StringRef text) {
       .Case("llvm", aot::EmitKind::LLVMIR)
       .Case("asm", aot::EmitKind::Assembly)
       .Case("obj", aot::EmitKind::Object)
+      .Case("ptx", aot::EmitKind::PTX)
+      .Case("cubin", aot::EmitKind::Cubin)
       .Case("so", aot::EmitKind::SharedLibrary)
       .Default(std::nullopt);
 }
@@ -314,7 +332,19 @@ int main(int argc, char **argv) {
   std::optional<aot::EmitKind> emitKind = parseEmit(emit);
   if (!emitKind)
     return failWith("unknown --emit '" + emit +
-                    "'; expected mlir, llvm, asm, obj or so");
+                    "'; expected mlir, llvm, asm, obj, ptx, cubin or so");
+  bool cuda = target == "cuda";
+  bool gpuArtifact =
+      *emitKind == aot::EmitKind::PTX || *emitKind == aot::EmitKind::Cubin;
+  bool cpuArtifact = *emitKind == aot::EmitKind::LLVMIR ||
+                     *emitKind == aot::EmitKind::Assembly ||
+                     *emitKind == aot::EmitKind::Object;
+  if (gpuArtifact && !cuda)
+    return failWith("--emit " + emit + " needs --target cuda");
+  if (cpuArtifact && cuda)
+    return failWith("--emit " + emit +
+                    " is for --target cpu; with --target cuda use mlir, ptx, "
+                    "cubin or so");
 
   DialectRegistry registry;
   registerAllDialects(registry);
@@ -365,10 +395,21 @@ int main(int argc, char **argv) {
     return failWith("unknown --kernel '" + kernel +
                     "'; expected flash or reference");
   options.attentionKernel = kernel;
+  options.cudaToolkit = cudaToolkit;
   std::string error;
-  if (!aot::compileModule(*module, options, fromConfig ? &config : nullptr,
-                          output, error))
+  if (cuda) {
+    if (!fromConfig)
+      return failWith("--target cuda compiles a head configuration, not an "
+                      "input file");
+    if (kernel != "flash")
+      return failWith("--kernel reference is CPU-only");
+    if (!aot::compileCUDALibrary(*module, options, config, output, error))
+      return failWith(error);
+  } else if (!aot::compileModule(*module, options,
+                                 fromConfig ? &config : nullptr, output,
+                                 error)) {
     return failWith(error);
+  }
 
   // The header goes beside the library.
   if (fromConfig && *emitKind == aot::EmitKind::SharedLibrary) {

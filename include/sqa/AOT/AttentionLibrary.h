@@ -25,6 +25,8 @@ namespace mlir::sqa::aot {
 enum class ElementKind { F32, F16, BF16 };
 /// BHSD: [B, H, S, D] contiguous; BSHD: [B, S, H, D] (FlashAttention's).
 enum class Layout { BHSD, BSHD };
+/// Where the library's kernel runs.
+enum class Target { CPU, CUDA };
 
 /// Everything a generated attention library is specialized on.
 struct AttentionConfig {
@@ -43,6 +45,9 @@ struct AttentionConfig {
   std::optional<float> scale;
   /// Prefix of every exported symbol; a C identifier.
   std::string name = "sqa_attention";
+  Target target = Target::CPU;
+  /// GPU architecture of a CUDA library's cubin (sm_80 or later).
+  std::string chip = "sm_90";
 
   /// A whole attention layer (projections, RoPE, attention, output
   /// projection) instead of the attention core alone; d_model is
@@ -73,7 +78,8 @@ StringRef stringifyElementKind(ElementKind kind);
 std::optional<ElementKind> parseElementKind(StringRef text);
 
 /// What the driver stops at.
-enum class EmitKind { MLIR, LLVMIR, Assembly, Object, SharedLibrary };
+/// PTX and Cubin are for CUDA; LLVMIR, Assembly and Object for the CPU.
+enum class EmitKind { MLIR, LLVMIR, Assembly, Object, PTX, Cubin, SharedLibrary };
 
 struct CodegenOptions {
   /// "native" for the host CPU (with its features), or an LLVM CPU name.
@@ -85,6 +91,9 @@ struct CodegenOptions {
   /// clang used to compile the C entry layer and link the library; found
   /// next to LLVM's tools or on PATH when empty.
   std::string clang;
+  /// CUDA toolkit whose ptxas makes cubins; PATH, then /usr/local/cuda when
+  /// empty.
+  std::string cudaToolkit;
 };
 
 /// Builds the kernel module for `config`: one function `<name>_kernel` over
@@ -105,6 +114,16 @@ std::string generateEntryLayer(const AttentionConfig &config);
 bool compileModule(ModuleOp module, const CodegenOptions &options,
                    const AttentionConfig *config, StringRef outputPath,
                    std::string &error);
+
+/// Compiles a CUDA library for `config` (target CUDA) from its module: the
+/// kernel is lowered by the CUDA pipeline, serialized to a cubin for
+/// `config.chip` and embedded in a C launcher over the CUDA driver API, which
+/// is loaded at run time (the library does not link libcuda). `MLIR` emits
+/// the kernel-stage IR (gpu.module with nvgpu ops), `PTX` and `Cubin` the
+/// kernel alone.
+bool compileCUDALibrary(ModuleOp module, const CodegenOptions &options,
+                        const AttentionConfig &config, StringRef outputPath,
+                        std::string &error);
 
 } // namespace mlir::sqa::aot
 

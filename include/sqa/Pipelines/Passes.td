@@ -56,4 +56,41 @@ def SQACPUPipeline : Pass<"sqa-cpu-pipeline", "::mlir::ModuleOp"> {
   ];
 }
 
+def SQACUDAPipeline : Pass<"sqa-cuda-pipeline", "::mlir::ModuleOp"> {
+  let summary = "Lower a module using sqa.attention to CUDA kernels (cubin) "
+                "and LLVM host code";
+  let description = [{
+    Bufferizes (as the CPU pipeline does), lowers every `sqa.attention` to
+    a FlashAttention-2 kernel and its `gpu.launch_func`
+    (`sqa-lower-attention-to-gpu`: tensor cores through `nvgpu` for f16
+    and bf16, a SIMT kernel for f32), attaches an NVVM target, lowers the
+    kernels with `convert-nvgpu-to-nvvm` and `convert-gpu-to-nvvm`, the host
+    code with `gpu-to-llvm`, and serializes the kernels with
+    `gpu-module-to-binary` (`format=isa` gives PTX without a CUDA toolkit;
+    `bin` and `fatbin` run ptxas from `toolkit`).
+
+    The host code calls the `mgpu*` runtime functions of upstream's
+    CUDA runtime wrappers; `sqa-aot --target cuda` instead embeds the
+    kernel in a library with its own launcher over the CUDA driver API.
+    Tensor-core kernels need sm_80 or later.
+  }];
+  let options = [
+    Option<"chip", "chip", "std::string", /*default=*/"\"sm_90\"",
+           "Target GPU architecture (sm_80 or later)">,
+    Option<"features", "features", "std::string", /*default=*/"\"+ptx80\"",
+           "PTX features; sm_90 needs +ptx78 or later">,
+    Option<"optLevel", "opt-level", "unsigned", /*default=*/"3",
+           "Optimization level of the NVPTX backend and ptxas">,
+    Option<"format", "format", "std::string", /*default=*/"\"bin\"",
+           "Serialization: isa (PTX), bin (cubin) or fatbin">,
+    Option<"toolkit", "toolkit", "std::string", /*default=*/"\"\"",
+           "CUDA toolkit path for ptxas (default: PATH, then /usr/local/cuda)">,
+    Option<"kvBlock", "kv-block", "int64_t", /*default=*/"64",
+           "Keys per shared-memory tile">,
+    Option<"headsPerBlock", "heads-per-block", "int64_t", /*default=*/"0",
+           "Output heads per thread block (0: largest of 4, 2, 1 that "
+           "divides the heads per key/value head)">
+  ];
+}
+
 #endif // SQA_PIPELINES_PASSES_TD

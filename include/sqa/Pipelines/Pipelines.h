@@ -14,6 +14,18 @@ namespace mlir::sqa {
 /// Appends the CPU pipeline to `pm`, which must be anchored on builtin.module.
 void buildCPUPipeline(OpPassManager &pm, const SQACPUPipelineOptions &options);
 
+/// Appends the CUDA pipeline to `pm` (anchored on builtin.module): the
+/// kernel stage then the binary stage below.
+void buildCUDAPipeline(OpPassManager &pm,
+                       const SQACUDAPipelineOptions &options);
+/// Bufferization and `sqa-lower-attention-to-gpu`: the module then holds
+/// `gpu.module @sqa_kernels` and host `gpu.launch_func`s.
+void buildCUDAKernelPipeline(OpPassManager &pm,
+                             const SQACUDAPipelineOptions &options);
+/// NVVM target, kernel and host lowering, and serialization to `format`.
+void buildCUDABinaryPipeline(OpPassManager &pm,
+                             const SQACUDAPipelineOptions &options);
+
 #define GEN_PASS_REGISTRATION
 #include "sqa/Pipelines/Passes.h.inc"
 

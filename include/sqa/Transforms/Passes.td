@@ -159,4 +159,87 @@ def LowerFlashAttention : Pass<"sqa-lower-flash-attention"> {
   ];
 }
 
+def LowerAttentionToGPU : Pass<"sqa-lower-attention-to-gpu",
+                               "::mlir::ModuleOp"> {
+  let summary = "Lower memref sqa.attention to a CUDA flash-attention kernel "
+                "and its launch";
+  let description = [{
+    Rewrites every buffer-form `sqa.attention` into a `gpu.launch_func` of a
+    FlashAttention-2 kernel generated into the `gpu.module @sqa_kernels`
+    (created on demand; the module gets `gpu.container_module`).
+
+    The op's iteration space (batch, output heads, query rows) maps to the
+    grid: x = query blocks x batch, y = head blocks, with 128 threads (4
+    warps) per block. f16 and bf16 use tensor cores (sm_80 and later):
+
+    * A block stacks `heads-per-block` output heads that share one
+      key/value head (GQA by index mapping, K/V never repeated), 16 query
+      rows per warp: 64 stacked rows.
+    * Q and double-buffered `kv-block`-key K/V tiles are staged in dynamic
+      shared memory with `nvgpu.device_async_copy` (cp.async, zero fill
+      past the sequence ends), rows padded by 16 bytes against bank
+      conflicts.
+    * Q.K^T and P.V are `m16n8k16` tensor-core MMAs on fragments loaded
+      with `nvgpu.ldmatrix` (`.trans` for V); f16 uses `nvgpu.mma.sync`,
+      bf16 `nvvm.mma.sync` (MLIR 22's nvgpu-to-nvvm cannot type bf16 MMAs).
+      P stays in registers: the score accumulators are the A fragments.
+    * Online softmax in f32 registers with exp2 (ex2.approx), row
+      reductions by warp shuffles within each quad.
+    * Causal and window masks skip key blocks outside the block's rows and
+      mask only blocks that cross a bound; rows that see no key write 0.
+
+    f32 takes a SIMT path: one query row per thread, K/V tiles in shared
+    memory, per-key online softmax.
+
+    The kernel takes each operand as a 1-D memref plus strides, so any
+    strided layout (BHSD, BSHD) works; the innermost stride must be 1.
+    Kernels carry `sqa.rows_per_block`, `sqa.heads_per_block` and
+    `sqa.shared_memory_bytes` for launchers outside MLIR (sqa-aot).
+  }];
+  let options = [
+    Option<"kvBlock", "kv-block", "int64_t", /*default=*/"64",
+           "Keys per shared-memory tile (a multiple of 16)">,
+    Option<"headsPerBlock", "heads-per-block", "int64_t", /*default=*/"0",
+           "Output heads stacked in one thread block (1, 2 or 4, dividing "
+           "the heads per key/value head); 0 picks the largest">
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::gpu::GPUDialect",
+    "::mlir::LLVM::LLVMDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::NVVM::NVVMDialect",
+    "::mlir::nvgpu::NVGPUDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect"
+  ];
+}
+
+def EmulateGPUKernels : Pass<"sqa-emulate-gpu-kernels", "::mlir::ModuleOp"> {
+  let summary = "Testing aid: turn generated CUDA kernels into host functions "
+                "run by one CPU thread per GPU thread";
+  let description = [{
+    For machines without a GPU. Every `gpu.func` of the module's GPU modules
+    becomes a `func.func` of the same name (plus a trailing `memref<?xi8>`
+    shared-memory argument, `llvm.emit_c_interface`), and the GPU modules
+    and host functions are dropped. Thread and block ids, barriers, warp
+    shuffles, `nvgpu.ldmatrix`, `nvgpu.mma.sync` and `nvvm.mma.sync`
+    become calls to `sqa_emu_*` functions, which
+    `python/sqa_mlir/gpu_emulator.c` implements from the PTX ISA's
+    definitions with one pthread per GPU thread; `nvgpu.device_async_copy`
+    becomes a synchronous copy with the same zero fill. The rest of the
+    kernel is compiled unchanged for the host (e.g. by
+    `--sqa-cpu-pipeline`), so its index math, masking, softmax and
+    pipelining run as generated.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::func::FuncDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::ub::UBDialect",
+    "::mlir::vector::VectorDialect"
+  ];
+}
+
 #endif // SQA_TRANSFORMS_PASSES_TD

@@ -1,0 +1,983 @@
+//===- LowerAttentionToGPU.cpp - FlashAttention-2 CUDA kernels ------------===//
+//
+// Lowers buffer-form sqa.attention to a gpu.launch_func of a generated
+// kernel. f16/bf16 kernels are FlashAttention-2 on tensor cores: per block,
+// 4 warps of 16 query rows, K/V tiles double-buffered in shared memory by
+// cp.async, m16n8k16 MMAs on ldmatrix fragments, online softmax in
+// registers. f32 kernels take a simple SIMT path (a thread per query row).
+//
+// Register fragments follow the PTX ISA's m16n8k16 layouts: with
+// g = lane / 4 and t = lane % 4, an accumulator tile holds rows g and g + 8,
+// columns 2t and 2t + 1, as c[0..3] = (g,2t) (g,2t+1) (g+8,2t) (g+8,2t+1).
+//
+//===----------------------------------------------------------------------===//
+
+#include "sqa/Transforms/Passes.h"
+
+#include "SQA/IR/SQAOps.h"
+
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+#include "mlir/IR/SymbolTable.h"
+
+#include <array>
+#include <cmath>
+#include <limits>
+
+namespace mlir::sqa {
+#define GEN_PASS_DEF_LOWERATTENTIONTOGPU
+#include "sqa/Transforms/Passes.h.inc"
+} // namespace mlir::sqa
+
+using namespace mlir;
+using namespace mlir::sqa;
+
+namespace {
+
+constexpr int64_t kThreads = 128;
+constexpr int64_t kWarps = kThreads / 32;
+constexpr int64_t kWarpRows = 16;
+constexpr int64_t kBlockRows = kWarps * kWarpRows;
+/// Shared-memory rows are padded by 16 bytes so that the 8 rows an ldmatrix
+/// reads fall into different banks.
+constexpr int64_t kRowPad = 8;
+/// Kernel operands after the four memrefs, in order (all index).
+enum ScalarArg {
+  kQueryLen,
+  kKeyLen,
+  kDiagonal,
+  kFirstStride, // q, k, v, out strides of (batch, head, position).
+  kNumScalarArgs = kFirstStride + 12
+};
+
+/// What one kernel is specialized on.
+struct KernelSpec {
+  Type elementType;
+  int64_t headDim, valueDim;
+  int64_t queryHeads, kvHeads, outHeads;
+  MaskAttr mask;
+  float scale;
+  int64_t kvBlock, headsPerBlock;
+
+  bool tensorCores() const { return !elementType.isF32(); }
+  int64_t rowsPerHead() const {
+    return tensorCores() ? kBlockRows / headsPerBlock : kThreads;
+  }
+  /// Output heads per query head (reverse SQA), per key/value head.
+  int64_t outPerQuery() const { return outHeads / queryHeads; }
+  int64_t outPerKV() const { return outHeads / kvHeads; }
+  int64_t elementBytes() const {
+    return elementType.getIntOrFloatBitWidth() / 8;
+  }
+  int64_t sharedMemoryBytes() const {
+    if (!tensorCores())
+      return kvBlock * (headDim + valueDim) * 4;
+    return (kBlockRows * (headDim + kRowPad) +
+            2 * kvBlock * (headDim + kRowPad) +
+            2 * kvBlock * (valueDim + kRowPad)) *
+           elementBytes();
+  }
+};
+
+/// An m16n8 f32 accumulator tile of one thread: c[0..3] as in the header.
+using Frag = std::array<Value, 4>;
+
+/// Index and float helpers over an implicit-location builder.
+class KernelBuilderBase {
+protected:
+  KernelBuilderBase(ImplicitLocOpBuilder &b) : b(b), f32(b.getF32Type()) {}
+
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
+  Value f32c(float v) {
+    return arith::ConstantOp::create(b, b.getF32FloatAttr(v));
+  }
+  Value add(Value x, Value y) { return arith::AddIOp::create(b, x, y); }
+  Value sub(Value x, Value y) { return arith::SubIOp::create(b, x, y); }
+  Value mul(Value x, Value y) { return arith::MulIOp::create(b, x, y); }
+  Value mul(Value x, int64_t y) { return y == 1 ? x : mul(x, idx(y)); }
+  Value div(Value x, int64_t y) {
+    return y == 1 ? x : arith::DivUIOp::create(b, x, idx(y)).getResult();
+  }
+  Value rem(Value x, int64_t y) { return arith::RemUIOp::create(b, x, idx(y)); }
+  Value minI(Value x, Value y) { return arith::MinSIOp::create(b, x, y); }
+  Value maxI(Value x, Value y) { return arith::MaxSIOp::create(b, x, y); }
+  Value cmp(arith::CmpIPredicate p, Value x, Value y) {
+    return arith::CmpIOp::create(b, p, x, y);
+  }
+  Value andI(Value x, Value y) { return arith::AndIOp::create(b, x, y); }
+  Value orI(Value x, Value y) { return arith::OrIOp::create(b, x, y); }
+  Value select(Value c, Value x, Value y) {
+    return arith::SelectOp::create(b, c, x, y);
+  }
+  Value ceilDiv(Value x, int64_t d) {
+    return arith::CeilDivSIOp::create(b, x, idx(d));
+  }
+  Value floorDiv(Value x, int64_t d) {
+    return arith::FloorDivSIOp::create(b, x, idx(d));
+  }
+  Value addF(Value x, Value y) { return arith::AddFOp::create(b, x, y); }
+  Value subF(Value x, Value y) { return arith::SubFOp::create(b, x, y); }
+  Value mulF(Value x, Value y) { return arith::MulFOp::create(b, x, y); }
+  Value maxF(Value x, Value y) { return arith::MaximumFOp::create(b, x, y); }
+  /// 2^x with the approximate instruction, as FlashAttention computes
+  /// softmax. Spelled as PTX: math.exp2 would lower to libdevice's
+  /// __nv_exp2f, which only links where a CUDA toolkit is found at compile
+  /// time.
+  Value exp2(Value x) {
+    return NVVM::InlinePtxOp::create(b, TypeRange{f32}, ValueRange{x},
+                                     ValueRange{}, "ex2.approx.ftz.f32 $0, $1;",
+                                     Value())
+        .getResult(0);
+  }
+  /// max(x, 0) that maps a row maximum of -inf (no key seen yet) to 0, so
+  /// that exp2(s - m) stays 0 instead of NaN.
+  Value finiteOrZero(Value m) {
+    Value isInf = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, m,
+                                        f32c(-INFINITY));
+    return select(isInf, f32c(0.0f), m);
+  }
+
+  void forLoop(Value lb, Value ub, Value step, function_ref<void(Value)> body) {
+    auto loop = scf::ForOp::create(b, lb, ub, step);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(loop.getBody());
+    body(loop.getInductionVar());
+  }
+  SmallVector<Value>
+  forLoop(Value lb, Value ub, Value step, ValueRange init,
+          function_ref<SmallVector<Value>(Value, ValueRange)> body) {
+    auto loop = scf::ForOp::create(b, lb, ub, step, init);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(loop.getBody());
+    scf::YieldOp::create(b, body(loop.getInductionVar(),
+                                 loop.getRegionIterArgs()));
+    return loop.getResults();
+  }
+  void ifThen(Value cond, function_ref<void()> body) {
+    auto ifOp = scf::IfOp::create(b, cond, /*withElseRegion=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(ifOp.thenBlock());
+    body();
+  }
+  SmallVector<Value> ifThenElse(Value cond, TypeRange types,
+                                function_ref<SmallVector<Value>()> thenBody,
+                                function_ref<SmallVector<Value>()> elseBody) {
+    auto ifOp = scf::IfOp::create(b, types, cond, /*withElseRegion=*/true);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(ifOp.thenBlock());
+    scf::YieldOp::create(b, thenBody());
+    b.setInsertionPointToStart(ifOp.elseBlock());
+    scf::YieldOp::create(b, elseBody());
+    return ifOp.getResults();
+  }
+
+  ImplicitLocOpBuilder &b;
+  Type f32;
+};
+
+/// Builds the body of one kernel. Both paths share the argument decoding and
+/// the key-block range.
+class KernelBuilder : public KernelBuilderBase {
+public:
+  KernelBuilder(ImplicitLocOpBuilder &b, const KernelSpec &spec,
+                gpu::GPUFuncOp func)
+      : KernelBuilderBase(b), spec(spec), func(func) {}
+
+  void build() {
+    decodeArguments();
+    if (spec.tensorCores())
+      buildTensorCoreKernel();
+    else
+      buildSIMTKernel();
+    gpu::ReturnOp::create(b);
+  }
+
+private:
+  void decodeArguments();
+  /// Key blocks [first, end) that some row in [rowBegin, rowEnd) can see.
+  std::pair<Value, Value> keyBlockRange(Value rowBegin, Value rowEnd);
+  /// Whether a block of keys starting at `keyStart` needs element masks for
+  /// rows in [rowBegin, rowEnd).
+  Value blockNeedsMask(Value keyStart, Value rowBegin, Value rowEnd);
+  /// Whether key `key` is visible from query position `pos`.
+  Value visible(Value pos, Value key);
+  Value globalIndex(int operand, Value batch, Value head, Value pos,
+                    Value col);
+
+  void buildTensorCoreKernel();
+  void buildSIMTKernel();
+
+  // Tensor-core pieces.
+  Value sharedView(Value smem, Value byteOffset, int64_t rows, int64_t cols);
+  void copyTile(int operand, Value dst, int64_t rows, int64_t cols,
+                Value rowToBatch, function_ref<Value(Value)> rowToHead,
+                function_ref<Value(Value)> rowToPos, Value posLimit);
+  Value ldmatrix(Value tile, Value row, Value col, bool transpose);
+  Value fragRow(Value fragments, int64_t i) {
+    return vector::ExtractOp::create(b, fragments, i);
+  }
+  Frag mma(ArrayRef<Value> a, ArrayRef<Value> bFrag, const Frag &c);
+  Value packPair(Value x, Value y);
+
+  const KernelSpec &spec;
+  gpu::GPUFuncOp func;
+  Value memrefs[4];
+  Value queryLen, keyLen, diagonal;
+  Value strides[4][3];
+  int64_t left = -1, right = -1;
+};
+
+} // namespace
+
+void KernelBuilder::decodeArguments() {
+  for (int i = 0; i < 4; ++i)
+    memrefs[i] = func.getArgument(i);
+  auto scalar = [&](int i) { return func.getArgument(4 + i); };
+  queryLen = scalar(kQueryLen);
+  keyLen = scalar(kKeyLen);
+  diagonal = scalar(kDiagonal);
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 3; ++j)
+      strides[i][j] = scalar(kFirstStride + 3 * i + j);
+  if (spec.mask) {
+    right = spec.mask.getEffectiveRightBound();
+    left = spec.mask.getWindowLeft();
+  }
+}
+
+Value KernelBuilder::globalIndex(int operand, Value batch, Value head,
+                                 Value pos, Value col) {
+  Value *s = strides[operand];
+  return add(add(add(mul(batch, s[0]), mul(head, s[1])), mul(pos, s[2])),
+             col);
+}
+
+std::pair<Value, Value> KernelBuilder::keyBlockRange(Value rowBegin,
+                                                     Value rowEnd) {
+  int64_t block = spec.kvBlock;
+  Value firstKey = idx(0), endKey = keyLen;
+  // Row i sees keys in [i + diagonal - left, i + diagonal + right].
+  if (left >= 0)
+    firstKey = maxI(idx(0), sub(add(rowBegin, diagonal), idx(left)));
+  if (right >= 0)
+    endKey = minI(keyLen, add(add(rowEnd, diagonal), idx(right)));
+  Value first = floorDiv(firstKey, block);
+  return {first, maxI(first, ceilDiv(endKey, block))};
+}
+
+Value KernelBuilder::blockNeedsMask(Value keyStart, Value rowBegin,
+                                    Value rowEnd) {
+  int64_t block = spec.kvBlock;
+  Value partial = cmp(arith::CmpIPredicate::sgt, add(keyStart, idx(block)),
+                      keyLen);
+  if (right >= 0)
+    partial = orI(partial, cmp(arith::CmpIPredicate::sgt,
+                               add(keyStart, idx(block - 1)),
+                               add(add(rowBegin, diagonal), idx(right))));
+  if (left >= 0)
+    partial = orI(partial, cmp(arith::CmpIPredicate::slt, keyStart,
+                               sub(add(sub(rowEnd, idx(1)), diagonal),
+                                   idx(left))));
+  return partial;
+}
+
+Value KernelBuilder::visible(Value pos, Value key) {
+  Value ok = cmp(arith::CmpIPredicate::slt, key, keyLen);
+  Value diag = add(pos, diagonal);
+  if (right >= 0)
+    ok = andI(ok, cmp(arith::CmpIPredicate::sle, key, add(diag, idx(right))));
+  if (left >= 0)
+    ok = andI(ok, cmp(arith::CmpIPredicate::sge, key, sub(diag, idx(left))));
+  return ok;
+}
+
+//===----------------------------------------------------------------------===//
+// Tensor-core kernel (f16, bf16).
+//===----------------------------------------------------------------------===//
+
+Value KernelBuilder::sharedView(Value smem, Value byteOffset, int64_t rows,
+                                int64_t cols) {
+  auto space = gpu::AddressSpaceAttr::get(b.getContext(),
+                                          gpu::AddressSpace::Workgroup);
+  auto type = MemRefType::get({rows, cols}, spec.elementType,
+                              MemRefLayoutAttrInterface(), space);
+  return memref::ViewOp::create(b, type, smem, byteOffset, ValueRange{});
+}
+
+/// Cooperative cp.async of `rows` x `cols` elements into `dst`, 16 bytes per
+/// copy; rows at or past `posLimit` are zero-filled.
+void KernelBuilder::copyTile(int operand, Value dst, int64_t rows,
+                             int64_t cols, Value batch,
+                             function_ref<Value(Value)> rowToHead,
+                             function_ref<Value(Value)> rowToPos,
+                             Value posLimit) {
+  int64_t perCopy = 16 / spec.elementBytes();
+  int64_t chunksPerRow = cols / perCopy;
+  Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+  forLoop(tid, idx(rows * chunksPerRow), idx(kThreads), [&](Value chunk) {
+    Value row = div(chunk, chunksPerRow);
+    Value col = mul(rem(chunk, chunksPerRow), perCopy);
+    Value pos = rowToPos(row);
+    Value inside = cmp(arith::CmpIPredicate::slt, pos, posLimit);
+    // Past the end nothing is read, but keep the address in bounds.
+    Value clamped = maxI(idx(0), minI(pos, sub(posLimit, idx(1))));
+    Value src = globalIndex(operand, batch, rowToHead(row), clamped, col);
+    Value srcElements = select(inside, idx(perCopy), idx(0));
+    nvgpu::DeviceAsyncCopyOp::create(
+        b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), dst,
+        ValueRange{row, col}, memrefs[operand], ValueRange{src},
+        b.getIndexAttr(perCopy), srcElements, b.getUnitAttr());
+  });
+}
+
+Value KernelBuilder::ldmatrix(Value tile, Value row, Value col,
+                              bool transpose) {
+  auto type = VectorType::get({4, 2}, spec.elementType);
+  return nvgpu::LdMatrixOp::create(b, type, tile, ValueRange{row, col},
+                                   transpose, /*numTiles=*/4);
+}
+
+/// Two f32 values as one packed pair of the element type.
+Value KernelBuilder::packPair(Value x, Value y) {
+  auto pairF32 = VectorType::get({2}, f32);
+  Value pair = arith::ConstantOp::create(b, b.getZeroAttr(pairF32));
+  pair = vector::InsertOp::create(b, x, pair, 0);
+  pair = vector::InsertOp::create(b, y, pair, 1);
+  return arith::TruncFOp::create(
+      b, VectorType::get({2}, spec.elementType), pair);
+}
+
+Frag KernelBuilder::mma(ArrayRef<Value> a, ArrayRef<Value> bFrag,
+                        const Frag &c) {
+  Type element = spec.elementType;
+  if (element.isF16()) {
+    Value aVec = arith::ConstantOp::create(
+        b, b.getZeroAttr(VectorType::get({4, 2}, element)));
+    for (int64_t i = 0; i < 4; ++i)
+      aVec = vector::InsertOp::create(b, a[i], aVec, i);
+    Value bVec = arith::ConstantOp::create(
+        b, b.getZeroAttr(VectorType::get({2, 2}, element)));
+    for (int64_t i = 0; i < 2; ++i)
+      bVec = vector::InsertOp::create(b, bFrag[i], bVec, i);
+    Value cVec = arith::ConstantOp::create(
+        b, b.getZeroAttr(VectorType::get({2, 2}, f32)));
+    for (int64_t i = 0; i < 4; ++i)
+      cVec = vector::InsertOp::create(b, c[i], cVec,
+                                      ArrayRef<int64_t>{i / 2, i % 2});
+    Value d = nvgpu::MmaSyncOp::create(b, aVec, bVec, cVec,
+                                       ArrayRef<int64_t>{16, 8, 16});
+    Frag out;
+    for (int64_t i = 0; i < 4; ++i)
+      out[i] = vector::ExtractOp::create(b, d, ArrayRef<int64_t>{i / 2, i % 2});
+    return out;
+  }
+  // bf16: nvgpu-to-nvvm in MLIR 22 cannot deduce bf16 PTX types, so emit
+  // the NVVM op with the pairs packed into i32 as PTX expects.
+  auto i32 = b.getI32Type();
+  auto asI32 = [&](Value pair) -> Value {
+    Value packed = vector::BitCastOp::create(b, VectorType::get({1}, i32), pair);
+    return vector::ExtractOp::create(b, packed, 0);
+  };
+  SmallVector<Value> aRegs, bRegs;
+  for (Value v : a)
+    aRegs.push_back(asI32(v));
+  for (Value v : bFrag)
+    bRegs.push_back(asI32(v));
+  auto resultType = LLVM::LLVMStructType::getLiteral(
+      b.getContext(), SmallVector<Type>(4, f32));
+  Value d = NVVM::MmaOp::create(
+      b, resultType, aRegs, bRegs, ValueRange(c), ArrayRef<int64_t>{16, 8, 16},
+      std::nullopt, std::nullopt,
+      std::array<NVVM::MMATypes, 2>{NVVM::MMATypes::bf16,
+                                    NVVM::MMATypes::bf16},
+      std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
+                                     NVVM::MMALayout::col});
+  Frag out;
+  for (int64_t i = 0; i < 4; ++i)
+    out[i] = LLVM::ExtractValueOp::create(b, d, i);
+  return out;
+}
+
+void KernelBuilder::buildTensorCoreKernel() {
+  const int64_t headDim = spec.headDim, valueDim = spec.valueDim;
+  const int64_t block = spec.kvBlock, rowsPerHead = spec.rowsPerHead();
+  const int64_t keyStride = headDim + kRowPad, valueStride = valueDim + kRowPad;
+  const int64_t bytes = spec.elementBytes();
+  const int64_t scoreTiles = block / 8, outTiles = valueDim / 8;
+  const float log2e = 1.4426950408889634f;
+
+  Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+  Value warp = div(tid, 32), lane = rem(tid, 32);
+  Value quadRow = div(lane, 4), quadCol = rem(lane, 4);
+  Value blockX = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+  Value blockY = gpu::BlockIdOp::create(b, gpu::Dimension::y);
+  Value queryBlocks = ceilDiv(queryLen, rowsPerHead);
+  Value batch = arith::DivUIOp::create(b, blockX, queryBlocks);
+  Value rowBegin =
+      mul(arith::RemUIOp::create(b, blockX, queryBlocks), rowsPerHead);
+  Value rowEnd = minI(add(rowBegin, idx(rowsPerHead)), queryLen);
+  Value outHead0 = mul(blockY, spec.headsPerBlock);
+  Value kvHead = div(outHead0, spec.outPerKV());
+
+  // Shared memory: Q [64][D+8], K [2][block][D+8], V [2][block][Dv+8].
+  auto space = gpu::AddressSpaceAttr::get(b.getContext(),
+                                          gpu::AddressSpace::Workgroup);
+  Value smem = gpu::DynamicSharedMemoryOp::create(
+      b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
+                         MemRefLayoutAttrInterface(), space));
+  int64_t keyBase = kBlockRows * keyStride * bytes;
+  int64_t keyStage = block * keyStride * bytes;
+  int64_t valueBase = keyBase + 2 * keyStage;
+  int64_t valueStage = block * valueStride * bytes;
+  Value queryTile = sharedView(smem, idx(0), kBlockRows, keyStride);
+  auto keyTile = [&](Value stage) {
+    return sharedView(smem, add(idx(keyBase), mul(stage, keyStage)), block,
+                      keyStride);
+  };
+  auto valueTile = [&](Value stage) {
+    return sharedView(smem, add(idx(valueBase), mul(stage, valueStage)),
+                      block, valueStride);
+  };
+
+  // Stacked row r of the block: output head outHead0 + r / rowsPerHead at
+  // position rowBegin + r % rowsPerHead.
+  auto queryHeadOfRow = [&](Value r) {
+    return div(add(outHead0, div(r, rowsPerHead)), spec.outPerQuery());
+  };
+  auto posOfRow = [&](Value r) { return add(rowBegin, rem(r, rowsPerHead)); };
+  auto loadKeysAndValues = [&](Value keyBlock, Value stage) {
+    Value keyStart = mul(keyBlock, block);
+    auto kvHeadOf = [&](Value) { return kvHead; };
+    auto keyOf = [&](Value r) { return add(keyStart, r); };
+    copyTile(1, keyTile(stage), block, headDim, batch, kvHeadOf, keyOf,
+             keyLen);
+    copyTile(2, valueTile(stage), block, valueDim, batch, kvHeadOf, keyOf,
+             keyLen);
+  };
+  auto tokenType = nvgpu::DeviceAsyncTokenType::get(b.getContext());
+  auto commitAndWait = [&](int32_t pending) {
+    Value group =
+        nvgpu::DeviceAsyncCreateGroupOp::create(b, tokenType, ValueRange{});
+    nvgpu::DeviceAsyncWaitOp::create(b, group, b.getI32IntegerAttr(pending));
+  };
+
+  Value firstBlock, endBlock;
+  std::tie(firstBlock, endBlock) = keyBlockRange(rowBegin, rowEnd);
+  copyTile(0, queryTile, kBlockRows, headDim, batch, queryHeadOfRow, posOfRow,
+           queryLen);
+  ifThen(cmp(arith::CmpIPredicate::slt, firstBlock, endBlock),
+         [&] { loadKeysAndValues(firstBlock, idx(0)); });
+  commitAndWait(0);
+  gpu::BarrierOp::create(b);
+
+  // This warp's Q fragments, one per 16 columns of D, kept in registers.
+  Value warpRow0 = mul(warp, kWarpRows);
+  SmallVector<SmallVector<Value, 4>> queryFrags;
+  for (int64_t kk = 0; kk < headDim / 16; ++kk) {
+    Value frags = ldmatrix(queryTile, add(warpRow0, rem(lane, 16)),
+                           add(idx(kk * 16), mul(div(lane, 16), 8)),
+                           /*transpose=*/false);
+    queryFrags.push_back({fragRow(frags, 0), fragRow(frags, 1),
+                          fragRow(frags, 2), fragRow(frags, 3)});
+  }
+
+  // Query positions of this thread's two rows.
+  Value warpPos0 = add(rowBegin, rem(warpRow0, rowsPerHead));
+  Value rowPos[2] = {add(warpPos0, quadRow), add(warpPos0, add(quadRow, idx(8)))};
+
+  float negInf = -std::numeric_limits<float>::infinity();
+  SmallVector<Value> init;
+  for (int64_t i = 0; i < outTiles * 4; ++i)
+    init.push_back(f32c(0.0f));
+  init.append({f32c(negInf), f32c(negInf), f32c(0.0f), f32c(0.0f)});
+  const float scaleLog2 = spec.scale * log2e;
+
+  SmallVector<Value> state = forLoop(
+      firstBlock, endBlock, idx(1), init,
+      [&](Value keyBlock, ValueRange args) -> SmallVector<Value> {
+        SmallVector<Frag> acc(outTiles);
+        for (int64_t t = 0; t < outTiles; ++t)
+          for (int64_t i = 0; i < 4; ++i)
+            acc[t][i] = args[t * 4 + i];
+        Value rowMax[2] = {args[outTiles * 4], args[outTiles * 4 + 1]};
+        Value rowSum[2] = {args[outTiles * 4 + 2], args[outTiles * 4 + 3]};
+
+        Value stage = rem(sub(keyBlock, firstBlock), 2);
+        Value next = add(keyBlock, idx(1));
+        ifThen(cmp(arith::CmpIPredicate::slt, next, endBlock), [&] {
+          loadKeysAndValues(next, sub(idx(1), stage));
+        });
+        // All but the group just issued are complete: this block's tiles.
+        commitAndWait(1);
+        gpu::BarrierOp::create(b);
+        Value keys = keyTile(stage), values = valueTile(stage);
+
+        // S = Q.K^T for this warp's 16 rows and the block's keys. One x4
+        // ldmatrix yields the B fragments of two 8-key tiles.
+        SmallVector<Frag> scores(scoreTiles);
+        Value zero = f32c(0.0f);
+        for (Frag &s : scores)
+          s = {zero, zero, zero, zero};
+        for (int64_t p = 0; p < block / 16; ++p)
+          for (int64_t kk = 0; kk < headDim / 16; ++kk) {
+            Value frags =
+                ldmatrix(keys, add(idx(p * 16), add(mul(div(lane, 16), 8),
+                                                    rem(lane, 8))),
+                         add(idx(kk * 16), mul(rem(div(lane, 8), 2), 8)),
+                         /*transpose=*/false);
+            scores[2 * p] = mma(queryFrags[kk],
+                                {fragRow(frags, 0), fragRow(frags, 1)},
+                                scores[2 * p]);
+            scores[2 * p + 1] = mma(queryFrags[kk],
+                                    {fragRow(frags, 2), fragRow(frags, 3)},
+                                    scores[2 * p + 1]);
+          }
+        Value scaleValue = f32c(scaleLog2);
+        for (Frag &s : scores)
+          for (Value &v : s)
+            v = mulF(v, scaleValue);
+
+        // Masks, only on blocks that cross a bound or run past T.
+        Value keyStart = mul(keyBlock, block);
+        SmallVector<Value> flat;
+        for (Frag &s : scores)
+          flat.append(s.begin(), s.end());
+        SmallVector<Type> flatTypes(flat.size(), f32);
+        SmallVector<Value> masked = ifThenElse(
+            blockNeedsMask(keyStart, rowBegin, rowEnd), flatTypes,
+            [&]() -> SmallVector<Value> {
+              SmallVector<Value> out;
+              Value minusInf = f32c(negInf);
+              for (int64_t t = 0; t < scoreTiles; ++t)
+                for (int64_t i = 0; i < 4; ++i) {
+                  Value key = add(add(keyStart, idx(t * 8 + i % 2)),
+                                  mul(quadCol, 2));
+                  out.push_back(select(visible(rowPos[i / 2], key),
+                                       flat[t * 4 + i], minusInf));
+                }
+              return out;
+            },
+            [&]() -> SmallVector<Value> { return flat; });
+        for (int64_t t = 0; t < scoreTiles; ++t)
+          for (int64_t i = 0; i < 4; ++i)
+            scores[t][i] = masked[t * 4 + i];
+
+        // Online softmax: each row lives in the 4 threads of a quad.
+        Value width = arith::ConstantIntOp::create(b, 32, 32);
+        auto quadReduce = [&](Value v, bool isMax) {
+          for (int32_t offset : {1, 2}) {
+            Value other = gpu::ShuffleOp::create(
+                              b, v, arith::ConstantIntOp::create(b, offset, 32),
+                              width, gpu::ShuffleMode::XOR)
+                              .getShuffleResult();
+            v = isMax ? maxF(v, other) : addF(v, other);
+          }
+          return v;
+        };
+        Value rescale[2];
+        for (int64_t h = 0; h < 2; ++h) {
+          Value blockMax = f32c(negInf);
+          for (Frag &s : scores)
+            blockMax = maxF(blockMax, maxF(s[2 * h], s[2 * h + 1]));
+          blockMax = quadReduce(blockMax, /*isMax=*/true);
+          Value newMax = maxF(rowMax[h], blockMax);
+          Value base = finiteOrZero(newMax);
+          rescale[h] = exp2(subF(rowMax[h], base));
+          Value partialSum = f32c(0.0f);
+          for (Frag &s : scores)
+            for (int64_t e = 0; e < 2; ++e) {
+              s[2 * h + e] = exp2(subF(s[2 * h + e], base));
+              partialSum = addF(partialSum, s[2 * h + e]);
+            }
+          // Sums stay per thread; the quad's partial sums are added once at
+          // the end.
+          rowSum[h] = addF(mulF(rowSum[h], rescale[h]), partialSum);
+          rowMax[h] = newMax;
+        }
+        for (Frag &o : acc)
+          for (int64_t i = 0; i < 4; ++i)
+            o[i] = mulF(o[i], rescale[i / 2]);
+
+        // O += P.V: two score tiles form the A fragment of 16 keys; one x4
+        // transposed ldmatrix of V yields the B fragments of two 8-column
+        // output tiles.
+        for (int64_t kk = 0; kk < block / 16; ++kk) {
+          const Frag &lo = scores[2 * kk], &hi = scores[2 * kk + 1];
+          SmallVector<Value, 4> probs = {
+              packPair(lo[0], lo[1]), packPair(lo[2], lo[3]),
+              packPair(hi[0], hi[1]), packPair(hi[2], hi[3])};
+          for (int64_t q = 0; q < valueDim / 16; ++q) {
+            Value frags = ldmatrix(
+                values,
+                add(idx(kk * 16), add(mul(rem(div(lane, 8), 2), 8),
+                                      rem(lane, 8))),
+                add(idx(q * 16), mul(div(lane, 16), 8)), /*transpose=*/true);
+            acc[2 * q] = mma(probs, {fragRow(frags, 0), fragRow(frags, 1)},
+                             acc[2 * q]);
+            acc[2 * q + 1] = mma(probs,
+                                 {fragRow(frags, 2), fragRow(frags, 3)},
+                                 acc[2 * q + 1]);
+          }
+        }
+        // The next iteration's prefetch overwrites the tiles just read.
+        gpu::BarrierOp::create(b);
+
+        SmallVector<Value> result;
+        for (Frag &o : acc)
+          result.append(o.begin(), o.end());
+        result.append({rowMax[0], rowMax[1], rowSum[0], rowSum[1]});
+        return result;
+      });
+
+  // Normalize and store: rows of this warp's head at or past S are padding.
+  Value outHead = add(outHead0, div(warpRow0, rowsPerHead));
+  Value width = arith::ConstantIntOp::create(b, 32, 32);
+  for (int64_t h = 0; h < 2; ++h) {
+    Value sum = state[outTiles * 4 + 2 + h];
+    for (int32_t offset : {1, 2})
+      sum = addF(sum, gpu::ShuffleOp::create(
+                          b, sum, arith::ConstantIntOp::create(b, offset, 32),
+                          width, gpu::ShuffleMode::XOR)
+                          .getShuffleResult());
+    Value positive = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, sum,
+                                           f32c(0.0f));
+    Value inverse =
+        select(positive, arith::DivFOp::create(b, f32c(1.0f), sum), f32c(0.0f));
+    ifThen(cmp(arith::CmpIPredicate::slt, rowPos[h], queryLen), [&] {
+      for (int64_t t = 0; t < outTiles; ++t) {
+        Value x = mulF(state[t * 4 + 2 * h], inverse);
+        Value y = mulF(state[t * 4 + 2 * h + 1], inverse);
+        Value col = add(idx(t * 8), mul(quadCol, 2));
+        Value dst = globalIndex(3, batch, outHead, rowPos[h], col);
+        vector::StoreOp::create(b, packPair(x, y), memrefs[3], ValueRange{dst});
+      }
+    });
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// SIMT kernel (f32).
+//===----------------------------------------------------------------------===//
+
+void KernelBuilder::buildSIMTKernel() {
+  const int64_t headDim = spec.headDim, valueDim = spec.valueDim;
+  const int64_t block = spec.kvBlock;
+  const float log2e = 1.4426950408889634f;
+  float negInf = -std::numeric_limits<float>::infinity();
+
+  Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+  Value blockX = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+  Value outHead = gpu::BlockIdOp::create(b, gpu::Dimension::y);
+  Value queryBlocks = ceilDiv(queryLen, kThreads);
+  Value batch = arith::DivUIOp::create(b, blockX, queryBlocks);
+  Value rowBegin =
+      mul(arith::RemUIOp::create(b, blockX, queryBlocks), kThreads);
+  Value rowEnd = minI(add(rowBegin, idx(kThreads)), queryLen);
+  Value pos = add(rowBegin, tid);
+  Value active = cmp(arith::CmpIPredicate::slt, pos, queryLen);
+  Value posClamped = minI(pos, sub(queryLen, idx(1)));
+  Value queryHead = div(outHead, spec.outPerQuery());
+  Value kvHead = div(outHead, spec.outPerKV());
+
+  auto space = gpu::AddressSpaceAttr::get(b.getContext(),
+                                          gpu::AddressSpace::Workgroup);
+  Value smem = gpu::DynamicSharedMemoryOp::create(
+      b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
+                         MemRefLayoutAttrInterface(), space));
+  auto tileType = [&](int64_t cols) {
+    return MemRefType::get({block, cols}, f32, MemRefLayoutAttrInterface(),
+                           space);
+  };
+  Value keys = memref::ViewOp::create(b, tileType(headDim), smem, idx(0),
+                                      ValueRange{});
+  Value values = memref::ViewOp::create(
+      b, tileType(valueDim), smem, idx(block * headDim * 4), ValueRange{});
+
+  // The row's query (scaled into the exp2 domain) and accumulator.
+  Value query = memref::AllocaOp::create(b, MemRefType::get({headDim}, f32));
+  Value acc = memref::AllocaOp::create(b, MemRefType::get({valueDim}, f32));
+  Value scale = f32c(spec.scale * log2e);
+  forLoop(idx(0), idx(headDim), idx(1), [&](Value d) {
+    Value x = memref::LoadOp::create(
+        b, memrefs[0],
+        ValueRange{globalIndex(0, batch, queryHead, posClamped, d)});
+    memref::StoreOp::create(b, mulF(x, scale), query, ValueRange{d});
+  });
+  forLoop(idx(0), idx(valueDim), idx(1), [&](Value d) {
+    memref::StoreOp::create(b, f32c(0.0f), acc, ValueRange{d});
+  });
+
+  Value firstBlock, endBlock;
+  std::tie(firstBlock, endBlock) = keyBlockRange(rowBegin, rowEnd);
+  SmallVector<Value> state = forLoop(
+      firstBlock, endBlock, idx(1), ValueRange{f32c(negInf), f32c(0.0f)},
+      [&](Value keyBlock, ValueRange args) -> SmallVector<Value> {
+        Value keyStart = mul(keyBlock, block);
+        gpu::BarrierOp::create(b);
+        auto stage = [&](Value tile, int64_t cols, int operand) {
+          forLoop(tid, idx(block * cols), idx(kThreads), [&](Value i) {
+            Value r = div(i, cols), c = rem(i, cols);
+            Value key = minI(add(keyStart, r), sub(keyLen, idx(1)));
+            Value x = memref::LoadOp::create(
+                b, memrefs[operand],
+                ValueRange{globalIndex(operand, batch, kvHead, key, c)});
+            memref::StoreOp::create(b, x, tile, ValueRange{r, c});
+          });
+        };
+        stage(keys, headDim, 1);
+        stage(values, valueDim, 2);
+        gpu::BarrierOp::create(b);
+        Value validKeys = minI(idx(block), sub(keyLen, keyStart));
+        return forLoop(
+            idx(0), validKeys, idx(1), args,
+            [&](Value n, ValueRange carried) -> SmallVector<Value> {
+              Value dot = forLoop(idx(0), idx(headDim), idx(1),
+                                  ValueRange{f32c(0.0f)},
+                                  [&](Value d, ValueRange s) {
+                                    Value q = memref::LoadOp::create(
+                                        b, query, ValueRange{d});
+                                    Value k = memref::LoadOp::create(
+                                        b, keys, ValueRange{n, d});
+                                    return SmallVector<Value>{
+                                        math::FmaOp::create(b, q, k, s[0])};
+                                  })[0];
+              Value score = select(visible(pos, add(keyStart, n)), dot,
+                                   f32c(negInf));
+              Value newMax = maxF(carried[0], score);
+              Value base = finiteOrZero(newMax);
+              Value rescale = exp2(subF(carried[0], base));
+              Value p = exp2(subF(score, base));
+              forLoop(idx(0), idx(valueDim), idx(1), [&](Value d) {
+                Value o = memref::LoadOp::create(b, acc, ValueRange{d});
+                Value v = memref::LoadOp::create(b, values, ValueRange{n, d});
+                memref::StoreOp::create(
+                    b, math::FmaOp::create(b, p, v, mulF(o, rescale)), acc,
+                    ValueRange{d});
+              });
+              return {newMax, addF(mulF(carried[1], rescale), p)};
+            });
+      });
+
+  Value sum = state[1];
+  Value positive =
+      arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, sum, f32c(0.0f));
+  Value inverse =
+      select(positive, arith::DivFOp::create(b, f32c(1.0f), sum), f32c(0.0f));
+  ifThen(active, [&] {
+    forLoop(idx(0), idx(valueDim), idx(1), [&](Value d) {
+      Value o = memref::LoadOp::create(b, acc, ValueRange{d});
+      memref::StoreOp::create(b, mulF(o, inverse), memrefs[3],
+                              ValueRange{globalIndex(3, batch, outHead, pos, d)});
+    });
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// Host side and the pass.
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// The flat view of a strided 4-D memref handed to the kernel, and its
+/// (batch, head, position) strides.
+struct FlatOperand {
+  Value flat;
+  Value strides[3];
+};
+
+FlatOperand flattenOperand(ImplicitLocOpBuilder &b, Value memref) {
+  auto type = cast<MemRefType>(memref.getType());
+  auto meta = memref::ExtractStridedMetadataOp::create(b, memref);
+  // Elements spanned: 1 + sum (size_i - 1) * stride_i.
+  Value one = arith::ConstantIndexOp::create(b, 1);
+  Value extent = one;
+  for (int64_t i = 0; i < type.getRank(); ++i) {
+    Value last = arith::SubIOp::create(b, meta.getSizes()[i], one);
+    extent = arith::AddIOp::create(
+        b, extent, arith::MulIOp::create(b, last, meta.getStrides()[i]));
+  }
+  auto flatType = MemRefType::get(
+      {ShapedType::kDynamic}, type.getElementType(),
+      StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic, {1}),
+      type.getMemorySpace());
+  Value flat = memref::ReinterpretCastOp::create(
+      b, flatType, meta.getBaseBuffer(), OpFoldResult(meta.getOffset()),
+      ArrayRef<OpFoldResult>{extent}, ArrayRef<OpFoldResult>{b.getIndexAttr(1)});
+  return {flat,
+          {meta.getStrides()[0], meta.getStrides()[1], meta.getStrides()[2]}};
+}
+
+/// Innermost stride 1 is what the kernel's vector copies assume.
+bool hasUnitInnerStride(MemRefType type) {
+  SmallVector<int64_t> strides;
+  int64_t offset;
+  if (failed(type.getStridesAndOffset(strides, offset)))
+    return false;
+  return strides.back() == 1;
+}
+
+struct LowerAttentionToGPUPass
+    : public sqa::impl::LowerAttentionToGPUBase<LowerAttentionToGPUPass> {
+  using Base::Base;
+
+  LogicalResult lower(AttentionOp op, gpu::GPUModuleOp kernels,
+                      SymbolTable &kernelTable);
+  void runOnOperation() override;
+};
+
+} // namespace
+
+LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
+                                             gpu::GPUModuleOp kernels,
+                                             SymbolTable &kernelTable) {
+  if (!op.hasPureBufferSemantics())
+    return op.emitOpError(
+        "sqa-lower-attention-to-gpu needs buffer semantics; bufferize first");
+  KernelSpec spec;
+  spec.elementType = op.getQueryType().getElementType();
+  spec.headDim = op.getHeadDim();
+  spec.valueDim = op.getValueHeadDim();
+  spec.queryHeads = op.getNumQueryHeads();
+  spec.kvHeads = op.getNumKVHeads();
+  spec.outHeads = op.getNumOutputHeads();
+  spec.mask = op.getEffectiveMask();
+  spec.scale = op.getScaleOrDefault();
+  spec.kvBlock = kvBlock;
+
+  for (Value operand : {op.getQuery(), op.getKey(), op.getValue(),
+                        op.getInit()})
+    if (!hasUnitInnerStride(cast<MemRefType>(operand.getType())))
+      return op.emitOpError("the GPU kernel needs a static innermost stride "
+                            "of 1 on every operand, got ")
+             << operand.getType();
+  if (spec.tensorCores()) {
+    if (spec.headDim % 16 != 0 || spec.valueDim % 16 != 0)
+      return op.emitOpError("tensor-core kernels need head dims that are "
+                            "multiples of 16, got D = ")
+             << spec.headDim << ", Dv = " << spec.valueDim;
+    if (kvBlock <= 0 || kvBlock % 16 != 0)
+      return op.emitOpError("kv-block must be a positive multiple of 16, got ")
+             << static_cast<int64_t>(kvBlock);
+    // Stacked heads must share a key/value head and fill whole warps.
+    int64_t group = spec.outPerKV();
+    int64_t heads = headsPerBlock;
+    if (heads == 0) {
+      heads = 1;
+      for (int64_t candidate : {4, 2})
+        if (group % candidate == 0) {
+          heads = candidate;
+          break;
+        }
+    }
+    if ((heads != 1 && heads != 2 && heads != 4) || group % heads != 0)
+      return op.emitOpError("heads-per-block must be 1, 2 or 4 and divide the "
+                            "output heads per key/value head (")
+             << group << "), got " << heads;
+    spec.headsPerBlock = heads;
+  } else {
+    if (kvBlock <= 0)
+      return op.emitOpError("kv-block must be positive, got ")
+             << static_cast<int64_t>(kvBlock);
+    spec.headsPerBlock = 1;
+  }
+  // sm_90 allows 227 KiB of shared memory per block.
+  if (spec.sharedMemoryBytes() > 227 * 1024)
+    return op.emitOpError("the kernel needs ")
+           << spec.sharedMemoryBytes()
+           << " bytes of shared memory (more than 227 KiB); lower kv-block";
+
+  // The kernel.
+  MLIRContext *ctx = op.getContext();
+  auto parentFunc = op->getParentOfType<FunctionOpInterface>();
+  std::string name =
+      (parentFunc ? parentFunc.getName() : StringRef("sqa")).str() +
+      "_attention";
+  SmallVector<Type> argTypes;
+  argTypes.append(4, MemRefType::get({ShapedType::kDynamic}, spec.elementType,
+                                    StridedLayoutAttr::get(
+                                        ctx, ShapedType::kDynamic, {1})));
+  argTypes.append(kNumScalarArgs, IndexType::get(ctx));
+  OpBuilder moduleBuilder = OpBuilder::atBlockEnd(kernels.getBody());
+  auto func = gpu::GPUFuncOp::create(moduleBuilder, op.getLoc(), name,
+                                     FunctionType::get(ctx, argTypes, {}));
+  kernelTable.insert(func); // Renames on collision.
+  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), UnitAttr::get(ctx));
+  func.setKnownBlockSizeAttr(
+      DenseI32ArrayAttr::get(ctx, {static_cast<int32_t>(kThreads), 1, 1}));
+  Builder attrs(ctx);
+  func->setAttr("sqa.rows_per_block",
+                attrs.getI64IntegerAttr(spec.rowsPerHead()));
+  func->setAttr("sqa.heads_per_block",
+                attrs.getI64IntegerAttr(spec.headsPerBlock));
+  func->setAttr("sqa.shared_memory_bytes",
+                attrs.getI64IntegerAttr(spec.sharedMemoryBytes()));
+  {
+    ImplicitLocOpBuilder kb(op.getLoc(), ctx);
+    kb.setInsertionPointToStart(&func.getBody().front());
+    KernelBuilder(kb, spec, func).build();
+  }
+
+  // The launch.
+  ImplicitLocOpBuilder b(op.getLoc(), op);
+  SmallVector<Value> args;
+  FlatOperand flat[4];
+  Value operands[4] = {op.getQuery(), op.getKey(), op.getValue(),
+                       op.getInit()};
+  for (int i = 0; i < 4; ++i) {
+    flat[i] = flattenOperand(b, operands[i]);
+    args.push_back(flat[i].flat);
+  }
+  Value batch = memref::DimOp::create(b, op.getQuery(), 0);
+  Value queryLen = memref::DimOp::create(b, op.getQuery(), 2);
+  Value keyLen = memref::DimOp::create(b, op.getKey(), 2);
+  args.push_back(queryLen);
+  args.push_back(keyLen);
+  args.push_back(spec.mask ? op.buildDiagonalOffset(b, op.getLoc())
+                           : arith::ConstantIndexOp::create(b, 0));
+  for (int i = 0; i < 4; ++i)
+    args.append(std::begin(flat[i].strides), std::end(flat[i].strides));
+
+  Value rows = arith::ConstantIndexOp::create(b, spec.rowsPerHead());
+  Value gridX = arith::MulIOp::create(
+      b, arith::CeilDivUIOp::create(b, queryLen, rows), batch);
+  Value gridY = arith::ConstantIndexOp::create(
+      b, spec.outHeads / spec.headsPerBlock);
+  Value one = arith::ConstantIndexOp::create(b, 1);
+  Value zero = arith::ConstantIndexOp::create(b, 0);
+  Value threads = arith::ConstantIndexOp::create(b, kThreads);
+  Value smemBytes = arith::ConstantIntOp::create(
+      b, b.getI32Type(), spec.sharedMemoryBytes());
+  // An empty grid is not a valid launch.
+  auto nonEmpty = scf::IfOp::create(
+      b, arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, gridX, zero),
+      /*withElseRegion=*/false);
+  b.setInsertionPointToStart(nonEmpty.thenBlock());
+  gpu::LaunchFuncOp::create(b, func, gpu::KernelDim3{gridX, gridY, one},
+                            gpu::KernelDim3{threads, one, one}, smemBytes,
+                            args);
+  op.erase();
+  return success();
+}
+
+void LowerAttentionToGPUPass::runOnOperation() {
+  ModuleOp module = getOperation();
+  SmallVector<AttentionOp> ops;
+  module.walk([&](AttentionOp op) { ops.push_back(op); });
+  if (ops.empty())
+    return;
+  MLIRContext *ctx = &getContext();
+  module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
+                  UnitAttr::get(ctx));
+  auto kernels = module.lookupSymbol<gpu::GPUModuleOp>("sqa_kernels");
+  if (!kernels) {
+    OpBuilder builder = OpBuilder::atBlockEnd(module.getBody());
+    kernels = gpu::GPUModuleOp::create(builder, module.getLoc(), "sqa_kernels");
+  }
+  SymbolTable kernelTable(kernels);
+  for (AttentionOp op : ops)
+    if (failed(lower(op, kernels, kernelTable)))
+      return signalPassFailure();
+}

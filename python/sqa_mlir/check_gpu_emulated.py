@@ -1,0 +1,181 @@
+"""Run a generated CUDA kernel on the CPU and compare it with the reference.
+
+For machines without a GPU. The kernel comes from
+``sqa-aot --target cuda --emit mlir`` (the GPU IR before NVVM);
+``sqa-opt --sqa-emulate-gpu-kernels`` turns it into a host function whose
+warp-collective operations (ldmatrix, mma.sync, shuffles, barriers) call
+gpu_emulator.c, which implements them from the PTX ISA with one pthread per
+GPU thread. Everything else -- index math, cp.async tiles and zero fill,
+masking, online softmax, P.V on register fragments, the store -- runs as
+generated. What this cannot show: timing, races that the GPU's weaker
+memory model would expose, and the NVVM/ptxas back end (the lit tests
+check the PTX and ptxas output separately).
+
+Prints one PASS/FAIL line per shape, like check.py, and exits 1 on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from sqa_mlir import reference as ref  # type: ignore
+    from sqa_mlir.aot import aot_arguments  # type: ignore
+    from sqa_mlir.check import parse_shapes, parse_window  # type: ignore
+else:
+    from . import reference as ref
+    from .aot import aot_arguments
+    from .check import parse_shapes, parse_window
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# The kernel rounds P to the element type before P.V (as FlashAttention
+# does), on top of the rounding of the output: allow 4 ulps of the element
+# type relative to max |ref| (check.py allows 2 for the CPU kernels, which
+# keep P in f32).
+TOLERANCES = {"f32": (1e-4, 1e-4), "f16": (2.0**-13, 4 * 2.0**-10),
+              "bf16": (2.0**-10, 4 * 2.0**-7)}
+
+
+def run(cmd):
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def build(args, workdir):
+    """Builds the emulated kernel library; returns (library, kernel attrs)."""
+    config = dict(q_heads=args.q_heads, kv_heads=args.kv_heads,
+                  head_dim=args.head_dim, value_head_dim=args.value_head_dim,
+                  dtype=args.dtype, layout=args.layout, name="emulated",
+                  target="cuda")
+    if args.causal:
+        config["causal"] = args.alignment
+    elif args.alignment != "top_left":
+        config["alignment"] = args.alignment
+    if args.window != (-1, -1):
+        config["window"] = f"{args.window[0]},{args.window[1]}"
+    kernel_mlir = os.path.join(workdir, "kernel.mlir")
+    cmd = [args.sqa_aot, *aot_arguments(**config), "--emit", "mlir",
+           "-o", kernel_mlir]
+    run(cmd)
+    text = open(kernel_mlir).read()
+    attrs = {key: int(value) for key, value in re.findall(
+        r"sqa\.(rows_per_block|heads_per_block|shared_memory_bytes) = (\d+)", text)}
+    name = re.search(r"gpu\.func @(\w+)", text).group(1)
+    llvm_mlir = os.path.join(workdir, "emulated.llvm.mlir")
+    run([args.sqa_opt, kernel_mlir, "--sqa-emulate-gpu-kernels",
+         "--sqa-cpu-pipeline=emit-c-interface=false", "-o", llvm_mlir])
+    llvm_ir = os.path.join(workdir, "emulated.ll")
+    run([args.mlir_translate, "--mlir-to-llvmir", llvm_mlir, "-o", llvm_ir])
+    lib = os.path.join(workdir, "libemulated.so")
+    run([args.clang, "-O2", "-shared", "-fPIC", "-fuse-ld=lld",
+         "--rtlib=compiler-rt", "-Wno-override-module", "-o", lib, llvm_ir,
+         os.path.join(HERE, "gpu_emulator.c"), "-lpthread", "-lm"])
+    return lib, name, attrs
+
+
+def strides(shape_bhsd, layout):
+    """Element strides (batch, head, position) of a C-contiguous tensor."""
+    B, H, S, D = shape_bhsd
+    if layout == "bhsd":
+        return [H * S * D, S * D, D]
+    return [S * H * D, D, H * D]
+
+
+def check_shape(lib, kernel, attrs, args, B, S, T, rng):
+    Hq, Hkv, D, Dv = args.q_heads, args.kv_heads, args.head_dim, args.value_head_dim
+    H = max(Hq, Hkv)
+    shapes = [(B, Hq, S, D), (B, Hkv, T, D), (B, Hkv, T, Dv), (B, H, S, Dv)]
+    values = [ref.to_storage(rng.uniform(-1, 1, s), args.dtype) for s in shapes[:3]]
+    as_layout = (lambda x: np.ascontiguousarray(x.transpose(0, 2, 1, 3))
+                 if args.layout == "bshd" else x)
+    buffers = [as_layout(x) for x in values]
+    out_shape = shapes[3] if args.layout == "bhsd" else (B, S, H, Dv)
+    out = ref.nan_storage(out_shape, args.dtype)
+    buffers.append(out)
+    sizes = (ctypes.c_int64 * 4)(*[x.size for x in buffers])
+    diagonal = T - S if args.alignment == "bottom_right" else 0
+    scalars = [S, T, diagonal]
+    for s in shapes:
+        scalars += strides(s, args.layout)
+    scalars = (ctypes.c_int64 * 15)(*scalars)
+    rows, heads = attrs["rows_per_block"], attrs["heads_per_block"]
+    grid_x = (S + rows - 1) // rows * B
+    grid_y = H // heads
+    status = lib.sqa_emu_launch(kernel, grid_x, grid_y,
+                                attrs["shared_memory_bytes"],
+                                *[x.ctypes.data for x in buffers], sizes, scalars)
+    label = (f"{args.dtype} Hq={Hq} Hkv={Hkv} D={D} Dv={Dv} {args.layout}"
+             f" causal={int(args.causal)} align={args.alignment}"
+             f" window={args.window[0]},{args.window[1]} B={B} S={S} T={T}")
+    if status != 0:
+        print(f"FAIL {label} emulator status {status}")
+        return False
+    got = ref.from_storage(out, args.dtype)
+    if args.layout == "bshd":
+        got = got.transpose(0, 2, 1, 3)
+    want = ref.attention(*[ref.from_storage(x, args.dtype) for x in values],
+                         causal=args.causal, alignment=args.alignment,
+                         window=args.window)
+    atol, rtol = TOLERANCES[args.dtype]
+    tol = atol + rtol * float(np.max(np.abs(want)))
+    if np.isnan(got).any():
+        print(f"FAIL {label} unwritten or NaN outputs: {int(np.isnan(got).sum())}")
+        return False
+    err = float(np.max(np.abs(got - want)))
+    ok = err <= tol
+    print(f"{'PASS' if ok else 'FAIL'} {label} max_abs_err={err:.3e} tol={tol:.3e}")
+    return ok
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sqa-aot", required=True)
+    p.add_argument("--sqa-opt", required=True)
+    p.add_argument("--mlir-translate", required=True)
+    p.add_argument("--clang", required=True)
+    p.add_argument("--q-heads", type=int, required=True)
+    p.add_argument("--kv-heads", type=int, required=True)
+    p.add_argument("--head-dim", type=int, default=64)
+    p.add_argument("--value-head-dim", type=int)
+    p.add_argument("--dtype", default="f16", choices=("f16", "bf16", "f32"))
+    p.add_argument("--layout", default="bhsd", choices=("bhsd", "bshd"))
+    p.add_argument("--causal", action="store_true")
+    p.add_argument("--alignment", default="top_left",
+                   choices=("top_left", "bottom_right"))
+    p.add_argument("--window", type=parse_window, default=(-1, -1))
+    p.add_argument("--shapes", type=parse_shapes, default=parse_shapes("1x70x70"),
+                   help="BxSxT list, e.g. 1x1x1,2x70x130")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.value_head_dim is None:
+        args.value_head_dim = args.head_dim
+    rng = np.random.default_rng(args.seed)
+    with tempfile.TemporaryDirectory(prefix="sqa-emu-") as workdir:
+        path, name, attrs = build(args, workdir)
+        lib = ctypes.CDLL(path)
+        lib.sqa_emu_launch.restype = ctypes.c_int
+        lib.sqa_emu_launch.argtypes = [ctypes.c_void_p, ctypes.c_int64,
+                                       ctypes.c_int64, ctypes.c_int64] + \
+            [ctypes.c_void_p] * 4 + [ctypes.c_void_p, ctypes.c_void_p]
+        kernel = ctypes.cast(getattr(lib, f"_mlir_ciface_{name}"), ctypes.c_void_p)
+        results = [check_shape(lib, kernel, attrs, args, B, S, T, rng)
+                   for B, S, T in args.shapes]
+    failed = results.count(False)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
