@@ -52,8 +52,17 @@ config.substitutions.append(
     ("%mlir_c_runner_utils",
      os.path.join(config.llvm_lib_dir, "libmlir_c_runner_utils" + config.llvm_shlib_ext)))
 
-# Longer names first: lit substitutes in order (%sqa-check-cuda, -aot and
-# -layer before %sqa-check).
+# Longer names first: lit substitutes in order (%sqa-check-gpu-emulated,
+# -cuda, -aot and -layer before %sqa-check).
+config.substitutions.append(
+    ("%sqa-check-gpu-emulated",
+     "%s %s --sqa-aot %s --sqa-opt %s --mlir-translate %s --clang %s" % (
+         python,
+         os.path.join(config.sqa_src_root, "python", "sqa_mlir", "check_gpu_emulated.py"),
+         os.path.join(config.sqa_tools_dir, "sqa-aot"),
+         os.path.join(config.sqa_tools_dir, "sqa-opt"),
+         os.path.join(config.llvm_tools_dir, "mlir-translate"),
+         clang or "clang")))
 config.substitutions.append(
     ("%sqa-check-cuda",
      "%s %s --sqa-aot %s" % (
@@ -82,6 +91,8 @@ config.substitutions.append(
          clang or "clang")))
 
 config.substitutions.append(("%host-cc", clang or "clang"))
+config.substitutions.append(
+    ("%sqa-python-dir", os.path.join(config.sqa_src_root, "python", "sqa_mlir")))
 config.substitutions.append(("%numpy_python", python))
 
 

@@ -8,6 +8,10 @@
   ``clang`` into a shared library and calls it through ctypes.
 * ``sqa_mlir/check.py``: command-line checker used by the lit integration
   tests in ``test/Integration/CPU``.
+* ``sqa_mlir.cuda_driver``: a ctypes wrapper over the CUDA driver
+  (libcuda.so.1) for device memory, streams and contexts;
+  ``sqa_mlir/check_cuda.py`` checks ``sqa-aot --target cuda`` libraries with
+  it (``test/Integration/CUDA``, ``test/AOT/cuda-no-gpu.test``).
 """
 
 from .reference import (  # noqa: F401

@@ -20,6 +20,7 @@ import argparse
 import ctypes
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,7 +58,7 @@ def build(args, workdir):
     """Builds the emulated kernel library; returns (library, kernel attrs)."""
     config = dict(q_heads=args.q_heads, kv_heads=args.kv_heads,
                   head_dim=args.head_dim, value_head_dim=args.value_head_dim,
-                  dtype=args.dtype, layout=args.layout, name="emulated",
+                  dtype=args.dtype, layout=args.layout, name=args.name,
                   target="cuda")
     if args.causal:
         config["causal"] = args.alignment
@@ -158,12 +159,21 @@ def main(argv=None) -> int:
     p.add_argument("--shapes", type=parse_shapes, default=parse_shapes("1x70x70"),
                    help="BxSxT list, e.g. 1x1x1,2x70x130")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default="emulated",
+                   help="symbol prefix, as sqa-aot --name (the kernel is NAME_kernel_attention)")
+    p.add_argument("--library-out", metavar="PATH",
+                   help="only build the emulated kernel library and copy it to PATH "
+                        "(for fake_libcuda.c's $SQA_FAKE_CUDA_KERNELS)")
     args = p.parse_args(argv)
     if args.value_head_dim is None:
         args.value_head_dim = args.head_dim
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory(prefix="sqa-emu-") as workdir:
         path, name, attrs = build(args, workdir)
+        if args.library_out:
+            shutil.copyfile(path, args.library_out)
+            print(f"wrote {args.library_out} (kernel {name})")
+            return 0
         lib = ctypes.CDLL(path)
         lib.sqa_emu_launch.restype = ctypes.c_int
         lib.sqa_emu_launch.argtypes = [ctypes.c_void_p, ctypes.c_int64,

@@ -14,7 +14,7 @@
 // CHECK: gpu.launch_func @sqa_kernels::@gqa_f16_attention blocks in (%{{.+}}, %c4, %c1{{.*}}) threads in (%c128, %c1{{.*}}, %c1{{.*}}) dynamic_shared_memory_size %c46080_i32 args({{.*}}, %[[S]] : index, %[[T]] : index, %[[DIAG]] : index
 // Two heads of a group per block (16 rows per warp, 32 rows per head).
 // CHECK: gpu.module @sqa_kernels
-// CHECK: gpu.func @gqa_f16_attention(%{{.+}}: memref<?xf16, strided<[1], offset: ?>>, {{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>, sqa.heads_per_block = 2 : i64, sqa.rows_per_block = 32 : i64, sqa.shared_memory_bytes = 46080 : i64}
+// CHECK: gpu.func @gqa_f16_attention(%{{.+}}: memref<?xf16, strided<[1], offset: ?>>, {{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>, nvvm.minctasm = 2 : i32, sqa.heads_per_block = 2 : i64, sqa.rows_per_block = 32 : i64, sqa.shared_memory_bytes = 46080 : i64}
 // CHECK: gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
 // Q and the first K/V tiles: 16-byte cp.async with zero fill past the end.
 // CHECK: nvgpu.device_async_copy %{{.+}}[%{{.+}}], %{{.+}}[%{{.+}}, %{{.+}}], 8, %{{.+}} {bypassL1} : memref<?xf16, strided<[1], offset: ?>> to memref<64x72xf16, #gpu.address_space<workgroup>>
