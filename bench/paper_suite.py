@@ -523,18 +523,19 @@ def report_case(c: Case) -> None:
 # ---------------------------------------------------------------------------
 
 def cuda_part(cases: List[Case], side: Optional[TorchSide], args, notes: List[str]) -> dict:
-    """PyTorch on a GPU, when there is one (we have no CUDA kernels yet)."""
+    """PyTorch on a GPU, when there is one. Our CUDA kernels are benchmarked by
+    bench/cuda_bench.py (bash bench/cuda_device.sh), not here."""
     gpu = shutil.which("nvidia-smi") and subprocess.run(
         ["nvidia-smi", "-L"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True).returncode == 0
     if side is None:
         msg = ("no GPU" if not gpu else "GPU present but PyTorch not run") + \
-            "; CUDA part skipped (sqa-aot has no CUDA target yet)"
+            "; CUDA part skipped (our CUDA kernels: bench/cuda_bench.py)"
         notes.append("CUDA: " + msg + ".")
         return {"status": msg}
     if not side.torch.cuda.is_available() or args.no_cuda:
         msg = ("skipped (--no-cuda)" if args.no_cuda else "no GPU") + \
-            "; CUDA part skipped (sqa-aot has no CUDA target yet)"
+            "; CUDA part skipped (our CUDA kernels: bench/cuda_bench.py)"
         notes.append("CUDA: " + msg + ".")
         print("CUDA:", msg, flush=True)
         return {"status": msg}

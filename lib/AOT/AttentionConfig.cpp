@@ -396,7 +396,7 @@ std::string aot::generateHeader(const AttentionConfig &config) {
      << "  SQA_ERROR_INVALID_SIZE = 2,  /* batch, q_len or kv_len <= 0 */\n"
      << "  SQA_ERROR_SIZE_OVERFLOW = 3, /* a buffer's size overflows int64 */\n"
      << "  SQA_ERROR_MISALIGNED = 4,    /* a pointer is not element-aligned "
-        "*/\n"
+        "(CUDA f16/bf16: 16-byte) */\n"
      << "  SQA_ERROR_ALIASING = 5,      /* out overlaps q, k or v */\n"
      << "  SQA_ERROR_NO_CUDA_DRIVER = 6, /* libcuda.so.1 cannot be loaded */\n"
      << "  SQA_ERROR_NO_CUDA_DEVICE = 7, /* cuInit failed or no GPU */\n"

@@ -200,8 +200,6 @@ static int failure(int status, const char *what, CUresult result) {
 
 static void load_driver(void) {
   void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-  if (!lib)
-    lib = dlopen("libcuda.so", RTLD_NOW | RTLD_LOCAL);
   if (!lib) {
     const char *why = dlerror();
     driver_status = SQA_ERROR_NO_CUDA_DRIVER;

@@ -87,7 +87,7 @@ func.func @mha_bf16(%q: memref<2x4x128x128xbf16>, %k: memref<2x4x256x128xbf16>,
 // CHECK: memref.view {{.+}} to memref<64x24xf32, #gpu.address_space<workgroup>>
 // CHECK: memref.alloca() : memref<40xf32>
 // CHECK: memref.alloca() : memref<24xf32>
-// CHECK: math.fma
+// CHECK: arith.mulf %{{.+}}, %{{.+}} fastmath<contract> : f32
 func.func @simt_f32(%q: memref<?x4x?x40xf32>, %k: memref<?x2x?x40xf32>,
                     %v: memref<?x2x?x24xf32>, %o: memref<?x4x?x24xf32>) {
   sqa.attention ins(%q, %k, %v : memref<?x4x?x40xf32>, memref<?x2x?x40xf32>, memref<?x2x?x24xf32>)
