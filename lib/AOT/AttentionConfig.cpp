@@ -1,5 +1,6 @@
 //===- AttentionConfig.cpp - Configurations, kernel modules, C sources ----===//
 
+#include "DriverSupport.h"
 #include "sqa/AOT/AttentionLibrary.h"
 
 #include "SQA/IR/SQADialect.h"
@@ -574,9 +575,6 @@ static std::string generateLayerEntryLayer(const AttentionConfig &config) {
   return text;
 }
 
-/// Error strings and the configuration text, shared by both kinds of library.
-static std::string generateCommonEntries(const AttentionConfig &config);
-
 std::string aot::generateEntryLayer(const AttentionConfig &config) {
   if (config.layer)
     return generateLayerEntryLayer(config) + generateCommonEntries(config);
@@ -653,8 +651,10 @@ std::string aot::generateEntryLayer(const AttentionConfig &config) {
   return text + generateCommonEntries(config);
 }
 
-static std::string generateCommonEntries(const AttentionConfig &config) {
+std::string aot::generateCommonEntries(const AttentionConfig &config) {
   StringRef name = config.name;
+  bool cuda = config.target == Target::CUDA;
+  bool half = config.elementKind != ElementKind::F32;
   std::string text;
   llvm::raw_string_ostream os(text);
   os << "const char *" << name << "_error_string(int status) {\n"
@@ -665,11 +665,24 @@ static std::string generateCommonEntries(const AttentionConfig &config) {
      << "  case SQA_ERROR_INVALID_SIZE: return \"batch, q_len and kv_len must "
         "be positive\";\n"
      << "  case SQA_ERROR_SIZE_OVERFLOW: return \"a tensor's size in bytes "
-        "overflows int64\";\n"
-     << "  case SQA_ERROR_MISALIGNED: return \"a pointer is not aligned to the "
-        "element size\";\n"
-     << "  case SQA_ERROR_ALIASING: return \"out overlaps q, k or v\";\n"
-     << "  default: return \"unknown status code\";\n  }\n}\n\n"
+        "overflows int64"
+     << (cuda ? ", or the grid is too large" : "") << "\";\n"
+     << "  case SQA_ERROR_MISALIGNED: return \""
+     << (cuda && half ? "a pointer is not 16-byte aligned"
+                      : "a pointer is not aligned to the element size")
+     << "\";\n"
+     << "  case SQA_ERROR_ALIASING: return \"out overlaps q, k or v\";\n";
+  if (cuda)
+    os << "  case SQA_ERROR_NO_CUDA_DRIVER: return \"no CUDA driver: "
+          "libcuda.so.1 cannot be loaded\";\n"
+       << "  case SQA_ERROR_NO_CUDA_DEVICE: return \"no CUDA GPU: cuInit "
+          "failed or no device is visible\";\n"
+       << "  case SQA_ERROR_UNSUPPORTED_DEVICE: return \"the GPU cannot run "
+          "this library's kernel (built for "
+       << config.chip << ")\";\n"
+       << "  case SQA_ERROR_CUDA: return \"a CUDA driver call failed (see "
+       << name << "_last_error)\";\n";
+  os << "  default: return \"unknown status code\";\n  }\n}\n\n"
      << "const char *" << name << "_config(void) {\n  return \""
      << config.describe() << "\";\n}\n";
   return text;

@@ -10,6 +10,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "DriverSupport.h"
 #include "sqa/AOT/AttentionLibrary.h"
 #include "sqa/Pipelines/Pipelines.h"
 
@@ -33,32 +34,7 @@ struct KernelLaunch {
   int64_t rowsPerBlock = 0, headsPerBlock = 0, sharedMemoryBytes = 0;
   int64_t threads = 0;
 };
-
-struct ScratchDir {
-  SmallString<128> path;
-  ~ScratchDir() {
-    if (!path.empty())
-      llvm::sys::fs::remove_directories(path);
-  }
-};
 } // namespace
-
-static bool fail(std::string &error, const Twine &message) {
-  error = message.str();
-  return false;
-}
-
-static bool writeFile(StringRef path, StringRef contents, std::string &error) {
-  std::error_code ec;
-  llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_None);
-  if (ec)
-    return fail(error, "cannot write '" + path + "': " + ec.message());
-  os << contents;
-  os.close();
-  if (os.has_error())
-    return fail(error, "cannot write '" + path + "': " + os.error().message());
-  return true;
-}
 
 static std::optional<KernelLaunch> findKernel(ModuleOp module) {
   auto kernels = module.lookupSymbol<gpu::GPUModuleOp>("sqa_kernels");
@@ -72,12 +48,10 @@ static std::optional<KernelLaunch> findKernel(ModuleOp module) {
     };
     if (launch) // One attention op per configuration module.
       return std::nullopt;
-    launch = KernelLaunch{func.getName().str(), attr("sqa.rows_per_block"),
-                          attr("sqa.heads_per_block"),
-                          attr("sqa.shared_memory_bytes"),
-                          func.getKnownBlockSize()
-                              ? (*func.getKnownBlockSize())[0]
-                              : 0};
+    launch = KernelLaunch{
+        func.getName().str(), attr("sqa.rows_per_block"),
+        attr("sqa.heads_per_block"), attr("sqa.shared_memory_bytes"),
+        func.getKnownBlockSize() ? (*func.getKnownBlockSize())[0] : 0};
   }
   return launch;
 }
@@ -88,18 +62,6 @@ static std::optional<std::string> binaryObject(ModuleOp module) {
     return std::nullopt;
   auto object = cast<gpu::ObjectAttr>(binary.getObjects()[0]);
   return object.getObject().getValue().str();
-}
-
-static std::string findClang(const CodegenOptions &options) {
-  if (!options.clang.empty())
-    return options.clang;
-  for (const char *candidate : {"clang", "clang-22"})
-    if (auto path =
-            llvm::sys::findProgramByName(candidate, {SQA_LLVM_TOOLS_DIR}))
-      return *path;
-  if (auto path = llvm::sys::findProgramByName("clang-22"))
-    return *path;
-  return {};
 }
 
 /// Element strides (batch, head, position) of an operand in C source.
@@ -128,14 +90,13 @@ static std::string generateLauncher(const AttentionConfig &config,
   os << "static const unsigned char kernel_image[" << cubin.size() + 1
      << "] __attribute__((aligned(16))) = {";
   for (size_t i = 0; i < cubin.size(); ++i)
-    os << (i % 16 ? "" : "\n ") << static_cast<unsigned>(
-                                       static_cast<unsigned char>(cubin[i]))
-       << ",";
+    os << (i % 16 ? "" : "\n ")
+       << static_cast<unsigned>(static_cast<unsigned char>(cubin[i])) << ",";
   os << "0};\n\n";
   os << "#define SHARED_MEMORY_BYTES " << launch.sharedMemoryBytes << "\n"
      << "#define ROWS_PER_BLOCK " << launch.rowsPerBlock << "\n"
-     << "#define HEAD_BLOCKS "
-     << config.outputHeads() / launch.headsPerBlock << "\n"
+     << "#define HEAD_BLOCKS " << config.outputHeads() / launch.headsPerBlock
+     << "\n"
      << "#define THREADS " << launch.threads << "\n\n";
 
   os << R"C(/* The CUDA driver API subset, declared here so that no CUDA header or
@@ -378,7 +339,7 @@ typedef struct {
      << "     * position) strides of q, k, v and out. */\n"
      << "    int64_t scalars[15] = {q_len, kv_len, "
      << (config.alignment == MaskAlignment::BottomRight ? "kv_len - q_len"
-                                                         : "0")
+                                                        : "0")
      << ",\n        " << strideExprs(config, hq, "q_len", d) << ",\n        "
      << strideExprs(config, hkv, "kv_len", d) << ",\n        "
      << strideExprs(config, hkv, "kv_len", dv) << ",\n        "
@@ -402,30 +363,7 @@ typedef struct {
      << "  }\n  return SQA_OK;\n}\n\n";
 
   os << "const char *" << name << "_last_error(void) { return last_error; }\n\n"
-     << "const char *" << name << "_error_string(int status) {\n"
-     << "  switch (status) {\n"
-     << "  case SQA_OK: return \"success\";\n"
-     << "  case SQA_ERROR_NULL_POINTER: return \"q, k, v or out is a null "
-        "pointer\";\n"
-     << "  case SQA_ERROR_INVALID_SIZE: return \"batch, q_len and kv_len must "
-        "be positive\";\n"
-     << "  case SQA_ERROR_SIZE_OVERFLOW: return \"a tensor's size in bytes "
-        "overflows int64, or the grid is too large\";\n"
-     << "  case SQA_ERROR_MISALIGNED: return \"a pointer is not "
-     << alignment << "-byte aligned\";\n"
-     << "  case SQA_ERROR_ALIASING: return \"out overlaps q, k or v\";\n"
-     << "  case SQA_ERROR_NO_CUDA_DRIVER: return \"no CUDA driver: "
-        "libcuda.so.1 cannot be loaded\";\n"
-     << "  case SQA_ERROR_NO_CUDA_DEVICE: return \"no CUDA GPU: cuInit failed "
-        "or no device is visible\";\n"
-     << "  case SQA_ERROR_UNSUPPORTED_DEVICE: return \"the GPU cannot run this "
-        "library's kernel (built for "
-     << config.chip << ")\";\n"
-     << "  case SQA_ERROR_CUDA: return \"a CUDA driver call failed (see "
-     << name << "_last_error)\";\n"
-     << "  default: return \"unknown status code\";\n  }\n}\n\n"
-     << "const char *" << name << "_config(void) {\n  return \""
-     << config.describe() << "\";\n}\n";
+     << generateCommonEntries(config);
   return text;
 }
 
@@ -494,6 +432,7 @@ bool aot::compileCUDALibrary(ModuleOp module, const CodegenOptions &options,
                                          &message);
   if (status != 0)
     return fail(error, "compiling the CUDA launcher with '" + clang +
-                           "' failed" + (message.empty() ? "" : ": " + message));
+                           "' failed" +
+                           (message.empty() ? "" : ": " + message));
   return true;
 }

@@ -1,5 +1,6 @@
 //===- Codegen.cpp - LLVM IR, objects and shared libraries ----------------===//
 
+#include "DriverSupport.h"
 #include "sqa/AOT/AttentionLibrary.h"
 #include "sqa/Pipelines/Pipelines.h"
 
@@ -25,34 +26,6 @@
 using namespace mlir;
 using namespace mlir::sqa;
 using namespace mlir::sqa::aot;
-
-namespace {
-/// A scratch directory removed on destruction.
-struct ScratchDir {
-  SmallString<128> path;
-  ~ScratchDir() {
-    if (!path.empty())
-      llvm::sys::fs::remove_directories(path);
-  }
-};
-} // namespace
-
-static bool fail(std::string &error, const Twine &message) {
-  error = message.str();
-  return false;
-}
-
-static bool writeFile(StringRef path, StringRef contents, std::string &error) {
-  std::error_code ec;
-  llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_None);
-  if (ec)
-    return fail(error, "cannot write '" + path + "': " + ec.message());
-  os << contents;
-  os.close();
-  if (os.has_error())
-    return fail(error, "cannot write '" + path + "': " + os.error().message());
-  return true;
-}
 
 static std::unique_ptr<llvm::TargetMachine>
 createTargetMachine(StringRef cpu, std::string &error) {
@@ -87,18 +60,6 @@ createTargetMachine(StringRef cpu, std::string &error) {
   if (!machine)
     error = "cannot create a target machine for " + triple.str();
   return machine;
-}
-
-static std::string findClang(const CodegenOptions &options) {
-  if (!options.clang.empty())
-    return options.clang;
-  for (const char *candidate : {"clang", "clang-22"})
-    if (auto path =
-            llvm::sys::findProgramByName(candidate, {SQA_LLVM_TOOLS_DIR}))
-      return *path;
-  if (auto path = llvm::sys::findProgramByName("clang-22"))
-    return *path;
-  return {};
 }
 
 static bool emitMachineCode(llvm::Module &module, llvm::TargetMachine &machine,

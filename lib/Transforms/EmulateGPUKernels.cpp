@@ -110,8 +110,8 @@ LogicalResult Emulator::rewrite(Operation *op) {
   auto results = [&](int n, Type type, StringRef getter) {
     SmallVector<Value> values;
     for (int i = 0; i < n; ++i)
-      values.push_back(call(b, getter,
-                            {arith::ConstantIntOp::create(b, i32, i)}, type));
+      values.push_back(
+          call(b, getter, {arith::ConstantIntOp::create(b, i32, i)}, type));
     return values;
   };
 
@@ -133,9 +133,9 @@ LogicalResult Emulator::rewrite(Operation *op) {
     if (shuffle.getMode() != gpu::ShuffleMode::XOR ||
         !shuffle.getValue().getType().isF32())
       return op->emitError("only f32 xor shuffles are emulated");
-    op->getResult(0).replaceAllUsesWith(call(
-        b, "sqa_emu_shfl_xor_f32", {shuffle.getValue(), shuffle.getOffset()},
-        f32));
+    op->getResult(0).replaceAllUsesWith(
+        call(b, "sqa_emu_shfl_xor_f32",
+             {shuffle.getValue(), shuffle.getOffset()}, f32));
     op->getResult(1).replaceAllUsesWith(
         arith::ConstantIntOp::create(b, b.getI1Type(), 1).getResult());
   } else if (auto copy = dyn_cast<nvgpu::DeviceAsyncCopyOp>(op)) {
@@ -190,8 +190,8 @@ LogicalResult Emulator::rewrite(Operation *op) {
     args.push_back(arith::ConstantIntOp::create(b, i32, 0)); // f16
     call(b, "sqa_emu_mma_m16n8k16", args);
     SmallVector<Value> d = results(4, f32, "sqa_emu_result_f32");
-    Value result = arith::ConstantOp::create(
-        b, b.getZeroAttr(mma.getRes().getType()));
+    Value result =
+        arith::ConstantOp::create(b, b.getZeroAttr(mma.getRes().getType()));
     for (int64_t i = 0; i < 4; ++i)
       result = vector::InsertOp::create(b, d[i], result,
                                         ArrayRef<int64_t>{i / 2, i % 2});
@@ -249,9 +249,8 @@ LogicalResult Emulator::run() {
         for (Value result : op->getResults())
           if (auto type = dyn_cast<MemRefType>(result.getType()))
             if (type.getMemorySpace())
-              result.setType(MemRefType::get(type.getShape(),
-                                             type.getElementType(),
-                                             type.getLayout()));
+              result.setType(MemRefType::get(
+                  type.getShape(), type.getElementType(), type.getLayout()));
       });
       SmallVector<Operation *> ops;
       func.walk([&](Operation *op) { ops.push_back(op); });
@@ -263,7 +262,8 @@ LogicalResult Emulator::run() {
   // Only the emulated kernels remain: host launches need a GPU runtime.
   for (Operation &op : llvm::make_early_inc_range(*module.getBody())) {
     auto func = dyn_cast<func::FuncOp>(op);
-    bool keep = func && (func.isPrivate() || func->hasAttr("sqa.rows_per_block"));
+    bool keep =
+        func && (func.isPrivate() || func->hasAttr("sqa.rows_per_block"));
     if (!keep)
       op.erase();
   }

@@ -142,8 +142,8 @@ protected:
   /// max(x, 0) that maps a row maximum of -inf (no key seen yet) to 0, so
   /// that exp2(s - m) stays 0 instead of NaN.
   Value finiteOrZero(Value m) {
-    Value isInf = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, m,
-                                        f32c(-INFINITY));
+    Value isInf =
+        arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, m, f32c(-INFINITY));
     return select(isInf, f32c(0.0f), m);
   }
 
@@ -159,8 +159,8 @@ protected:
     auto loop = scf::ForOp::create(b, lb, ub, step, init);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(loop.getBody());
-    scf::YieldOp::create(b, body(loop.getInductionVar(),
-                                 loop.getRegionIterArgs()));
+    scf::YieldOp::create(
+        b, body(loop.getInductionVar(), loop.getRegionIterArgs()));
     return loop.getResults();
   }
   void ifThen(Value cond, function_ref<void()> body) {
@@ -203,6 +203,20 @@ public:
   }
 
 private:
+  /// Where a thread block works: grid x is query blocks x batch, y head
+  /// blocks.
+  struct BlockPosition {
+    Value batch, rowBegin, rowEnd, headBlock;
+  };
+  BlockPosition decodeBlock(int64_t rowsPerBlock) {
+    Value blockX = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+    Value queryBlocks = ceilDiv(queryLen, rowsPerBlock);
+    Value rowBegin =
+        mul(arith::RemUIOp::create(b, blockX, queryBlocks), rowsPerBlock);
+    return {arith::DivUIOp::create(b, blockX, queryBlocks), rowBegin,
+            minI(add(rowBegin, idx(rowsPerBlock)), queryLen),
+            gpu::BlockIdOp::create(b, gpu::Dimension::y)};
+  }
   void decodeArguments();
   /// Key blocks [first, end) that some row in [rowBegin, rowEnd) can see.
   std::pair<Value, Value> keyBlockRange(Value rowBegin, Value rowEnd);
@@ -211,11 +225,32 @@ private:
   Value blockNeedsMask(Value keyStart, Value rowBegin, Value rowEnd);
   /// Whether key `key` is visible from query position `pos`.
   Value visible(Value pos, Value key);
-  Value globalIndex(int operand, Value batch, Value head, Value pos,
-                    Value col);
+  Value globalIndex(int operand, Value batch, Value head, Value pos, Value col);
 
   void buildTensorCoreKernel();
   void buildSIMTKernel();
+
+  Attribute workgroupSpace() {
+    return gpu::AddressSpaceAttr::get(b.getContext(),
+                                      gpu::AddressSpace::Workgroup);
+  }
+  Value dynamicSharedMemory() {
+    return gpu::DynamicSharedMemoryOp::create(
+        b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
+                           MemRefLayoutAttrInterface(), workgroupSpace()));
+  }
+  /// Max or sum over the 4 threads of a quad (one accumulator row).
+  Value quadReduce(Value v, bool isMax) {
+    Value width = arith::ConstantIntOp::create(b, 32, 32);
+    for (int32_t offset : {1, 2}) {
+      Value other = gpu::ShuffleOp::create(
+                        b, v, arith::ConstantIntOp::create(b, offset, 32),
+                        width, gpu::ShuffleMode::XOR)
+                        .getShuffleResult();
+      v = isMax ? maxF(v, other) : addF(v, other);
+    }
+    return v;
+  }
 
   // Tensor-core pieces.
   Value sharedView(Value smem, Value byteOffset, int64_t rows, int64_t cols);
@@ -258,8 +293,7 @@ void KernelBuilder::decodeArguments() {
 Value KernelBuilder::globalIndex(int operand, Value batch, Value head,
                                  Value pos, Value col) {
   Value *s = strides[operand];
-  return add(add(add(mul(batch, s[0]), mul(head, s[1])), mul(pos, s[2])),
-             col);
+  return add(add(add(mul(batch, s[0]), mul(head, s[1])), mul(pos, s[2])), col);
 }
 
 std::pair<Value, Value> KernelBuilder::keyBlockRange(Value rowBegin,
@@ -278,16 +312,16 @@ std::pair<Value, Value> KernelBuilder::keyBlockRange(Value rowBegin,
 Value KernelBuilder::blockNeedsMask(Value keyStart, Value rowBegin,
                                     Value rowEnd) {
   int64_t block = spec.kvBlock;
-  Value partial = cmp(arith::CmpIPredicate::sgt, add(keyStart, idx(block)),
-                      keyLen);
+  Value partial =
+      cmp(arith::CmpIPredicate::sgt, add(keyStart, idx(block)), keyLen);
   if (right >= 0)
-    partial = orI(partial, cmp(arith::CmpIPredicate::sgt,
-                               add(keyStart, idx(block - 1)),
-                               add(add(rowBegin, diagonal), idx(right))));
+    partial = orI(partial,
+                  cmp(arith::CmpIPredicate::sgt, add(keyStart, idx(block - 1)),
+                      add(add(rowBegin, diagonal), idx(right))));
   if (left >= 0)
-    partial = orI(partial, cmp(arith::CmpIPredicate::slt, keyStart,
-                               sub(add(sub(rowEnd, idx(1)), diagonal),
-                                   idx(left))));
+    partial =
+        orI(partial, cmp(arith::CmpIPredicate::slt, keyStart,
+                         sub(add(sub(rowEnd, idx(1)), diagonal), idx(left))));
   return partial;
 }
 
@@ -307,18 +341,15 @@ Value KernelBuilder::visible(Value pos, Value key) {
 
 Value KernelBuilder::sharedView(Value smem, Value byteOffset, int64_t rows,
                                 int64_t cols) {
-  auto space = gpu::AddressSpaceAttr::get(b.getContext(),
-                                          gpu::AddressSpace::Workgroup);
   auto type = MemRefType::get({rows, cols}, spec.elementType,
-                              MemRefLayoutAttrInterface(), space);
+                              MemRefLayoutAttrInterface(), workgroupSpace());
   return memref::ViewOp::create(b, type, smem, byteOffset, ValueRange{});
 }
 
 /// Cooperative cp.async of `rows` x `cols` elements into `dst`, 16 bytes per
 /// copy; rows at or past `posLimit` are zero-filled.
-void KernelBuilder::copyTile(int operand, Value dst, int64_t rows,
-                             int64_t cols, Value batch,
-                             function_ref<Value(Value)> rowToHead,
+void KernelBuilder::copyTile(int operand, Value dst, int64_t rows, int64_t cols,
+                             Value batch, function_ref<Value(Value)> rowToHead,
                              function_ref<Value(Value)> rowToPos,
                              Value posLimit) {
   int64_t perCopy = 16 / spec.elementBytes();
@@ -353,8 +384,8 @@ Value KernelBuilder::packPair(Value x, Value y) {
   Value pair = arith::ConstantOp::create(b, b.getZeroAttr(pairF32));
   pair = vector::InsertOp::create(b, x, pair, 0);
   pair = vector::InsertOp::create(b, y, pair, 1);
-  return arith::TruncFOp::create(
-      b, VectorType::get({2}, spec.elementType), pair);
+  return arith::TruncFOp::create(b, VectorType::get({2}, spec.elementType),
+                                 pair);
 }
 
 Frag KernelBuilder::mma(ArrayRef<Value> a, ArrayRef<Value> bFrag,
@@ -385,7 +416,8 @@ Frag KernelBuilder::mma(ArrayRef<Value> a, ArrayRef<Value> bFrag,
   // the NVVM op with the pairs packed into i32 as PTX expects.
   auto i32 = b.getI32Type();
   auto asI32 = [&](Value pair) -> Value {
-    Value packed = vector::BitCastOp::create(b, VectorType::get({1}, i32), pair);
+    Value packed =
+        vector::BitCastOp::create(b, VectorType::get({1}, i32), pair);
     return vector::ExtractOp::create(b, packed, 0);
   };
   SmallVector<Value> aRegs, bRegs;
@@ -393,13 +425,12 @@ Frag KernelBuilder::mma(ArrayRef<Value> a, ArrayRef<Value> bFrag,
     aRegs.push_back(asI32(v));
   for (Value v : bFrag)
     bRegs.push_back(asI32(v));
-  auto resultType = LLVM::LLVMStructType::getLiteral(
-      b.getContext(), SmallVector<Type>(4, f32));
+  auto resultType = LLVM::LLVMStructType::getLiteral(b.getContext(),
+                                                     SmallVector<Type>(4, f32));
   Value d = NVVM::MmaOp::create(
       b, resultType, aRegs, bRegs, ValueRange(c), ArrayRef<int64_t>{16, 8, 16},
       std::nullopt, std::nullopt,
-      std::array<NVVM::MMATypes, 2>{NVVM::MMATypes::bf16,
-                                    NVVM::MMATypes::bf16},
+      std::array<NVVM::MMATypes, 2>{NVVM::MMATypes::bf16, NVVM::MMATypes::bf16},
       std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
                                      NVVM::MMALayout::col});
   Frag out;
@@ -419,22 +450,14 @@ void KernelBuilder::buildTensorCoreKernel() {
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   Value warp = div(tid, 32), lane = rem(tid, 32);
   Value quadRow = div(lane, 4), quadCol = rem(lane, 4);
-  Value blockX = gpu::BlockIdOp::create(b, gpu::Dimension::x);
-  Value blockY = gpu::BlockIdOp::create(b, gpu::Dimension::y);
-  Value queryBlocks = ceilDiv(queryLen, rowsPerHead);
-  Value batch = arith::DivUIOp::create(b, blockX, queryBlocks);
-  Value rowBegin =
-      mul(arith::RemUIOp::create(b, blockX, queryBlocks), rowsPerHead);
-  Value rowEnd = minI(add(rowBegin, idx(rowsPerHead)), queryLen);
-  Value outHead0 = mul(blockY, spec.headsPerBlock);
+  BlockPosition position = decodeBlock(rowsPerHead);
+  Value batch = position.batch, rowBegin = position.rowBegin,
+        rowEnd = position.rowEnd;
+  Value outHead0 = mul(position.headBlock, spec.headsPerBlock);
   Value kvHead = div(outHead0, spec.outPerKV());
 
   // Shared memory: Q [64][D+8], K [2][block][D+8], V [2][block][Dv+8].
-  auto space = gpu::AddressSpaceAttr::get(b.getContext(),
-                                          gpu::AddressSpace::Workgroup);
-  Value smem = gpu::DynamicSharedMemoryOp::create(
-      b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
-                         MemRefLayoutAttrInterface(), space));
+  Value smem = dynamicSharedMemory();
   int64_t keyBase = kBlockRows * keyStride * bytes;
   int64_t keyStage = block * keyStride * bytes;
   int64_t valueBase = keyBase + 2 * keyStage;
@@ -445,8 +468,8 @@ void KernelBuilder::buildTensorCoreKernel() {
                       keyStride);
   };
   auto valueTile = [&](Value stage) {
-    return sharedView(smem, add(idx(valueBase), mul(stage, valueStage)),
-                      block, valueStride);
+    return sharedView(smem, add(idx(valueBase), mul(stage, valueStage)), block,
+                      valueStride);
   };
 
   // Stacked row r of the block: output head outHead0 + r / rowsPerHead at
@@ -459,8 +482,7 @@ void KernelBuilder::buildTensorCoreKernel() {
     Value keyStart = mul(keyBlock, block);
     auto kvHeadOf = [&](Value) { return kvHead; };
     auto keyOf = [&](Value r) { return add(keyStart, r); };
-    copyTile(1, keyTile(stage), block, headDim, batch, kvHeadOf, keyOf,
-             keyLen);
+    copyTile(1, keyTile(stage), block, headDim, batch, kvHeadOf, keyOf, keyLen);
     copyTile(2, valueTile(stage), block, valueDim, batch, kvHeadOf, keyOf,
              keyLen);
   };
@@ -493,7 +515,8 @@ void KernelBuilder::buildTensorCoreKernel() {
 
   // Query positions of this thread's two rows.
   Value warpPos0 = add(rowBegin, rem(warpRow0, rowsPerHead));
-  Value rowPos[2] = {add(warpPos0, quadRow), add(warpPos0, add(quadRow, idx(8)))};
+  Value rowPos[2] = {add(warpPos0, quadRow),
+                     add(warpPos0, add(quadRow, idx(8)))};
 
   float negInf = -std::numeric_limits<float>::infinity();
   SmallVector<Value> init;
@@ -514,9 +537,8 @@ void KernelBuilder::buildTensorCoreKernel() {
 
         Value stage = rem(sub(keyBlock, firstBlock), 2);
         Value next = add(keyBlock, idx(1));
-        ifThen(cmp(arith::CmpIPredicate::slt, next, endBlock), [&] {
-          loadKeysAndValues(next, sub(idx(1), stage));
-        });
+        ifThen(cmp(arith::CmpIPredicate::slt, next, endBlock),
+               [&] { loadKeysAndValues(next, sub(idx(1), stage)); });
         // All but the group just issued are complete: this block's tiles.
         commitAndWait(1);
         gpu::BarrierOp::create(b);
@@ -530,17 +552,17 @@ void KernelBuilder::buildTensorCoreKernel() {
           s = {zero, zero, zero, zero};
         for (int64_t p = 0; p < block / 16; ++p)
           for (int64_t kk = 0; kk < headDim / 16; ++kk) {
-            Value frags =
-                ldmatrix(keys, add(idx(p * 16), add(mul(div(lane, 16), 8),
-                                                    rem(lane, 8))),
-                         add(idx(kk * 16), mul(rem(div(lane, 8), 2), 8)),
-                         /*transpose=*/false);
-            scores[2 * p] = mma(queryFrags[kk],
-                                {fragRow(frags, 0), fragRow(frags, 1)},
-                                scores[2 * p]);
-            scores[2 * p + 1] = mma(queryFrags[kk],
-                                    {fragRow(frags, 2), fragRow(frags, 3)},
-                                    scores[2 * p + 1]);
+            Value frags = ldmatrix(
+                keys,
+                add(idx(p * 16), add(mul(div(lane, 16), 8), rem(lane, 8))),
+                add(idx(kk * 16), mul(rem(div(lane, 8), 2), 8)),
+                /*transpose=*/false);
+            scores[2 * p] =
+                mma(queryFrags[kk], {fragRow(frags, 0), fragRow(frags, 1)},
+                    scores[2 * p]);
+            scores[2 * p + 1] =
+                mma(queryFrags[kk], {fragRow(frags, 2), fragRow(frags, 3)},
+                    scores[2 * p + 1]);
           }
         Value scaleValue = f32c(scaleLog2);
         for (Frag &s : scores)
@@ -560,8 +582,8 @@ void KernelBuilder::buildTensorCoreKernel() {
               Value minusInf = f32c(negInf);
               for (int64_t t = 0; t < scoreTiles; ++t)
                 for (int64_t i = 0; i < 4; ++i) {
-                  Value key = add(add(keyStart, idx(t * 8 + i % 2)),
-                                  mul(quadCol, 2));
+                  Value key =
+                      add(add(keyStart, idx(t * 8 + i % 2)), mul(quadCol, 2));
                   out.push_back(select(visible(rowPos[i / 2], key),
                                        flat[t * 4 + i], minusInf));
                 }
@@ -573,17 +595,6 @@ void KernelBuilder::buildTensorCoreKernel() {
             scores[t][i] = masked[t * 4 + i];
 
         // Online softmax: each row lives in the 4 threads of a quad.
-        Value width = arith::ConstantIntOp::create(b, 32, 32);
-        auto quadReduce = [&](Value v, bool isMax) {
-          for (int32_t offset : {1, 2}) {
-            Value other = gpu::ShuffleOp::create(
-                              b, v, arith::ConstantIntOp::create(b, offset, 32),
-                              width, gpu::ShuffleMode::XOR)
-                              .getShuffleResult();
-            v = isMax ? maxF(v, other) : addF(v, other);
-          }
-          return v;
-        };
         Value rescale[2];
         for (int64_t h = 0; h < 2; ++h) {
           Value blockMax = f32c(negInf);
@@ -619,13 +630,12 @@ void KernelBuilder::buildTensorCoreKernel() {
           for (int64_t q = 0; q < valueDim / 16; ++q) {
             Value frags = ldmatrix(
                 values,
-                add(idx(kk * 16), add(mul(rem(div(lane, 8), 2), 8),
-                                      rem(lane, 8))),
+                add(idx(kk * 16),
+                    add(mul(rem(div(lane, 8), 2), 8), rem(lane, 8))),
                 add(idx(q * 16), mul(div(lane, 16), 8)), /*transpose=*/true);
-            acc[2 * q] = mma(probs, {fragRow(frags, 0), fragRow(frags, 1)},
-                             acc[2 * q]);
-            acc[2 * q + 1] = mma(probs,
-                                 {fragRow(frags, 2), fragRow(frags, 3)},
+            acc[2 * q] =
+                mma(probs, {fragRow(frags, 0), fragRow(frags, 1)}, acc[2 * q]);
+            acc[2 * q + 1] = mma(probs, {fragRow(frags, 2), fragRow(frags, 3)},
                                  acc[2 * q + 1]);
           }
         }
@@ -641,16 +651,10 @@ void KernelBuilder::buildTensorCoreKernel() {
 
   // Normalize and store: rows of this warp's head at or past S are padding.
   Value outHead = add(outHead0, div(warpRow0, rowsPerHead));
-  Value width = arith::ConstantIntOp::create(b, 32, 32);
   for (int64_t h = 0; h < 2; ++h) {
-    Value sum = state[outTiles * 4 + 2 + h];
-    for (int32_t offset : {1, 2})
-      sum = addF(sum, gpu::ShuffleOp::create(
-                          b, sum, arith::ConstantIntOp::create(b, offset, 32),
-                          width, gpu::ShuffleMode::XOR)
-                          .getShuffleResult());
-    Value positive = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, sum,
-                                           f32c(0.0f));
+    Value sum = quadReduce(state[outTiles * 4 + 2 + h], /*isMax=*/false);
+    Value positive =
+        arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, sum, f32c(0.0f));
     Value inverse =
         select(positive, arith::DivFOp::create(b, f32c(1.0f), sum), f32c(0.0f));
     ifThen(cmp(arith::CmpIPredicate::slt, rowPos[h], queryLen), [&] {
@@ -676,32 +680,25 @@ void KernelBuilder::buildSIMTKernel() {
   float negInf = -std::numeric_limits<float>::infinity();
 
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
-  Value blockX = gpu::BlockIdOp::create(b, gpu::Dimension::x);
-  Value outHead = gpu::BlockIdOp::create(b, gpu::Dimension::y);
-  Value queryBlocks = ceilDiv(queryLen, kThreads);
-  Value batch = arith::DivUIOp::create(b, blockX, queryBlocks);
-  Value rowBegin =
-      mul(arith::RemUIOp::create(b, blockX, queryBlocks), kThreads);
-  Value rowEnd = minI(add(rowBegin, idx(kThreads)), queryLen);
+  BlockPosition position = decodeBlock(kThreads);
+  Value batch = position.batch, rowBegin = position.rowBegin,
+        rowEnd = position.rowEnd;
+  Value outHead = position.headBlock;
   Value pos = add(rowBegin, tid);
   Value active = cmp(arith::CmpIPredicate::slt, pos, queryLen);
   Value posClamped = minI(pos, sub(queryLen, idx(1)));
   Value queryHead = div(outHead, spec.outPerQuery());
   Value kvHead = div(outHead, spec.outPerKV());
 
-  auto space = gpu::AddressSpaceAttr::get(b.getContext(),
-                                          gpu::AddressSpace::Workgroup);
-  Value smem = gpu::DynamicSharedMemoryOp::create(
-      b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
-                         MemRefLayoutAttrInterface(), space));
+  Value smem = dynamicSharedMemory();
   auto tileType = [&](int64_t cols) {
     return MemRefType::get({block, cols}, f32, MemRefLayoutAttrInterface(),
-                           space);
+                           workgroupSpace());
   };
-  Value keys = memref::ViewOp::create(b, tileType(headDim), smem, idx(0),
-                                      ValueRange{});
-  Value values = memref::ViewOp::create(
-      b, tileType(valueDim), smem, idx(block * headDim * 4), ValueRange{});
+  Value keys =
+      memref::ViewOp::create(b, tileType(headDim), smem, idx(0), ValueRange{});
+  Value values = memref::ViewOp::create(b, tileType(valueDim), smem,
+                                        idx(block * headDim * 4), ValueRange{});
 
   // The row's query (scaled into the exp2 domain) and accumulator.
   Value query = memref::AllocaOp::create(b, MemRefType::get({headDim}, f32));
@@ -741,18 +738,15 @@ void KernelBuilder::buildSIMTKernel() {
         return forLoop(
             idx(0), validKeys, idx(1), args,
             [&](Value n, ValueRange carried) -> SmallVector<Value> {
-              Value dot = forLoop(idx(0), idx(headDim), idx(1),
-                                  ValueRange{f32c(0.0f)},
-                                  [&](Value d, ValueRange s) {
-                                    Value q = memref::LoadOp::create(
-                                        b, query, ValueRange{d});
-                                    Value k = memref::LoadOp::create(
-                                        b, keys, ValueRange{n, d});
-                                    return SmallVector<Value>{
-                                        fma(q, k, s[0])};
-                                  })[0];
-              Value score = select(visible(pos, add(keyStart, n)), dot,
-                                   f32c(negInf));
+              Value dot = forLoop(
+                  idx(0), idx(headDim), idx(1), ValueRange{f32c(0.0f)},
+                  [&](Value d, ValueRange s) {
+                    Value q = memref::LoadOp::create(b, query, ValueRange{d});
+                    Value k = memref::LoadOp::create(b, keys, ValueRange{n, d});
+                    return SmallVector<Value>{fma(q, k, s[0])};
+                  })[0];
+              Value score =
+                  select(visible(pos, add(keyStart, n)), dot, f32c(negInf));
               Value newMax = maxF(carried[0], score);
               Value base = finiteOrZero(newMax);
               Value rescale = exp2(subF(carried[0], base));
@@ -760,9 +754,8 @@ void KernelBuilder::buildSIMTKernel() {
               forLoop(idx(0), idx(valueDim), idx(1), [&](Value d) {
                 Value o = memref::LoadOp::create(b, acc, ValueRange{d});
                 Value v = memref::LoadOp::create(b, values, ValueRange{n, d});
-                memref::StoreOp::create(
-                    b, fma(p, v, mulF(o, rescale)), acc,
-                    ValueRange{d});
+                memref::StoreOp::create(b, fma(p, v, mulF(o, rescale)), acc,
+                                        ValueRange{d});
               });
               return {newMax, addF(mulF(carried[1], rescale), p)};
             });
@@ -776,8 +769,9 @@ void KernelBuilder::buildSIMTKernel() {
   ifThen(active, [&] {
     forLoop(idx(0), idx(valueDim), idx(1), [&](Value d) {
       Value o = memref::LoadOp::create(b, acc, ValueRange{d});
-      memref::StoreOp::create(b, mulF(o, inverse), memrefs[3],
-                              ValueRange{globalIndex(3, batch, outHead, pos, d)});
+      memref::StoreOp::create(
+          b, mulF(o, inverse), memrefs[3],
+          ValueRange{globalIndex(3, batch, outHead, pos, d)});
     });
   });
 }
@@ -812,7 +806,8 @@ FlatOperand flattenOperand(ImplicitLocOpBuilder &b, Value memref) {
       type.getMemorySpace());
   Value flat = memref::ReinterpretCastOp::create(
       b, flatType, meta.getBaseBuffer(), OpFoldResult(meta.getOffset()),
-      ArrayRef<OpFoldResult>{extent}, ArrayRef<OpFoldResult>{b.getIndexAttr(1)});
+      ArrayRef<OpFoldResult>{extent},
+      ArrayRef<OpFoldResult>{b.getIndexAttr(1)});
   return {flat,
           {meta.getStrides()[0], meta.getStrides()[1], meta.getStrides()[2]}};
 }
@@ -854,8 +849,8 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
   spec.scale = op.getScaleOrDefault();
   spec.kvBlock = kvBlock;
 
-  for (Value operand : {op.getQuery(), op.getKey(), op.getValue(),
-                        op.getInit()})
+  for (Value operand :
+       {op.getQuery(), op.getKey(), op.getValue(), op.getInit()})
     if (!hasUnitInnerStride(cast<MemRefType>(operand.getType())))
       return op.emitOpError("the GPU kernel needs a static innermost stride "
                             "of 1 on every operand, got ")
@@ -904,8 +899,8 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
       "_attention";
   SmallVector<Type> argTypes;
   argTypes.append(4, MemRefType::get({ShapedType::kDynamic}, spec.elementType,
-                                    StridedLayoutAttr::get(
-                                        ctx, ShapedType::kDynamic, {1})));
+                                     StridedLayoutAttr::get(
+                                         ctx, ShapedType::kDynamic, {1})));
   argTypes.append(kNumScalarArgs, IndexType::get(ctx));
   OpBuilder moduleBuilder = OpBuilder::atBlockEnd(kernels.getBody());
   auto func = gpu::GPUFuncOp::create(moduleBuilder, op.getLoc(), name,
@@ -934,8 +929,7 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
   ImplicitLocOpBuilder b(op.getLoc(), op);
   SmallVector<Value> args;
   FlatOperand flat[4];
-  Value operands[4] = {op.getQuery(), op.getKey(), op.getValue(),
-                       op.getInit()};
+  Value operands[4] = {op.getQuery(), op.getKey(), op.getValue(), op.getInit()};
   for (int i = 0; i < 4; ++i) {
     flat[i] = flattenOperand(b, operands[i]);
     args.push_back(flat[i].flat);
@@ -953,13 +947,13 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
   Value rows = arith::ConstantIndexOp::create(b, spec.rowsPerHead());
   Value gridX = arith::MulIOp::create(
       b, arith::CeilDivUIOp::create(b, queryLen, rows), batch);
-  Value gridY = arith::ConstantIndexOp::create(
-      b, spec.outHeads / spec.headsPerBlock);
+  Value gridY =
+      arith::ConstantIndexOp::create(b, spec.outHeads / spec.headsPerBlock);
   Value one = arith::ConstantIndexOp::create(b, 1);
   Value zero = arith::ConstantIndexOp::create(b, 0);
   Value threads = arith::ConstantIndexOp::create(b, kThreads);
-  Value smemBytes = arith::ConstantIntOp::create(
-      b, b.getI32Type(), spec.sharedMemoryBytes());
+  Value smemBytes =
+      arith::ConstantIntOp::create(b, b.getI32Type(), spec.sharedMemoryBytes());
   // An empty grid is not a valid launch.
   auto nonEmpty = scf::IfOp::create(
       b, arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, gridX, zero),

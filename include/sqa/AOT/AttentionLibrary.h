@@ -79,7 +79,15 @@ std::optional<ElementKind> parseElementKind(StringRef text);
 
 /// What the driver stops at.
 /// PTX and Cubin are for CUDA; LLVMIR, Assembly and Object for the CPU.
-enum class EmitKind { MLIR, LLVMIR, Assembly, Object, PTX, Cubin, SharedLibrary };
+enum class EmitKind {
+  MLIR,
+  LLVMIR,
+  Assembly,
+  Object,
+  PTX,
+  Cubin,
+  SharedLibrary
+};
 
 struct CodegenOptions {
   /// "native" for the host CPU (with its features), or an LLVM CPU name.
