@@ -374,6 +374,8 @@ bool aot::compileCUDALibrary(ModuleOp module, const CodegenOptions &options,
   pipeline.chip = config.chip;
   pipeline.toolkit = options.cudaToolkit;
   pipeline.format = options.emit == EmitKind::PTX ? "isa" : "bin";
+  pipeline.kvBlock = options.gpuKVBlock;
+  pipeline.headsPerBlock = options.gpuHeadsPerBlock;
 
   PassManager kernelStage(module.getContext());
   buildCUDAKernelPipeline(kernelStage, pipeline);

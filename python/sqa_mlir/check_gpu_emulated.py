@@ -69,6 +69,10 @@ def build(args, workdir):
     kernel_mlir = os.path.join(workdir, "kernel.mlir")
     cmd = [args.sqa_aot, *aot_arguments(**config), "--emit", "mlir",
            "-o", kernel_mlir]
+    if args.gpu_kv_block:
+        cmd.append(f"--gpu-kv-block={args.gpu_kv_block}")
+    if args.gpu_heads_per_block:
+        cmd.append(f"--gpu-heads-per-block={args.gpu_heads_per_block}")
     run(cmd)
     text = open(kernel_mlir).read()
     attrs = {key: int(value) for key, value in re.findall(
@@ -159,6 +163,10 @@ def main(argv=None) -> int:
     p.add_argument("--shapes", type=parse_shapes, default=parse_shapes("1x70x70"),
                    help="BxSxT list, e.g. 1x1x1,2x70x130")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gpu-kv-block", type=int, default=0,
+                   help="sqa-aot --gpu-kv-block (default: sqa-aot's)")
+    p.add_argument("--gpu-heads-per-block", type=int, default=0,
+                   help="sqa-aot --gpu-heads-per-block (default: sqa-aot's)")
     p.add_argument("--name", default="emulated",
                    help="symbol prefix, as sqa-aot --name (the kernel is NAME_kernel_attention)")
     p.add_argument("--library-out", metavar="PATH",

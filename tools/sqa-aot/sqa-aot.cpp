@@ -76,6 +76,15 @@ static cl::opt<std::string>
 static cl::opt<std::string>
     chip("chip", cl::desc("GPU architecture for --target cuda (sm_90)"),
          cl::init("sm_90"), cl::cat(category));
+static cl::opt<int64_t>
+    gpuKVBlock("gpu-kv-block",
+               cl::desc("--target cuda: keys per shared-memory tile (64)"),
+               cl::init(64), cl::cat(category));
+static cl::opt<int64_t> gpuHeadsPerBlock(
+    "gpu-heads-per-block",
+    cl::desc("--target cuda: output heads per thread block, 1, 2 or 4 (0: the "
+             "largest dividing the heads per key/value head)"),
+    cl::init(0), cl::cat(category));
 static cl::opt<std::string>
     cudaToolkit("cuda-toolkit",
                 cl::desc("CUDA toolkit whose ptxas makes the cubin (default: "
@@ -396,6 +405,8 @@ int main(int argc, char **argv) {
                     "'; expected flash or reference");
   options.attentionKernel = kernel;
   options.cudaToolkit = cudaToolkit;
+  options.gpuKVBlock = gpuKVBlock;
+  options.gpuHeadsPerBlock = gpuHeadsPerBlock;
   std::string error;
   if (cuda) {
     if (!fromConfig)

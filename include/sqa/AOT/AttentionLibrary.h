@@ -102,6 +102,10 @@ struct CodegenOptions {
   /// CUDA toolkit whose ptxas makes cubins; PATH, then /usr/local/cuda when
   /// empty.
   std::string cudaToolkit;
+  /// CUDA kernel tiling (sqa-lower-attention-to-gpu's kv-block and
+  /// heads-per-block; 0 heads per block picks the largest that fits).
+  int64_t gpuKVBlock = 64;
+  int64_t gpuHeadsPerBlock = 0;
 };
 
 /// Builds the kernel module for `config`: one function `<name>_kernel` over
