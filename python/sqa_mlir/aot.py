@@ -214,10 +214,11 @@ def _pointer(a) -> Optional[int]:
     return a.ctypes.data
 
 
-class AttentionLibrary:
-    """ctypes wrapper of one sqa-aot library."""
+class _Library:
+    """What every sqa-aot library exports besides its forward function:
+    NAME_error_string and NAME_config (parsed into ``settings``)."""
 
-    def __init__(self, path: str, name: str = "sqa_attention", dtype: str = "f32"):
+    def __init__(self, path: str, name: str, dtype: str):
         if dtype not in STORAGE_DTYPES:
             raise ValueError(f"unsupported dtype {dtype!r}")
         self.path = path
@@ -225,19 +226,35 @@ class AttentionLibrary:
         self.dtype = dtype
         self.storage = np.dtype(STORAGE_DTYPES[dtype])
         self.lib = ctypes.CDLL(os.path.abspath(path))
-        self._forward = getattr(self.lib, f"{name}_forward")
-        self._forward.restype = ctypes.c_int
-        self._forward.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3
-        self._error_string = getattr(self.lib, f"{name}_error_string")
-        self._error_string.restype = ctypes.c_char_p
-        self._error_string.argtypes = [ctypes.c_int]
-        self._config = getattr(self.lib, f"{name}_config")
-        self._config.restype = ctypes.c_char_p
-        self._config.argtypes = []
+        self._error_string = self._bind("error_string", ctypes.c_char_p, [ctypes.c_int])
+        self._config = self._bind("config", ctypes.c_char_p, [])
         # key=value pairs of NAME_config(), e.g. {"q_heads": "8", "layout": "bhsd"}.
-        self.settings = dict(item.split("=", 1) for item in self.config().split()
+        self.settings = dict(item.split("=", 1) for item in (self.config() or "").split()
                              if "=" in item)
         self.layout = self.settings.get("layout", "bhsd")
+
+    def _bind(self, suffix: str, restype, argtypes):
+        fn = getattr(self.lib, f"{self.name}_{suffix}")
+        fn.restype = restype
+        fn.argtypes = argtypes
+        return fn
+
+    def error_string(self, status: int) -> str:
+        s = self._error_string(int(status))
+        return s.decode(errors="replace") if s is not None else None
+
+    def config(self) -> str:
+        s = self._config()
+        return s.decode(errors="replace") if s is not None else None
+
+
+class AttentionLibrary(_Library):
+    """ctypes wrapper of one sqa-aot library."""
+
+    def __init__(self, path: str, name: str = "sqa_attention", dtype: str = "f32"):
+        super().__init__(path, name, dtype)
+        self._forward = self._bind("forward", ctypes.c_int,
+                                   [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3)
 
     def _check_array(self, what: str, a) -> None:
         if a is None or isinstance(a, int):
@@ -276,13 +293,6 @@ class AttentionLibrary:
             kv_len = k.shape[2] if not bshd else k.shape[1]
         return self.forward_raw(q, k, v, out, batch, q_len, kv_len)
 
-    def error_string(self, status: int) -> str:
-        s = self._error_string(int(status))
-        return s.decode() if s is not None else None
-
-    def config(self) -> str:
-        s = self._config()
-        return s.decode() if s is not None else None
 
 
 def library_name(prefix: str = "sqa", **config) -> str:
@@ -359,7 +369,7 @@ def _stream_handle(stream) -> Optional[int]:
     return int(stream) or None
 
 
-class CUDAAttentionLibrary:
+class CUDAAttentionLibrary(_Library):
     """ctypes wrapper of one ``sqa-aot --target cuda`` library.
 
     Pointers are CUDA device addresses; nothing here touches the driver, so
@@ -367,32 +377,14 @@ class CUDAAttentionLibrary:
     Use :mod:`sqa_mlir.cuda_driver` (or PyTorch) for memory and streams."""
 
     def __init__(self, path: str, name: str = "sqa_attention", dtype: str = "f16"):
-        if dtype not in STORAGE_DTYPES:
-            raise ValueError(f"unsupported dtype {dtype!r}")
-        self.path = path
-        self.name = name
-        self.dtype = dtype
-        self.storage = np.dtype(STORAGE_DTYPES[dtype])
+        super().__init__(path, name, dtype)
         self.element_size = self.storage.itemsize
         # Pointer alignment the library requires (else SQA_ERROR_MISALIGNED).
         self.alignment = 16 if self.element_size == 2 else self.element_size
-        self.lib = ctypes.CDLL(os.path.abspath(path))
-        self._forward = getattr(self.lib, f"{name}_forward")
-        self._forward.restype = ctypes.c_int
-        self._forward.argtypes = ([ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3
-                                  + [ctypes.c_void_p])
-        self._error_string = getattr(self.lib, f"{name}_error_string")
-        self._error_string.restype = ctypes.c_char_p
-        self._error_string.argtypes = [ctypes.c_int]
-        self._last_error = getattr(self.lib, f"{name}_last_error")
-        self._last_error.restype = ctypes.c_char_p
-        self._last_error.argtypes = []
-        self._config = getattr(self.lib, f"{name}_config")
-        self._config.restype = ctypes.c_char_p
-        self._config.argtypes = []
-        self.settings = dict(item.split("=", 1) for item in (self.config() or "").split()
-                             if "=" in item)
-        self.layout = self.settings.get("layout", "bhsd")
+        self._forward = self._bind("forward", ctypes.c_int,
+                                   [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3
+                                   + [ctypes.c_void_p])
+        self._last_error = self._bind("last_error", ctypes.c_char_p, [])
         self.target = self.settings.get("target")
         self.chip = self.settings.get("chip")
 
@@ -418,16 +410,8 @@ class CUDAAttentionLibrary:
             kv_len = k.shape[1] if bshd else k.shape[2]
         return self.forward_raw(q, k, v, out, batch, q_len, kv_len, stream)
 
-    def error_string(self, status: int) -> str:
-        s = self._error_string(int(status))
-        return s.decode(errors="replace") if s is not None else None
-
     def last_error(self) -> str:
         s = self._last_error()
-        return s.decode(errors="replace") if s is not None else None
-
-    def config(self) -> str:
-        s = self._config()
         return s.decode(errors="replace") if s is not None else None
 
 
@@ -444,26 +428,10 @@ class LayerLibrary(AttentionLibrary):
     """
 
     def __init__(self, path: str, name: str = "sqa_attention", dtype: str = "f32"):
-        if dtype not in STORAGE_DTYPES:
-            raise ValueError(f"unsupported dtype {dtype!r}")
-        self.path = path
-        self.name = name
-        self.dtype = dtype
-        self.storage = np.dtype(STORAGE_DTYPES[dtype])
-        self.lib = ctypes.CDLL(os.path.abspath(path))
-        self._layer_forward = getattr(self.lib, f"{name}_layer_forward")
-        self._layer_forward.restype = ctypes.c_int
-        self._layer_forward.argtypes = ([ctypes.c_void_p] * (len(LAYER_INPUTS) + 1)
-                                        + [ctypes.c_int64] * 3)
-        self._error_string = getattr(self.lib, f"{name}_error_string")
-        self._error_string.restype = ctypes.c_char_p
-        self._error_string.argtypes = [ctypes.c_int]
-        self._config = getattr(self.lib, f"{name}_config")
-        self._config.restype = ctypes.c_char_p
-        self._config.argtypes = []
-        self.settings = dict(item.split("=", 1) for item in self.config().split()
-                             if "=" in item)
-        self.layout = self.settings.get("layout", "bhsd")
+        _Library.__init__(self, path, name, dtype)
+        self._layer_forward = self._bind(
+            "layer_forward", ctypes.c_int,
+            [ctypes.c_void_p] * (len(LAYER_INPUTS) + 1) + [ctypes.c_int64] * 3)
 
     def layer_forward_raw(self, x, memory, w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o,
                           out, batch: int, seq_len: int, mem_len: int) -> int:

@@ -157,23 +157,7 @@ def check_shape(lib, st: Setup, B, S, T, rng):
     ref = reference.attention(bhsd(q), bhsd(k), bhsd(v), scale=st.scale,
                               causal=st.causal, alignment=st.alignment,
                               window=st.window)
-    got = bhsd(out)
-    tol = atol + rtol * float(np.max(np.abs(ref))) if ref.size else atol
-    reasons = []
-    nan = np.isnan(got)
-    if nan.any():
-        reasons.append(f"{int(nan.sum())} NaN/unwritten outputs")
-    if np.isinf(got).any():
-        reasons.append(f"{int(np.isinf(got).sum())} infinite outputs")
-    finite = np.isfinite(got)
-    err = np.abs(np.where(finite, got, 0.0) - ref)
-    max_err = float(err.max()) if err.size else 0.0
-    if not finite.all():
-        max_err = float("nan") if nan.any() else float("inf")
-    elif max_err > tol:
-        idx = np.unravel_index(int(np.argmax(err)), err.shape)
-        reasons.append("worst at [b,h,s,d]=%s got %.6g want %.6g" % (
-            [int(i) for i in idx], got[idx], ref[idx]))
+    max_err, tol, reasons = reference.compare(bhsd(out), ref, atol, rtol)
     for name, before, after in (("q", q_in, q), ("k", k_in, k), ("v", v_in, v)):
         if not np.array_equal(before.view(np.uint8), after.view(np.uint8)):
             reasons.append(f"{name} input was modified")

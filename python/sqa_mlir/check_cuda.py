@@ -422,24 +422,8 @@ def compare(st: Setup, host: dict, out_img, sizes):
     ref = reference.attention(bhsd(host["q"]), bhsd(host["k"]), bhsd(host["v"]),
                               scale=st.scale, causal=st.causal, alignment=st.alignment,
                               window=st.window)
-    got = bhsd(out)
     atol, rtol = TOLERANCES[st.dtype]
-    tol = atol + rtol * float(np.max(np.abs(ref))) if ref.size else atol
-    reasons = []
-    nan = np.isnan(got)
-    if nan.any():
-        reasons.append(f"{int(nan.sum())} NaN/unwritten outputs")
-    if np.isinf(got).any():
-        reasons.append(f"{int(np.isinf(got).sum())} infinite outputs")
-    finite = np.isfinite(got)
-    err = np.abs(np.where(finite, got, 0.0) - ref)
-    max_err = float(err.max()) if err.size else 0.0
-    if not finite.all():
-        max_err = float("nan") if nan.any() else float("inf")
-    elif max_err > tol:
-        idx = np.unravel_index(int(np.argmax(err)), err.shape)
-        reasons.append("worst at [b,h,s,d]=%s got %.6g want %.6g" % (
-            [int(i) for i in idx], got[idx], ref[idx]))
+    max_err, tol, reasons = reference.compare(bhsd(out), ref, atol, rtol)
     return not reasons, max_err, tol, reasons
 
 

@@ -133,15 +133,10 @@ def check_shape(lib, kernel, attrs, args, B, S, T, rng):
     want = ref.attention(*[ref.from_storage(x, args.dtype) for x in values],
                          causal=args.causal, alignment=args.alignment,
                          window=args.window)
-    atol, rtol = TOLERANCES[args.dtype]
-    tol = atol + rtol * float(np.max(np.abs(want)))
-    if np.isnan(got).any():
-        print(f"FAIL {label} unwritten or NaN outputs: {int(np.isnan(got).sum())}")
-        return False
-    err = float(np.max(np.abs(got - want)))
-    ok = err <= tol
-    print(f"{'PASS' if ok else 'FAIL'} {label} max_abs_err={err:.3e} tol={tol:.3e}")
-    return ok
+    err, tol, reasons = ref.compare(got, want, *TOLERANCES[args.dtype])
+    print(f"{'FAIL' if reasons else 'PASS'} {label} max_abs_err={err:.3e} tol={tol:.3e}"
+          + "".join(f" ({r})" for r in reasons))
+    return not reasons
 
 
 def main(argv=None) -> int:

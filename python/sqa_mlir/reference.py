@@ -223,3 +223,32 @@ def attention(q, k, v, *, scale=None, causal=False, alignment="top_left",
             denom = np.where(any_visible[:, None], denom, 1.0)
             out[b, h] = (p @ v[b, kh]) / denom                 # empty rows: 0
     return out
+
+
+def compare(got, want, atol: float, rtol: float):
+    """Checks kernel output ``got`` against ``want`` (float arrays, same
+    shape) with |got - want| <= atol + rtol * max|want|.
+
+    Returns (max_abs_err, tol, reasons): reasons is empty when the output
+    passes; NaN (e.g. a NaN sentinel never overwritten) and infinities are
+    reasons of their own, and the worst element is named when the error is
+    too large."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    tol = atol + rtol * float(np.max(np.abs(want))) if want.size else atol
+    reasons = []
+    nan = np.isnan(got)
+    if nan.any():
+        reasons.append(f"{int(nan.sum())} NaN/unwritten outputs")
+    if np.isinf(got).any():
+        reasons.append(f"{int(np.isinf(got).sum())} infinite outputs")
+    finite = np.isfinite(got)
+    err = np.abs(np.where(finite, got, 0.0) - want)
+    max_err = float(err.max()) if err.size else 0.0
+    if not finite.all():
+        max_err = float("nan") if nan.any() else float("inf")
+    elif max_err > tol:
+        idx = np.unravel_index(int(np.argmax(err)), err.shape)
+        reasons.append("worst at [b,h,s,d]=%s got %.6g want %.6g" % (
+            [int(i) for i in idx], got[idx], want[idx]))
+    return max_err, tol, reasons
