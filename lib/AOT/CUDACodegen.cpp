@@ -376,6 +376,7 @@ bool aot::compileCUDALibrary(ModuleOp module, const CodegenOptions &options,
   pipeline.format = options.emit == EmitKind::PTX ? "isa" : "bin";
   pipeline.kvBlock = options.gpuKVBlock;
   pipeline.headsPerBlock = options.gpuHeadsPerBlock;
+  pipeline.rowsPerWarp = options.gpuRowsPerWarp;
 
   PassManager kernelStage(module.getContext());
   buildCUDAKernelPipeline(kernelStage, pipeline);

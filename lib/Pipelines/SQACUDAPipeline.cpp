@@ -31,6 +31,7 @@ void sqa::buildCUDAKernelPipeline(OpPassManager &pm,
   LowerAttentionToGPUOptions gpuOptions;
   gpuOptions.kvBlock = options.kvBlock;
   gpuOptions.headsPerBlock = options.headsPerBlock;
+  gpuOptions.rowsPerWarp = options.rowsPerWarp;
   pm.addPass(createLowerAttentionToGPU(gpuOptions));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
@@ -93,6 +94,7 @@ struct SQACUDAPipelinePass
     options.toolkit = toolkit;
     options.kvBlock = kvBlock;
     options.headsPerBlock = headsPerBlock;
+    options.rowsPerWarp = rowsPerWarp;
     return options;
   }
 

@@ -39,8 +39,6 @@ namespace {
 
 constexpr int64_t kThreads = 128;
 constexpr int64_t kWarps = kThreads / 32;
-constexpr int64_t kWarpRows = 16;
-constexpr int64_t kBlockRows = kWarps * kWarpRows;
 /// Shared-memory rows are padded by 16 bytes so that the 8 rows an ldmatrix
 /// reads fall into different banks.
 constexpr int64_t kRowPad = 8;
@@ -61,10 +59,14 @@ struct KernelSpec {
   MaskAttr mask;
   float scale;
   int64_t kvBlock, headsPerBlock;
+  /// m16 row tiles per warp (tensor cores): 1 or 2.
+  int64_t rowTilesPerWarp = 1;
 
   bool tensorCores() const { return !elementType.isF32(); }
+  /// Stacked query rows of a block (tensor cores).
+  int64_t blockRows() const { return kWarps * 16 * rowTilesPerWarp; }
   int64_t rowsPerHead() const {
-    return tensorCores() ? kBlockRows / headsPerBlock : kThreads;
+    return tensorCores() ? blockRows() / headsPerBlock : kThreads;
   }
   /// Output heads per query head (reverse SQA), per key/value head.
   int64_t outPerQuery() const { return outHeads / queryHeads; }
@@ -75,7 +77,7 @@ struct KernelSpec {
   int64_t sharedMemoryBytes() const {
     if (!tensorCores())
       return kvBlock * (headDim + valueDim) * 4;
-    return (kBlockRows * (headDim + kRowPad) +
+    return (blockRows() * (headDim + kRowPad) +
             2 * kvBlock * (headDim + kRowPad) +
             2 * kvBlock * (valueDim + kRowPad)) *
            elementBytes();
@@ -442,9 +444,13 @@ Frag KernelBuilder::mma(ArrayRef<Value> a, ArrayRef<Value> bFrag,
 void KernelBuilder::buildTensorCoreKernel() {
   const int64_t headDim = spec.headDim, valueDim = spec.valueDim;
   const int64_t block = spec.kvBlock, rowsPerHead = spec.rowsPerHead();
+  const int64_t rowTiles = spec.rowTilesPerWarp, blockRows = spec.blockRows();
   const int64_t keyStride = headDim + kRowPad, valueStride = valueDim + kRowPad;
   const int64_t bytes = spec.elementBytes();
   const int64_t scoreTiles = block / 8, outTiles = valueDim / 8;
+  // Loop-carried values per row tile: output tiles, then max and sum of the
+  // thread's two rows.
+  const int64_t stateSize = outTiles * 4 + 4;
   const float log2e = 1.4426950408889634f;
 
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
@@ -456,13 +462,13 @@ void KernelBuilder::buildTensorCoreKernel() {
   Value outHead0 = mul(position.headBlock, spec.headsPerBlock);
   Value kvHead = div(outHead0, spec.outPerKV());
 
-  // Shared memory: Q [64][D+8], K [2][block][D+8], V [2][block][Dv+8].
+  // Shared memory: Q [blockRows][D+8], K [2][block][D+8], V [2][block][Dv+8].
   Value smem = dynamicSharedMemory();
-  int64_t keyBase = kBlockRows * keyStride * bytes;
+  int64_t keyBase = blockRows * keyStride * bytes;
   int64_t keyStage = block * keyStride * bytes;
   int64_t valueBase = keyBase + 2 * keyStage;
   int64_t valueStage = block * valueStride * bytes;
-  Value queryTile = sharedView(smem, idx(0), kBlockRows, keyStride);
+  Value queryTile = sharedView(smem, idx(0), blockRows, keyStride);
   auto keyTile = [&](Value stage) {
     return sharedView(smem, add(idx(keyBase), mul(stage, keyStage)), block,
                       keyStride);
@@ -495,45 +501,66 @@ void KernelBuilder::buildTensorCoreKernel() {
 
   Value firstBlock, endBlock;
   std::tie(firstBlock, endBlock) = keyBlockRange(rowBegin, rowEnd);
-  copyTile(0, queryTile, kBlockRows, headDim, batch, queryHeadOfRow, posOfRow,
+  copyTile(0, queryTile, blockRows, headDim, batch, queryHeadOfRow, posOfRow,
            queryLen);
   ifThen(cmp(arith::CmpIPredicate::slt, firstBlock, endBlock),
          [&] { loadKeysAndValues(firstBlock, idx(0)); });
   commitAndWait(0);
   gpu::BarrierOp::create(b);
 
-  // This warp's Q fragments, one per 16 columns of D, kept in registers.
-  Value warpRow0 = mul(warp, kWarpRows);
-  SmallVector<SmallVector<Value, 4>> queryFrags;
-  for (int64_t kk = 0; kk < headDim / 16; ++kk) {
-    Value frags = ldmatrix(queryTile, add(warpRow0, rem(lane, 16)),
-                           add(idx(kk * 16), mul(div(lane, 16), 8)),
-                           /*transpose=*/false);
-    queryFrags.push_back({fragRow(frags, 0), fragRow(frags, 1),
-                          fragRow(frags, 2), fragRow(frags, 3)});
-  }
+  // A row tile's Q fragments, one per 16 columns of D. With one row tile per
+  // warp they stay in registers; with two, the registers go to the second
+  // tile's accumulators and Q is re-read from shared memory per key block.
+  Value warpRow0 = mul(warp, 16 * rowTiles);
+  using QueryFrags = SmallVector<SmallVector<Value, 4>>;
+  auto loadQueryFrags = [&](int64_t rowTile) {
+    QueryFrags frags;
+    for (int64_t kk = 0; kk < headDim / 16; ++kk) {
+      Value tile = ldmatrix(queryTile,
+                            add(warpRow0, add(idx(16 * rowTile), rem(lane, 16))),
+                            add(idx(kk * 16), mul(div(lane, 16), 8)),
+                            /*transpose=*/false);
+      frags.push_back({fragRow(tile, 0), fragRow(tile, 1), fragRow(tile, 2),
+                       fragRow(tile, 3)});
+    }
+    return frags;
+  };
+  QueryFrags registerQuery;
+  if (rowTiles == 1)
+    registerQuery = loadQueryFrags(0);
 
-  // Query positions of this thread's two rows.
+  // Query positions of this thread's two rows in each row tile.
   Value warpPos0 = add(rowBegin, rem(warpRow0, rowsPerHead));
-  Value rowPos[2] = {add(warpPos0, quadRow),
-                     add(warpPos0, add(quadRow, idx(8)))};
+  SmallVector<std::array<Value, 2>> rowPos;
+  for (int64_t mt = 0; mt < rowTiles; ++mt) {
+    Value pos = add(warpPos0, add(idx(16 * mt), quadRow));
+    rowPos.push_back({pos, add(pos, idx(8))});
+  }
 
   float negInf = -std::numeric_limits<float>::infinity();
   SmallVector<Value> init;
-  for (int64_t i = 0; i < outTiles * 4; ++i)
-    init.push_back(f32c(0.0f));
-  init.append({f32c(negInf), f32c(negInf), f32c(0.0f), f32c(0.0f)});
+  for (int64_t mt = 0; mt < rowTiles; ++mt) {
+    for (int64_t i = 0; i < outTiles * 4; ++i)
+      init.push_back(f32c(0.0f));
+    init.append({f32c(negInf), f32c(negInf), f32c(0.0f), f32c(0.0f)});
+  }
   const float scaleLog2 = spec.scale * log2e;
 
   SmallVector<Value> state = forLoop(
       firstBlock, endBlock, idx(1), init,
       [&](Value keyBlock, ValueRange args) -> SmallVector<Value> {
-        SmallVector<Frag> acc(outTiles);
-        for (int64_t t = 0; t < outTiles; ++t)
-          for (int64_t i = 0; i < 4; ++i)
-            acc[t][i] = args[t * 4 + i];
-        Value rowMax[2] = {args[outTiles * 4], args[outTiles * 4 + 1]};
-        Value rowSum[2] = {args[outTiles * 4 + 2], args[outTiles * 4 + 3]};
+        SmallVector<SmallVector<Frag>> acc(rowTiles,
+                                           SmallVector<Frag>(outTiles));
+        SmallVector<std::array<Value, 2>> rowMax(rowTiles), rowSum(rowTiles);
+        for (int64_t mt = 0; mt < rowTiles; ++mt) {
+          ValueRange tileArgs = args.slice(mt * stateSize, stateSize);
+          for (int64_t t = 0; t < outTiles; ++t)
+            for (int64_t i = 0; i < 4; ++i)
+              acc[mt][t][i] = tileArgs[t * 4 + i];
+          rowMax[mt] = {tileArgs[outTiles * 4], tileArgs[outTiles * 4 + 1]};
+          rowSum[mt] = {tileArgs[outTiles * 4 + 2],
+                        tileArgs[outTiles * 4 + 3]};
+        }
 
         Value stage = rem(sub(keyBlock, firstBlock), 2);
         Value next = add(keyBlock, idx(1));
@@ -544,12 +571,17 @@ void KernelBuilder::buildTensorCoreKernel() {
         gpu::BarrierOp::create(b);
         Value keys = keyTile(stage), values = valueTile(stage);
 
-        // S = Q.K^T for this warp's 16 rows and the block's keys. One x4
-        // ldmatrix yields the B fragments of two 8-key tiles.
-        SmallVector<Frag> scores(scoreTiles);
+        SmallVector<QueryFrags> queryFrags;
+        for (int64_t mt = 0; mt < rowTiles; ++mt)
+          queryFrags.push_back(rowTiles == 1 ? registerQuery
+                                             : loadQueryFrags(mt));
+
+        // S = Q.K^T for this warp's rows and the block's keys. One x4
+        // ldmatrix yields the B fragments of two 8-key tiles, used by every
+        // row tile.
         Value zero = f32c(0.0f);
-        for (Frag &s : scores)
-          s = {zero, zero, zero, zero};
+        SmallVector<SmallVector<Frag>> scores(
+            rowTiles, SmallVector<Frag>(scoreTiles, {zero, zero, zero, zero}));
         for (int64_t p = 0; p < block / 16; ++p)
           for (int64_t kk = 0; kk < headDim / 16; ++kk) {
             Value frags = ldmatrix(
@@ -557,115 +589,139 @@ void KernelBuilder::buildTensorCoreKernel() {
                 add(idx(p * 16), add(mul(div(lane, 16), 8), rem(lane, 8))),
                 add(idx(kk * 16), mul(rem(div(lane, 8), 2), 8)),
                 /*transpose=*/false);
-            scores[2 * p] =
-                mma(queryFrags[kk], {fragRow(frags, 0), fragRow(frags, 1)},
-                    scores[2 * p]);
-            scores[2 * p + 1] =
-                mma(queryFrags[kk], {fragRow(frags, 2), fragRow(frags, 3)},
-                    scores[2 * p + 1]);
+            for (int64_t mt = 0; mt < rowTiles; ++mt) {
+              scores[mt][2 * p] =
+                  mma(queryFrags[mt][kk], {fragRow(frags, 0), fragRow(frags, 1)},
+                      scores[mt][2 * p]);
+              scores[mt][2 * p + 1] =
+                  mma(queryFrags[mt][kk], {fragRow(frags, 2), fragRow(frags, 3)},
+                      scores[mt][2 * p + 1]);
+            }
           }
         Value scaleValue = f32c(scaleLog2);
-        for (Frag &s : scores)
-          for (Value &v : s)
-            v = mulF(v, scaleValue);
+        for (auto &tileScores : scores)
+          for (Frag &s : tileScores)
+            for (Value &v : s)
+              v = mulF(v, scaleValue);
 
         // Masks, only on blocks that cross a bound or run past T.
         Value keyStart = mul(keyBlock, block);
         SmallVector<Value> flat;
-        for (Frag &s : scores)
-          flat.append(s.begin(), s.end());
+        for (auto &tileScores : scores)
+          for (Frag &s : tileScores)
+            flat.append(s.begin(), s.end());
         SmallVector<Type> flatTypes(flat.size(), f32);
         SmallVector<Value> masked = ifThenElse(
             blockNeedsMask(keyStart, rowBegin, rowEnd), flatTypes,
             [&]() -> SmallVector<Value> {
               SmallVector<Value> out;
               Value minusInf = f32c(negInf);
-              for (int64_t t = 0; t < scoreTiles; ++t)
-                for (int64_t i = 0; i < 4; ++i) {
-                  Value key =
-                      add(add(keyStart, idx(t * 8 + i % 2)), mul(quadCol, 2));
-                  out.push_back(select(visible(rowPos[i / 2], key),
-                                       flat[t * 4 + i], minusInf));
-                }
+              for (int64_t mt = 0; mt < rowTiles; ++mt)
+                for (int64_t t = 0; t < scoreTiles; ++t)
+                  for (int64_t i = 0; i < 4; ++i) {
+                    Value key =
+                        add(add(keyStart, idx(t * 8 + i % 2)), mul(quadCol, 2));
+                    out.push_back(
+                        select(visible(rowPos[mt][i / 2], key),
+                               flat[(mt * scoreTiles + t) * 4 + i], minusInf));
+                  }
               return out;
             },
             [&]() -> SmallVector<Value> { return flat; });
-        for (int64_t t = 0; t < scoreTiles; ++t)
-          for (int64_t i = 0; i < 4; ++i)
-            scores[t][i] = masked[t * 4 + i];
+        for (int64_t mt = 0; mt < rowTiles; ++mt)
+          for (int64_t t = 0; t < scoreTiles; ++t)
+            for (int64_t i = 0; i < 4; ++i)
+              scores[mt][t][i] = masked[(mt * scoreTiles + t) * 4 + i];
 
         // Online softmax: each row lives in the 4 threads of a quad.
-        Value rescale[2];
-        for (int64_t h = 0; h < 2; ++h) {
-          Value blockMax = f32c(negInf);
-          for (Frag &s : scores)
-            blockMax = maxF(blockMax, maxF(s[2 * h], s[2 * h + 1]));
-          blockMax = quadReduce(blockMax, /*isMax=*/true);
-          Value newMax = maxF(rowMax[h], blockMax);
-          Value base = finiteOrZero(newMax);
-          rescale[h] = exp2(subF(rowMax[h], base));
-          Value partialSum = f32c(0.0f);
-          for (Frag &s : scores)
-            for (int64_t e = 0; e < 2; ++e) {
-              s[2 * h + e] = exp2(subF(s[2 * h + e], base));
-              partialSum = addF(partialSum, s[2 * h + e]);
-            }
-          // Sums stay per thread; the quad's partial sums are added once at
-          // the end.
-          rowSum[h] = addF(mulF(rowSum[h], rescale[h]), partialSum);
-          rowMax[h] = newMax;
+        for (int64_t mt = 0; mt < rowTiles; ++mt) {
+          Value rescale[2];
+          for (int64_t h = 0; h < 2; ++h) {
+            Value blockMax = f32c(negInf);
+            for (Frag &s : scores[mt])
+              blockMax = maxF(blockMax, maxF(s[2 * h], s[2 * h + 1]));
+            blockMax = quadReduce(blockMax, /*isMax=*/true);
+            Value newMax = maxF(rowMax[mt][h], blockMax);
+            Value base = finiteOrZero(newMax);
+            rescale[h] = exp2(subF(rowMax[mt][h], base));
+            Value partialSum = f32c(0.0f);
+            for (Frag &s : scores[mt])
+              for (int64_t e = 0; e < 2; ++e) {
+                s[2 * h + e] = exp2(subF(s[2 * h + e], base));
+                partialSum = addF(partialSum, s[2 * h + e]);
+              }
+            // Sums stay per thread; the quad's partial sums are added once
+            // at the end.
+            rowSum[mt][h] = addF(mulF(rowSum[mt][h], rescale[h]), partialSum);
+            rowMax[mt][h] = newMax;
+          }
+          for (Frag &o : acc[mt])
+            for (int64_t i = 0; i < 4; ++i)
+              o[i] = mulF(o[i], rescale[i / 2]);
         }
-        for (Frag &o : acc)
-          for (int64_t i = 0; i < 4; ++i)
-            o[i] = mulF(o[i], rescale[i / 2]);
 
         // O += P.V: two score tiles form the A fragment of 16 keys; one x4
         // transposed ldmatrix of V yields the B fragments of two 8-column
-        // output tiles.
+        // output tiles, used by every row tile.
         for (int64_t kk = 0; kk < block / 16; ++kk) {
-          const Frag &lo = scores[2 * kk], &hi = scores[2 * kk + 1];
-          SmallVector<Value, 4> probs = {
-              packPair(lo[0], lo[1]), packPair(lo[2], lo[3]),
-              packPair(hi[0], hi[1]), packPair(hi[2], hi[3])};
+          SmallVector<SmallVector<Value, 4>> probs;
+          for (int64_t mt = 0; mt < rowTiles; ++mt) {
+            const Frag &lo = scores[mt][2 * kk], &hi = scores[mt][2 * kk + 1];
+            probs.push_back({packPair(lo[0], lo[1]), packPair(lo[2], lo[3]),
+                             packPair(hi[0], hi[1]), packPair(hi[2], hi[3])});
+          }
           for (int64_t q = 0; q < valueDim / 16; ++q) {
             Value frags = ldmatrix(
                 values,
                 add(idx(kk * 16),
                     add(mul(rem(div(lane, 8), 2), 8), rem(lane, 8))),
                 add(idx(q * 16), mul(div(lane, 16), 8)), /*transpose=*/true);
-            acc[2 * q] =
-                mma(probs, {fragRow(frags, 0), fragRow(frags, 1)}, acc[2 * q]);
-            acc[2 * q + 1] = mma(probs, {fragRow(frags, 2), fragRow(frags, 3)},
-                                 acc[2 * q + 1]);
+            for (int64_t mt = 0; mt < rowTiles; ++mt) {
+              acc[mt][2 * q] = mma(probs[mt],
+                                   {fragRow(frags, 0), fragRow(frags, 1)},
+                                   acc[mt][2 * q]);
+              acc[mt][2 * q + 1] = mma(probs[mt],
+                                       {fragRow(frags, 2), fragRow(frags, 3)},
+                                       acc[mt][2 * q + 1]);
+            }
           }
         }
         // The next iteration's prefetch overwrites the tiles just read.
         gpu::BarrierOp::create(b);
 
         SmallVector<Value> result;
-        for (Frag &o : acc)
-          result.append(o.begin(), o.end());
-        result.append({rowMax[0], rowMax[1], rowSum[0], rowSum[1]});
+        for (int64_t mt = 0; mt < rowTiles; ++mt) {
+          for (Frag &o : acc[mt])
+            result.append(o.begin(), o.end());
+          result.append(
+              {rowMax[mt][0], rowMax[mt][1], rowSum[mt][0], rowSum[mt][1]});
+        }
         return result;
       });
 
   // Normalize and store: rows of this warp's head at or past S are padding.
+  // A warp's rows all belong to one head (rowsPerHead is a multiple of
+  // them).
   Value outHead = add(outHead0, div(warpRow0, rowsPerHead));
-  for (int64_t h = 0; h < 2; ++h) {
-    Value sum = quadReduce(state[outTiles * 4 + 2 + h], /*isMax=*/false);
-    Value positive =
-        arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, sum, f32c(0.0f));
-    Value inverse =
-        select(positive, arith::DivFOp::create(b, f32c(1.0f), sum), f32c(0.0f));
-    ifThen(cmp(arith::CmpIPredicate::slt, rowPos[h], queryLen), [&] {
-      for (int64_t t = 0; t < outTiles; ++t) {
-        Value x = mulF(state[t * 4 + 2 * h], inverse);
-        Value y = mulF(state[t * 4 + 2 * h + 1], inverse);
-        Value col = add(idx(t * 8), mul(quadCol, 2));
-        Value dst = globalIndex(3, batch, outHead, rowPos[h], col);
-        vector::StoreOp::create(b, packPair(x, y), memrefs[3], ValueRange{dst});
-      }
-    });
+  for (int64_t mt = 0; mt < rowTiles; ++mt) {
+    ValueRange tileState = ValueRange(state).slice(mt * stateSize, stateSize);
+    for (int64_t h = 0; h < 2; ++h) {
+      Value sum = quadReduce(tileState[outTiles * 4 + 2 + h], /*isMax=*/false);
+      Value positive =
+          arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, sum, f32c(0.0f));
+      Value inverse = select(
+          positive, arith::DivFOp::create(b, f32c(1.0f), sum), f32c(0.0f));
+      ifThen(cmp(arith::CmpIPredicate::slt, rowPos[mt][h], queryLen), [&] {
+        for (int64_t t = 0; t < outTiles; ++t) {
+          Value x = mulF(tileState[t * 4 + 2 * h], inverse);
+          Value y = mulF(tileState[t * 4 + 2 * h + 1], inverse);
+          Value col = add(idx(t * 8), mul(quadCol, 2));
+          Value dst = globalIndex(3, batch, outHead, rowPos[mt][h], col);
+          vector::StoreOp::create(b, packPair(x, y), memrefs[3],
+                                  ValueRange{dst});
+        }
+      });
+    }
   }
 }
 
@@ -848,6 +904,7 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
   spec.mask = op.getEffectiveMask();
   spec.scale = op.getScaleOrDefault();
   spec.kvBlock = kvBlock;
+  spec.rowTilesPerWarp = rowsPerWarp / 16;
 
   for (Value operand :
        {op.getQuery(), op.getKey(), op.getValue(), op.getInit()})
@@ -863,6 +920,9 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
     if (kvBlock <= 0 || kvBlock % 16 != 0)
       return op.emitOpError("kv-block must be a positive multiple of 16, got ")
              << static_cast<int64_t>(kvBlock);
+    if (rowsPerWarp != 16 && rowsPerWarp != 32)
+      return op.emitOpError("rows-per-warp must be 16 or 32, got ")
+             << static_cast<int64_t>(rowsPerWarp);
     // Stacked heads must share a key/value head and fill whole warps.
     int64_t group = spec.outPerKV();
     int64_t heads = headsPerBlock;

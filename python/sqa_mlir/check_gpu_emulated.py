@@ -73,6 +73,8 @@ def build(args, workdir):
         cmd.append(f"--gpu-kv-block={args.gpu_kv_block}")
     if args.gpu_heads_per_block:
         cmd.append(f"--gpu-heads-per-block={args.gpu_heads_per_block}")
+    if args.gpu_rows_per_warp:
+        cmd.append(f"--gpu-rows-per-warp={args.gpu_rows_per_warp}")
     run(cmd)
     text = open(kernel_mlir).read()
     attrs = {key: int(value) for key, value in re.findall(
@@ -162,6 +164,8 @@ def main(argv=None) -> int:
                    help="sqa-aot --gpu-kv-block (default: sqa-aot's)")
     p.add_argument("--gpu-heads-per-block", type=int, default=0,
                    help="sqa-aot --gpu-heads-per-block (default: sqa-aot's)")
+    p.add_argument("--gpu-rows-per-warp", type=int, default=0,
+                   help="sqa-aot --gpu-rows-per-warp (default: sqa-aot's)")
     p.add_argument("--name", default="emulated",
                    help="symbol prefix, as sqa-aot --name (the kernel is NAME_kernel_attention)")
     p.add_argument("--library-out", metavar="PATH",

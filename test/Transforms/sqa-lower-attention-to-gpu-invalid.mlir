@@ -2,9 +2,11 @@
 // RUN: not sqa-opt %s -split-input-file -sqa-lower-attention-to-gpu="kv-block=40" 2>&1 | FileCheck %s --check-prefix=BLOCK
 // RUN: not sqa-opt %s -split-input-file -sqa-lower-attention-to-gpu="heads-per-block=3" 2>&1 | FileCheck %s --check-prefix=HEADS
 // RUN: not sqa-opt %s -split-input-file -sqa-lower-attention-to-gpu="kv-block=512" 2>&1 | FileCheck %s --check-prefix=SMEM
+// RUN: not sqa-opt %s -split-input-file -sqa-lower-attention-to-gpu="rows-per-warp=24" 2>&1 | FileCheck %s --check-prefix=ROWS
 
 // BLOCK: kv-block must be a positive multiple of 16, got 40
 // HEADS: heads-per-block must be 1, 2 or 4 and divide the output heads per key/value head (2), got 3
+// ROWS: rows-per-warp must be 16 or 32, got 24
 // SMEM: the kernel needs 304128 bytes of shared memory (more than 227 KiB); lower kv-block
 
 func.func @fine(%q: memref<?x4x?x64xf16>, %k: memref<?x2x?x64xf16>,

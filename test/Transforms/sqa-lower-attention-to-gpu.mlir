@@ -1,5 +1,6 @@
 // RUN: sqa-opt %s -split-input-file -sqa-lower-attention-to-gpu | FileCheck %s
 // RUN: sqa-opt %s -split-input-file -sqa-lower-attention-to-gpu="heads-per-block=1 kv-block=32" | FileCheck %s --check-prefix=OPTS
+// RUN: sqa-opt %s -split-input-file -sqa-lower-attention-to-gpu="rows-per-warp=32" | FileCheck %s --check-prefix=ROWS32
 
 // GQA (8 query heads over 4 kv heads), f16, causal bottom-right.
 // CHECK: module attributes {gpu.container_module}
@@ -53,6 +54,13 @@
 // OPTS-LABEL: func @gqa_f16
 // OPTS: dynamic_shared_memory_size %c27648_i32
 // OPTS: sqa.heads_per_block = 1 : i64, sqa.rows_per_block = 64 : i64, sqa.shared_memory_bytes = 27648 : i64
+// 32 rows per warp: 128 stacked rows, Q re-read from shared memory inside
+// the key loop, each K fragment feeding two MMAs per row tile pair.
+// ROWS32-LABEL: func @gqa_f16
+// ROWS32: sqa.heads_per_block = 2 : i64, sqa.rows_per_block = 64 : i64, sqa.shared_memory_bytes = 55296 : i64
+// ROWS32: scf.for
+// ROWS32: scf.for
+// ROWS32: nvgpu.ldmatrix {{.+}} : memref<128x72xf16, #gpu.address_space<workgroup>> -> vector<4x2xf16>
 func.func @gqa_f16(%q: memref<?x8x?x64xf16>, %k: memref<?x4x?x64xf16>,
                    %v: memref<?x4x?x64xf16>, %o: memref<?x8x?x64xf16>) {
   sqa.attention ins(%q, %k, %v : memref<?x8x?x64xf16>, memref<?x4x?x64xf16>, memref<?x4x?x64xf16>)

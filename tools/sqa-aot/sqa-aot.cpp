@@ -85,6 +85,10 @@ static cl::opt<int64_t> gpuHeadsPerBlock(
     cl::desc("--target cuda: output heads per thread block, 1, 2 or 4 (0: the "
              "largest dividing the heads per key/value head)"),
     cl::init(0), cl::cat(category));
+static cl::opt<int64_t> gpuRowsPerWarp(
+    "gpu-rows-per-warp",
+    cl::desc("--target cuda: query rows per warp, 16 (default) or 32"),
+    cl::init(16), cl::cat(category));
 static cl::opt<std::string>
     cudaToolkit("cuda-toolkit",
                 cl::desc("CUDA toolkit whose ptxas makes the cubin (default: "
@@ -407,6 +411,7 @@ int main(int argc, char **argv) {
   options.cudaToolkit = cudaToolkit;
   options.gpuKVBlock = gpuKVBlock;
   options.gpuHeadsPerBlock = gpuHeadsPerBlock;
+  options.gpuRowsPerWarp = gpuRowsPerWarp;
   std::string error;
   if (cuda) {
     if (!fromConfig)

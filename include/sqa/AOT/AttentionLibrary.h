@@ -106,6 +106,7 @@ struct CodegenOptions {
   /// heads-per-block; 0 heads per block picks the largest that fits).
   int64_t gpuKVBlock = 64;
   int64_t gpuHeadsPerBlock = 0;
+  int64_t gpuRowsPerWarp = 16;
 };
 
 /// Builds the kernel module for `config`: one function `<name>_kernel` over

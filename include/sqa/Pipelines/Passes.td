@@ -89,7 +89,9 @@ def SQACUDAPipeline : Pass<"sqa-cuda-pipeline", "::mlir::ModuleOp"> {
            "Keys per shared-memory tile">,
     Option<"headsPerBlock", "heads-per-block", "int64_t", /*default=*/"0",
            "Output heads per thread block (0: largest of 4, 2, 1 that "
-           "divides the heads per key/value head)">
+           "divides the heads per key/value head)">,
+    Option<"rowsPerWarp", "rows-per-warp", "int64_t", /*default=*/"16",
+           "Query rows per warp on tensor cores (16 or 32)">
   ];
 }
 

@@ -173,8 +173,8 @@ def LowerAttentionToGPU : Pass<"sqa-lower-attention-to-gpu",
     warps) per block. f16 and bf16 use tensor cores (sm_80 and later):
 
     * A block stacks `heads-per-block` output heads that share one
-      key/value head (GQA by index mapping, K/V never repeated), 16 query
-      rows per warp: 64 stacked rows.
+      key/value head (GQA by index mapping, K/V never repeated), 16 or 32
+      (`rows-per-warp`) query rows per warp: 64 or 128 stacked rows.
     * Q and double-buffered `kv-block`-key K/V tiles are staged in dynamic
       shared memory with `nvgpu.device_async_copy` (cp.async, zero fill
       past the sequence ends), rows padded by 16 bytes against bank
@@ -201,7 +201,11 @@ def LowerAttentionToGPU : Pass<"sqa-lower-attention-to-gpu",
            "Keys per shared-memory tile (a multiple of 16)">,
     Option<"headsPerBlock", "heads-per-block", "int64_t", /*default=*/"0",
            "Output heads stacked in one thread block (1, 2 or 4, dividing "
-           "the heads per key/value head); 0 picks the largest">
+           "the heads per key/value head); 0 picks the largest">,
+    Option<"rowsPerWarp", "rows-per-warp", "int64_t", /*default=*/"16",
+           "Query rows per warp on tensor cores: 16 (Q fragments stay in "
+           "registers) or 32 (each K/V fragment feeds two row tiles; Q is "
+           "re-read from shared memory)">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
