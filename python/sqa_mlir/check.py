@@ -199,25 +199,9 @@ def check_shape(kernel: CompiledAttention, cfg: AttentionConfig, B, S, T, rng):
         from_storage(q, cfg.dtype), from_storage(k, cfg.dtype),
         from_storage(v, cfg.dtype), scale=cfg.effective_scale,
         causal=cfg.causal, alignment=cfg.alignment, window=cfg.window)
-    got = from_storage(out, cfg.dtype)
-
     atol, rtol = TOLERANCES[cfg.dtype]
-    tol = atol + rtol * float(np.max(np.abs(ref))) if ref.size else atol
-    reasons = []
-    nan = np.isnan(got)
-    if nan.any():
-        reasons.append(f"{int(nan.sum())} NaN/unwritten outputs")
-    if np.isinf(got).any():
-        reasons.append(f"{int(np.isinf(got).sum())} infinite outputs")
-    finite = np.isfinite(got)
-    err = np.abs(np.where(finite, got, 0.0) - ref)
-    max_err = float(err.max()) if err.size else 0.0
-    if not finite.all():
-        max_err = float("inf") if not nan.any() else float("nan")
-    elif max_err > tol:
-        idx = np.unravel_index(int(np.argmax(err)), err.shape)
-        reasons.append("worst at [b,h,s,d]=%s got %.6g want %.6g" % (
-            list(int(i) for i in idx), got[idx], ref[idx]))
+    max_err, tol, reasons = reference.compare(from_storage(out, cfg.dtype), ref,
+                                              atol, rtol)
     for name, before, after in (("query", q_in, q), ("key", k_in, k), ("value", v_in, v)):
         if not np.array_equal(before.view(np.uint8), after.view(np.uint8)):
             reasons.append(f"{name} input was modified")
