@@ -13,6 +13,9 @@
 #include "DriverSupport.h"
 #include "sqa/AOT/AttentionLibrary.h"
 #include "sqa/Pipelines/Pipelines.h"
+#include "sqa/Transforms/GPUKernelABI.h"
+
+#include "SQA/IR/SQAAttrs.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/BuiltinOps.h"
@@ -42,16 +45,14 @@ static std::optional<KernelLaunch> findKernel(ModuleOp module) {
     return std::nullopt;
   std::optional<KernelLaunch> launch;
   for (auto func : kernels.getOps<gpu::GPUFuncOp>()) {
-    auto attr = [&](StringRef name) {
-      auto value = func->getAttrOfType<IntegerAttr>(name);
-      return value ? value.getInt() : 0;
-    };
-    if (launch) // One attention op per configuration module.
+    auto geometry =
+        func->getAttrOfType<sqa::GPULaunchAttr>(sqa::gpu_abi::kLaunchAttrName);
+    if (launch || !geometry) // One attention op per configuration module.
       return std::nullopt;
-    launch = KernelLaunch{
-        func.getName().str(), attr("sqa.rows_per_block"),
-        attr("sqa.heads_per_block"), attr("sqa.shared_memory_bytes"),
-        func.getKnownBlockSize() ? (*func.getKnownBlockSize())[0] : 0};
+    launch = KernelLaunch{func.getName().str(), geometry.getRowsPerBlock(),
+                          geometry.getHeadsPerBlock(),
+                          geometry.getSharedMemoryBytes(),
+                          geometry.getThreads()};
   }
   return launch;
 }

@@ -11,6 +11,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "sqa/Transforms/GPUKernelABI.h"
 #include "sqa/Transforms/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -231,10 +232,8 @@ LogicalResult Emulator::run() {
       auto func = func::FuncOp::create(b, kernel.getLoc(), kernel.getName(),
                                        FunctionType::get(ctx, args, {}));
       func->setAttr("llvm.emit_c_interface", UnitAttr::get(ctx));
-      for (StringRef attr : {"sqa.rows_per_block", "sqa.heads_per_block",
-                             "sqa.shared_memory_bytes"})
-        if (Attribute value = kernel->getAttr(attr))
-          func->setAttr(attr, value);
+      if (Attribute launch = kernel->getAttr(gpu_abi::kLaunchAttrName))
+        func->setAttr(gpu_abi::kLaunchAttrName, launch);
       IRMapping mapping;
       kernel.getBody().cloneInto(&func.getBody(), mapping);
       Block &entry = func.getBody().front();
@@ -263,9 +262,13 @@ LogicalResult Emulator::run() {
   for (Operation &op : llvm::make_early_inc_range(*module.getBody())) {
     auto func = dyn_cast<func::FuncOp>(op);
     bool keep =
-        func && (func.isPrivate() || func->hasAttr("sqa.rows_per_block"));
+        func && (func.isPrivate() || func->hasAttr(gpu_abi::kLaunchAttrName));
     if (!keep)
       op.erase();
+    else if (func)
+      // The geometry was read from the kernel-stage IR; LLVM IR has no use
+      // for it.
+      func->removeAttr(gpu_abi::kLaunchAttrName);
   }
   module->removeAttr(gpu::GPUDialect::getContainerModuleAttrName());
   return success();

@@ -12,6 +12,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "sqa/Transforms/GPUKernelABI.h"
 #include "sqa/Transforms/Passes.h"
 
 #include "SQA/IR/SQAOps.h"
@@ -42,14 +43,6 @@ constexpr int64_t kWarps = kThreads / 32;
 /// Shared-memory rows are padded by 16 bytes so that the 8 rows an ldmatrix
 /// reads fall into different banks.
 constexpr int64_t kRowPad = 8;
-/// Kernel operands after the four memrefs, in order (all index).
-enum ScalarArg {
-  kQueryLen,
-  kKeyLen,
-  kDiagonal,
-  kFirstStride, // q, k, v, out strides of (batch, head, position).
-  kNumScalarArgs = kFirstStride + 12
-};
 
 /// What one kernel is specialized on.
 struct KernelSpec {
@@ -268,24 +261,25 @@ private:
 
   const KernelSpec &spec;
   gpu::GPUFuncOp func;
-  Value memrefs[4];
+  Value memrefs[gpu_abi::kNumBuffers];
   Value queryLen, keyLen, diagonal;
-  Value strides[4][3];
+  Value strides[gpu_abi::kNumBuffers][3];
   int64_t left = -1, right = -1;
 };
 
 } // namespace
 
 void KernelBuilder::decodeArguments() {
-  for (int i = 0; i < 4; ++i)
+  using namespace gpu_abi;
+  for (int i = 0; i < kNumBuffers; ++i)
     memrefs[i] = func.getArgument(i);
-  auto scalar = [&](int i) { return func.getArgument(4 + i); };
+  auto scalar = [&](int i) { return func.getArgument(kNumBuffers + i); };
   queryLen = scalar(kQueryLen);
   keyLen = scalar(kKeyLen);
   diagonal = scalar(kDiagonal);
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < kNumBuffers; ++i)
     for (int j = 0; j < 3; ++j)
-      strides[i][j] = scalar(kFirstStride + 3 * i + j);
+      strides[i][j] = scalar(firstStride(static_cast<Buffer>(i)) + j);
   if (spec.mask) {
     right = spec.mask.getEffectiveRightBound();
     left = spec.mask.getWindowLeft();
@@ -958,10 +952,11 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
       (parentFunc ? parentFunc.getName() : StringRef("sqa")).str() +
       "_attention";
   SmallVector<Type> argTypes;
-  argTypes.append(4, MemRefType::get({ShapedType::kDynamic}, spec.elementType,
-                                     StridedLayoutAttr::get(
-                                         ctx, ShapedType::kDynamic, {1})));
-  argTypes.append(kNumScalarArgs, IndexType::get(ctx));
+  argTypes.append(gpu_abi::kNumBuffers,
+                  MemRefType::get({ShapedType::kDynamic}, spec.elementType,
+                                  StridedLayoutAttr::get(
+                                      ctx, ShapedType::kDynamic, {1})));
+  argTypes.append(gpu_abi::kNumScalars, IndexType::get(ctx));
   OpBuilder moduleBuilder = OpBuilder::atBlockEnd(kernels.getBody());
   auto func = gpu::GPUFuncOp::create(moduleBuilder, op.getLoc(), name,
                                      FunctionType::get(ctx, argTypes, {}));
@@ -973,47 +968,49 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
   // Two blocks per SM is what the shared memory allows at D = 128; saying so
   // keeps ptxas from trading registers (and spilling) for more blocks.
   func->setAttr("nvvm.minctasm", attrs.getI32IntegerAttr(2));
-  func->setAttr("sqa.rows_per_block",
-                attrs.getI64IntegerAttr(spec.rowsPerHead()));
-  func->setAttr("sqa.heads_per_block",
-                attrs.getI64IntegerAttr(spec.headsPerBlock));
-  func->setAttr("sqa.shared_memory_bytes",
-                attrs.getI64IntegerAttr(spec.sharedMemoryBytes()));
+  auto launch = GPULaunchAttr::get(ctx, kThreads, spec.rowsPerHead(),
+                                   spec.headsPerBlock, spec.outHeads,
+                                   spec.sharedMemoryBytes());
+  func->setAttr(gpu_abi::kLaunchAttrName, launch);
   {
     ImplicitLocOpBuilder kb(op.getLoc(), ctx);
     kb.setInsertionPointToStart(&func.getBody().front());
     KernelBuilder(kb, spec, func).build();
   }
 
-  // The launch.
+  // The launch, with parameters in GPUKernelABI.def's order.
   ImplicitLocOpBuilder b(op.getLoc(), op);
-  SmallVector<Value> args;
-  FlatOperand flat[4];
-  Value operands[4] = {op.getQuery(), op.getKey(), op.getValue(), op.getInit()};
-  for (int i = 0; i < 4; ++i) {
-    flat[i] = flattenOperand(b, operands[i]);
-    args.push_back(flat[i].flat);
+  using namespace gpu_abi;
+  Value operands[kNumBuffers];
+  operands[kQuery] = op.getQuery();
+  operands[kKey] = op.getKey();
+  operands[kValue] = op.getValue();
+  operands[kOut] = op.getInit();
+  SmallVector<Value> args(kNumBuffers + kNumScalars);
+  for (int i = 0; i < kNumBuffers; ++i) {
+    FlatOperand flat = flattenOperand(b, operands[i]);
+    args[i] = flat.flat;
+    for (int j = 0; j < 3; ++j)
+      args[kNumBuffers + firstStride(static_cast<Buffer>(i)) + j] =
+          flat.strides[j];
   }
   Value batch = memref::DimOp::create(b, op.getQuery(), 0);
   Value queryLen = memref::DimOp::create(b, op.getQuery(), 2);
-  Value keyLen = memref::DimOp::create(b, op.getKey(), 2);
-  args.push_back(queryLen);
-  args.push_back(keyLen);
-  args.push_back(spec.mask ? op.buildDiagonalOffset(b, op.getLoc())
-                           : arith::ConstantIndexOp::create(b, 0));
-  for (int i = 0; i < 4; ++i)
-    args.append(std::begin(flat[i].strides), std::end(flat[i].strides));
+  args[kNumBuffers + kQueryLen] = queryLen;
+  args[kNumBuffers + kKeyLen] = memref::DimOp::create(b, op.getKey(), 2);
+  args[kNumBuffers + kDiagonal] =
+      spec.mask ? op.buildDiagonalOffset(b, op.getLoc())
+                : arith::ConstantIndexOp::create(b, 0);
 
-  Value rows = arith::ConstantIndexOp::create(b, spec.rowsPerHead());
+  Value rows = arith::ConstantIndexOp::create(b, launch.getRowsPerBlock());
   Value gridX = arith::MulIOp::create(
       b, arith::CeilDivUIOp::create(b, queryLen, rows), batch);
-  Value gridY =
-      arith::ConstantIndexOp::create(b, spec.outHeads / spec.headsPerBlock);
+  Value gridY = arith::ConstantIndexOp::create(b, launch.getGridY());
   Value one = arith::ConstantIndexOp::create(b, 1);
   Value zero = arith::ConstantIndexOp::create(b, 0);
-  Value threads = arith::ConstantIndexOp::create(b, kThreads);
-  Value smemBytes =
-      arith::ConstantIntOp::create(b, b.getI32Type(), spec.sharedMemoryBytes());
+  Value threads = arith::ConstantIndexOp::create(b, launch.getThreads());
+  Value smemBytes = arith::ConstantIntOp::create(
+      b, b.getI32Type(), launch.getSharedMemoryBytes());
   // An empty grid is not a valid launch.
   auto nonEmpty = scf::IfOp::create(
       b, arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, gridX, zero),

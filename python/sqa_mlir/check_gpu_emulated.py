@@ -78,7 +78,7 @@ def build(args, workdir):
     run(cmd)
     text = open(kernel_mlir).read()
     attrs = {key: int(value) for key, value in re.findall(
-        r"sqa\.(rows_per_block|heads_per_block|shared_memory_bytes) = (\d+)", text)}
+        r"\b(rows_per_block|heads_per_block|shared_memory_bytes) = (\d+)", text)}
     name = re.search(r"gpu\.func @(\w+)", text).group(1)
     llvm_mlir = os.path.join(workdir, "emulated.llvm.mlir")
     run([args.sqa_opt, kernel_mlir, "--sqa-emulate-gpu-kernels",

@@ -15,7 +15,7 @@
 // CHECK: gpu.launch_func @sqa_kernels::@gqa_f16_attention blocks in (%{{.+}}, %c4, %c1{{.*}}) threads in (%c128, %c1{{.*}}, %c1{{.*}}) dynamic_shared_memory_size %c46080_i32 args({{.*}}, %[[S]] : index, %[[T]] : index, %[[DIAG]] : index
 // Two heads of a group per block (16 rows per warp, 32 rows per head).
 // CHECK: gpu.module @sqa_kernels
-// CHECK: gpu.func @gqa_f16_attention(%{{.+}}: memref<?xf16, strided<[1], offset: ?>>, {{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>, nvvm.minctasm = 2 : i32, sqa.heads_per_block = 2 : i64, sqa.rows_per_block = 32 : i64, sqa.shared_memory_bytes = 46080 : i64}
+// CHECK: gpu.func @gqa_f16_attention(%{{.+}}: memref<?xf16, strided<[1], offset: ?>>, {{.*}}) kernel attributes {known_block_size = array<i32: 128, 1, 1>, nvvm.minctasm = 2 : i32, sqa.gpu_launch = #sqa.gpu_launch<threads = 128, rows_per_block = 32, heads_per_block = 2, output_heads = {{[0-9]+}}, shared_memory_bytes = 46080>}
 // CHECK: gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
 // Q and the first K/V tiles: 16-byte cp.async with zero fill past the end.
 // CHECK: nvgpu.device_async_copy %{{.+}}[%{{.+}}], %{{.+}}[%{{.+}}, %{{.+}}], 8, %{{.+}} {bypassL1} : memref<?xf16, strided<[1], offset: ?>> to memref<64x72xf16, #gpu.address_space<workgroup>>
@@ -53,11 +53,11 @@
 
 // OPTS-LABEL: func @gqa_f16
 // OPTS: dynamic_shared_memory_size %c27648_i32
-// OPTS: sqa.heads_per_block = 1 : i64, sqa.rows_per_block = 64 : i64, sqa.shared_memory_bytes = 27648 : i64
+// OPTS: #sqa.gpu_launch<threads = 128, rows_per_block = 64, heads_per_block = 1, output_heads = {{[0-9]+}}, shared_memory_bytes = 27648>
 // 32 rows per warp: 128 stacked rows, Q re-read from shared memory inside
 // the key loop, each K fragment feeding two MMAs per row tile pair.
 // ROWS32-LABEL: func @gqa_f16
-// ROWS32: sqa.heads_per_block = 2 : i64, sqa.rows_per_block = 64 : i64, sqa.shared_memory_bytes = 55296 : i64
+// ROWS32: #sqa.gpu_launch<threads = 128, rows_per_block = 64, heads_per_block = 2, output_heads = {{[0-9]+}}, shared_memory_bytes = 55296>
 // ROWS32: scf.for
 // ROWS32: scf.for
 // ROWS32: nvgpu.ldmatrix {{.+}} : memref<128x72xf16, #gpu.address_space<workgroup>> -> vector<4x2xf16>
@@ -89,7 +89,7 @@ func.func @mha_bf16(%q: memref<2x4x128x128xbf16>, %k: memref<2x4x256x128xbf16>,
 
 // f32 takes the SIMT path: a row per thread, K/V tiles in shared memory.
 // CHECK-LABEL: func @simt_f32
-// CHECK: gpu.func @simt_f32_attention{{.+}}sqa.heads_per_block = 1 : i64, sqa.rows_per_block = 128 : i64, sqa.shared_memory_bytes = 16384 : i64
+// CHECK: gpu.func @simt_f32_attention{{.+}}#sqa.gpu_launch<threads = 128, rows_per_block = 128, heads_per_block = 1, output_heads = {{[0-9]+}}, shared_memory_bytes = 16384>
 // CHECK-NOT: nvgpu
 // CHECK: memref.view {{.+}} to memref<64x40xf32, #gpu.address_space<workgroup>>
 // CHECK: memref.view {{.+}} to memref<64x24xf32, #gpu.address_space<workgroup>>

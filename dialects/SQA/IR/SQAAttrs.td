@@ -179,4 +179,37 @@ def SQA_HeadsAttr : SQA_Attr<"Heads", "heads"> {
   }];
 }
 
+//===----------------------------------------------------------------------===//
+// GPULaunchAttr
+//===----------------------------------------------------------------------===//
+
+def SQA_GPULaunchAttr : SQA_Attr<"GPULaunch", "gpu_launch"> {
+  let summary = "launch geometry of a kernel written by sqa-lower-attention-to-gpu";
+  let description = [{
+    Attached to each generated `gpu.func` (as `sqa.gpu_launch`) so that the
+    launcher that `sqa-aot` generates, and the test doubles, compute the
+    same grid as the lowering: `threads` per block; grid x =
+    `ceil(q_len / rows_per_block) * batch`; grid y =
+    `output_heads / heads_per_block`; `shared_memory_bytes` of dynamic
+    shared memory. The kernel's parameters follow
+    `include/sqa/Transforms/GPUKernelABI.def`.
+
+    ```mlir
+    #sqa.gpu_launch<threads = 128, rows_per_block = 32, heads_per_block = 2,
+                    output_heads = 8, shared_memory_bytes = 46080>
+    ```
+  }];
+  let parameters = (ins "int64_t":$threads, "int64_t":$rows_per_block,
+                        "int64_t":$heads_per_block, "int64_t":$output_heads,
+                        "int64_t":$shared_memory_bytes);
+  let assemblyFormat = "`<` struct(params) `>`";
+  let extraClassDeclaration = [{
+    /// Grid x for `batch` rows of `queryLen` queries (no overflow check).
+    int64_t getGridX(int64_t batch, int64_t queryLen) const {
+      return (queryLen + getRowsPerBlock() - 1) / getRowsPerBlock() * batch;
+    }
+    int64_t getGridY() const { return getOutputHeads() / getHeadsPerBlock(); }
+  }];
+}
+
 #endif // SQA_ATTRS_TD

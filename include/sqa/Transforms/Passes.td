@@ -193,8 +193,10 @@ def LowerAttentionToGPU : Pass<"sqa-lower-attention-to-gpu",
 
     The kernel takes each operand as a 1-D memref plus strides, so any
     strided layout (BHSD, BSHD) works; the innermost stride must be 1.
-    Kernels carry `sqa.rows_per_block`, `sqa.heads_per_block` and
-    `sqa.shared_memory_bytes` for launchers outside MLIR (sqa-aot).
+    Kernels follow the calling convention of
+    `include/sqa/Transforms/GPUKernelABI.def` and carry their launch geometry
+    as `sqa.gpu_launch = #sqa.gpu_launch<...>` for launchers outside MLIR
+    (sqa-aot).
   }];
   let options = [
     Option<"kvBlock", "kv-block", "int64_t", /*default=*/"64",
@@ -240,6 +242,7 @@ def EmulateGPUKernels : Pass<"sqa-emulate-gpu-kernels", "::mlir::ModuleOp"> {
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
     "::mlir::func::FuncDialect",
+    "::mlir::math::MathDialect",
     "::mlir::memref::MemRefDialect",
     "::mlir::ub::UBDialect",
     "::mlir::vector::VectorDialect"

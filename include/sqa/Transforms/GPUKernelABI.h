@@ -1,0 +1,49 @@
+//===- GPUKernelABI.h - Calling convention of generated GPU kernels -------===//
+//
+// C++ view of GPUKernelABI.def: kernel parameter positions and the launch
+// geometry. The lowering builds kernels from it; sqa-aot's launcher reads the
+// kernel's #sqa.gpu_launch attribute and the same lists.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef SQA_TRANSFORMS_GPUKERNELABI_H
+#define SQA_TRANSFORMS_GPUKERNELABI_H
+
+#include <cstdint>
+
+namespace mlir::sqa::gpu_abi {
+
+/// The flat element buffers, in parameter order.
+enum Buffer : int {
+#define SQA_GPU_BUFFER(Name, cName) k##Name,
+#include "sqa/Transforms/GPUKernelABI.def"
+  kNumBuffers
+};
+
+/// Scalar parameters after the buffers, in order.
+enum Scalar : int {
+#define SQA_GPU_SCALAR(Name, cName) k##Name,
+#include "sqa/Transforms/GPUKernelABI.def"
+  kNumScalars
+};
+
+/// Words of one buffer's memref descriptor in the parameter block.
+constexpr int kMemRefWords = 0
+#define SQA_GPU_MEMREF_WORD(name, cType) +1
+#include "sqa/Transforms/GPUKernelABI.def"
+    ;
+
+/// Words of the whole parameter block (one pointer per word at launch).
+constexpr int kParameterWords = kNumBuffers * kMemRefWords + kNumScalars;
+
+/// Index of the first of a buffer's three (batch, head, position) strides.
+constexpr int firstStride(Buffer buffer) {
+  return kQueryStrideBatch + 3 * static_cast<int>(buffer);
+}
+
+/// Name of the kernel attribute holding its #sqa.gpu_launch geometry.
+constexpr const char *kLaunchAttrName = "sqa.gpu_launch";
+
+} // namespace mlir::sqa::gpu_abi
+
+#endif // SQA_TRANSFORMS_GPUKERNELABI_H
