@@ -12,6 +12,7 @@
 
 #include "OuterProductLoop.h"
 #include "SQA/IR/SQAOps.h"
+#include "SQA/Utils/LoweringBuilder.h"
 
 #include "mlir/Dialect/Math/Transforms/Passes.h"
 #include "mlir/IR/PatternMatch.h"
@@ -33,37 +34,18 @@ struct KernelShape {
   int64_t vectorWidth, kvBlock, rows, vectors;
 };
 
-/// Emits the loops for one op. Index and f32 helpers keep the structure of
-/// the algorithm readable.
-class FlashBuilder {
+/// Emits the loops for one op on the shared lowering vocabulary; the vector
+/// helpers below are this backend's own leaves.
+class FlashBuilder : public LoweringBuilder {
 public:
   FlashBuilder(RewriterBase &rewriter, AttentionOp op, KernelShape shape)
-      : b(rewriter), loc(op.getLoc()), op(op), shape(shape),
-        f32(b.getF32Type()),
+      : LoweringBuilder(rewriter, op.getLoc()), b(rewriter), loc(op.getLoc()),
+        op(op), shape(shape), f32Type(b.getF32Type()),
         vecType(VectorType::get({shape.vectorWidth}, b.getF32Type())) {}
 
   void build();
 
 private:
-  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
-  Value f32c(float v) {
-    return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v));
-  }
-  Value add(Value x, Value y) { return arith::AddIOp::create(b, loc, x, y); }
-  Value sub(Value x, Value y) { return arith::SubIOp::create(b, loc, x, y); }
-  Value mul(Value x, Value y) { return arith::MulIOp::create(b, loc, x, y); }
-  Value min(Value x, Value y) { return arith::MinSIOp::create(b, loc, x, y); }
-  Value max(Value x, Value y) { return arith::MaxSIOp::create(b, loc, x, y); }
-  Value cmp(arith::CmpIPredicate p, Value x, Value y) {
-    return arith::CmpIOp::create(b, loc, p, x, y);
-  }
-  Value andi(Value x, Value y) { return arith::AndIOp::create(b, loc, x, y); }
-  Value ceilDiv(Value x, int64_t d) {
-    return arith::CeilDivSIOp::create(b, loc, x, idx(d));
-  }
-  Value floorDiv(Value x, int64_t d) {
-    return arith::FloorDivSIOp::create(b, loc, x, idx(d));
-  }
   Value dim(Value memref, int64_t d) {
     return memref::DimOp::create(b, loc, memref, d);
   }
@@ -79,51 +61,26 @@ private:
   void storeVector(Value value, Value memref, ValueRange indices) {
     vector::StoreOp::create(b, loc, value, memref, indices);
   }
+  Value load(Value memref, ValueRange indices) {
+    return memref::LoadOp::create(b, loc, memref, indices);
+  }
+  void store(Value value, Value memref, ValueRange indices) {
+    memref::StoreOp::create(b, loc, value, memref, indices);
+  }
   Value loadF32(Value memref, ValueRange indices) {
-    Value value = memref::LoadOp::create(b, loc, memref, indices);
-    return value.getType() == f32 ? value
-                                  : arith::ExtFOp::create(b, loc, f32, value);
+    return toF32(load(memref, indices));
   }
   Value alloc(ArrayRef<int64_t> shape, ValueRange dynamicSizes) {
-    auto type = MemRefType::get(shape, f32);
+    auto type = MemRefType::get(shape, f32Type);
     return memref::AllocOp::create(b, loc, type, dynamicSizes,
                                    b.getI64IntegerAttr(64));
   }
-
-  /// scf.for over [lb, ub) with `step`; `body` builds at the loop's start.
-  void forLoop(Value lb, Value ub, int64_t step,
-               function_ref<void(Value)> body) {
-    auto loop = scf::ForOp::create(b, loc, lb, ub, idx(step));
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(loop.getBody());
-    body(loop.getInductionVar());
-  }
-  /// scf.for carrying `init`; `body` returns the next values.
-  SmallVector<Value>
-  forLoop(Value lb, Value ub, int64_t step, ValueRange init,
-          function_ref<SmallVector<Value>(Value, ValueRange)> body) {
-    auto loop = scf::ForOp::create(b, loc, lb, ub, idx(step), init);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(loop.getBody());
-    SmallVector<Value> next =
-        body(loop.getInductionVar(), loop.getRegionIterArgs());
-    scf::YieldOp::create(b, loc, next);
-    return loop.getResults();
-  }
-  void ifThenElse(Value cond, function_ref<void()> thenBody,
-                  function_ref<void()> elseBody = nullptr) {
-    auto ifOp = scf::IfOp::create(
-        b, loc, cond, /*withElseRegion=*/static_cast<bool>(elseBody));
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(ifOp.thenBlock());
-    thenBody();
-    if (elseBody) {
-      b.setInsertionPointToStart(ifOp.elseBlock());
-      elseBody();
-    }
+  /// The key diagonal of stacked row `r` (position r mod S).
+  Value diagonalOfRow(Value r) {
+    return add(remU(r, queryLen), diagonalOffset);
   }
 
-  void packQuery(Value batch, Value queryHead0);
+  void packQuery(Value batch, Value outHead0);
   void packKeysAndValues(Value batch, Value kvHead, Value keyStart,
                          Value validKeys);
   void scoreKernel();
@@ -136,72 +93,64 @@ private:
   Location loc;
   AttentionOp op;
   KernelShape shape;
-  Type f32;
+  Type f32Type;
   VectorType vecType;
 
   // Problem sizes and scratch buffers, set by build().
   int64_t headDim = 0, valueDim = 0, paddedValueDim = 0;
+  HeadMapping heads;
   Value queryLen, keyLen, rows, paddedRows, diagonalOffset;
-  MaskAttr mask;
+  MaskBounds mask;
   Value packedQuery, acc, rowMax, rowSum, rescale, scores, packedKeys,
       packedValues;
 };
 
 } // namespace
 
-void FlashBuilder::packQuery(Value batch, Value queryHead0) {
-  Value scale = f32c(op.getScaleOrDefault());
-  forLoop(idx(0), paddedRows, 1, [&](Value r) {
+void FlashBuilder::packQuery(Value batch, Value outHead0) {
+  Value scale = f32(op.getScaleOrDefault());
+  forLoop(index(0), paddedRows, 1, [&](Value r) {
     ifThenElse(
-        cmp(arith::CmpIPredicate::slt, r, rows),
+        slt(r, rows),
         [&] {
           Value head =
-              add(queryHead0, arith::DivUIOp::create(b, loc, r, queryLen));
-          Value pos = arith::RemUIOp::create(b, loc, r, queryLen);
-          forLoop(idx(0), idx(headDim), 1, [&](Value d) {
+              heads.queryHeadOf(*this, add(outHead0, divU(r, queryLen)));
+          Value pos = remU(r, queryLen);
+          forLoop(index(0), index(headDim), 1, [&](Value d) {
             Value x = loadF32(op.getQuery(), {batch, head, pos, d});
-            memref::StoreOp::create(b, loc,
-                                    arith::MulFOp::create(b, loc, x, scale),
-                                    packedQuery, ValueRange{r, d});
+            store(mulF(x, scale), packedQuery, {r, d});
           });
         },
         [&] {
-          forLoop(idx(0), idx(headDim), 1, [&](Value d) {
-            memref::StoreOp::create(b, loc, f32c(0.0f), packedQuery,
-                                    ValueRange{r, d});
-          });
+          forLoop(index(0), index(headDim), 1,
+                  [&](Value d) { store(f32(0.0f), packedQuery, {r, d}); });
         });
   });
 }
 
 void FlashBuilder::packKeysAndValues(Value batch, Value kvHead, Value keyStart,
                                      Value validKeys) {
-  forLoop(idx(0), idx(shape.kvBlock), 1, [&](Value n) {
+  forLoop(index(0), index(shape.kvBlock), 1, [&](Value n) {
     ifThenElse(
-        cmp(arith::CmpIPredicate::slt, n, validKeys),
+        slt(n, validKeys),
         [&] {
           Value key = add(keyStart, n);
           // K transposed: keys contiguous, so Q.K^T is an outer product.
-          forLoop(idx(0), idx(headDim), 1, [&](Value d) {
-            memref::StoreOp::create(
-                b, loc, loadF32(op.getKey(), {batch, kvHead, key, d}),
-                packedKeys, ValueRange{d, n});
+          forLoop(index(0), index(headDim), 1, [&](Value d) {
+            store(loadF32(op.getKey(), {batch, kvHead, key, d}), packedKeys,
+                  {d, n});
           });
-          forLoop(idx(0), idx(valueDim), 1, [&](Value d) {
-            memref::StoreOp::create(
-                b, loc, loadF32(op.getValue(), {batch, kvHead, key, d}),
-                packedValues, ValueRange{n, d});
+          forLoop(index(0), index(valueDim), 1, [&](Value d) {
+            store(loadF32(op.getValue(), {batch, kvHead, key, d}),
+                  packedValues, {n, d});
           });
         },
         [&] {
           // Keys past T: zero K and V (their scores are masked to -inf).
-          forLoop(idx(0), idx(headDim), 1, [&](Value d) {
-            memref::StoreOp::create(b, loc, f32c(0.0f), packedKeys,
-                                    ValueRange{d, n});
-          });
-          forLoop(idx(0), idx(paddedValueDim), shape.vectorWidth, [&](Value d) {
-            storeVector(zeroVector(), packedValues, {n, d});
-          });
+          forLoop(index(0), index(headDim), 1,
+                  [&](Value d) { store(f32(0.0f), packedKeys, {d, n}); });
+          forLoop(index(0), index(paddedValueDim), shape.vectorWidth,
+                  [&](Value d) { storeVector(zeroVector(), packedValues, {n, d}); });
         });
   });
 }
@@ -209,24 +158,20 @@ void FlashBuilder::packKeysAndValues(Value batch, Value kvHead, Value keyStart,
 /// scores[r, n] = sum_d q[r, d] * k[n, d] on mr x nr register tiles.
 void FlashBuilder::scoreKernel() {
   int64_t mr = shape.rows, nr = shape.vectors, w = shape.vectorWidth;
-  forLoop(idx(0), paddedRows, mr, [&](Value r0) {
-    forLoop(idx(0), idx(shape.kvBlock), nr * w, [&](Value c0) {
-      SmallVector<Value> cols;
+  forLoop(index(0), paddedRows, mr, [&](Value r0) {
+    forLoop(index(0), index(shape.kvBlock), nr * w, [&](Value c0) {
+      SmallVector<Value> cols, rowIdx;
       for (int64_t v = 0; v < nr; ++v)
-        cols.push_back(add(c0, idx(v * w)));
-      SmallVector<Value> rowIdx;
+        cols.push_back(add(c0, v * w));
       for (int64_t i = 0; i < mr; ++i)
-        rowIdx.push_back(add(r0, idx(i)));
+        rowIdx.push_back(add(r0, i));
       SmallVector<Value> init(mr * nr, zeroVector());
       SmallVector<Value> sums = emitOuterProductLoop(
-          b, loc, idx(0), idx(headDim), init, mr, nr, vecType,
+          b, loc, index(0), index(headDim), init, mr, nr, vecType,
           [&](Value d, int64_t v) {
             return loadVector(packedKeys, {d, cols[v]});
           },
-          [&](Value d, int64_t i) -> Value {
-            return memref::LoadOp::create(b, loc, packedQuery,
-                                          ValueRange{rowIdx[i], d});
-          });
+          [&](Value d, int64_t i) { return load(packedQuery, {rowIdx[i], d}); });
       for (int64_t i = 0; i < mr; ++i)
         for (int64_t v = 0; v < nr; ++v)
           storeVector(sums[i * nr + v], scores, {rowIdx[i], cols[v]});
@@ -237,83 +182,53 @@ void FlashBuilder::scoreKernel() {
 /// Sets hidden positions of a block that crosses a mask bound (or runs past
 /// T) to -inf.
 void FlashBuilder::maskBlock(Value keyStart, Value validKeys) {
-  Value negInf = f32c(-std::numeric_limits<float>::infinity());
-  int64_t right = mask ? mask.getEffectiveRightBound() : -1;
-  int64_t left = mask ? mask.getWindowLeft() : -1;
-  forLoop(idx(0), rows, 1, [&](Value r) {
-    Value pos = arith::RemUIOp::create(b, loc, r, queryLen);
-    Value diagonal = diagonalOffset ? add(pos, diagonalOffset) : Value();
-    forLoop(idx(0), idx(shape.kvBlock), 1, [&](Value n) {
-      Value key = add(keyStart, n);
-      Value visible = cmp(arith::CmpIPredicate::slt, n, validKeys);
-      if (right >= 0)
-        visible = andi(visible, cmp(arith::CmpIPredicate::sle, key,
-                                    add(diagonal, idx(right))));
-      if (left >= 0)
-        visible = andi(visible, cmp(arith::CmpIPredicate::sge, key,
-                                    sub(diagonal, idx(left))));
-      Value s = memref::LoadOp::create(b, loc, scores, ValueRange{r, n});
-      memref::StoreOp::create(
-          b, loc, arith::SelectOp::create(b, loc, visible, s, negInf), scores,
-          ValueRange{r, n});
+  Value negInf = f32(-std::numeric_limits<float>::infinity());
+  forLoop(index(0), rows, 1, [&](Value r) {
+    Value diagonal = mask.isRestrictive() ? diagonalOfRow(r) : Value();
+    forLoop(index(0), index(shape.kvBlock), 1, [&](Value n) {
+      Value visible = slt(n, validKeys);
+      if (mask.isRestrictive())
+        visible =
+            andI(visible, isKeyVisible(*this, mask, diagonal, add(keyStart, n)));
+      store(select(visible, load(scores, {r, n}), negInf), scores, {r, n});
     });
   });
 }
 
 /// Online softmax of one block, per row: new max, rescale factor for the
-/// accumulator, probabilities in place of the scores, running sum.
+/// accumulator, probabilities in place of the scores, running sum. The
+/// recurrence is OnlineSoftmax's; the row reductions are this kernel's.
 void FlashBuilder::onlineSoftmax() {
+  using Softmax = OnlineSoftmax<LoweringBuilder>;
   int64_t w = shape.vectorWidth;
   float inf = std::numeric_limits<float>::infinity();
-  forLoop(idx(0), paddedRows, 1, [&](Value r) {
-    Value negInfVec = broadcast(f32c(-inf));
+  auto exp = [&](Value x) { return this->exp(x); };
+  forLoop(index(0), paddedRows, 1, [&](Value r) {
     Value blockMaxVec =
-        forLoop(idx(0), idx(shape.kvBlock), w, {negInfVec},
+        forLoop(index(0), index(shape.kvBlock), w, {broadcast(f32(-inf))},
                 [&](Value c, ValueRange m) -> SmallVector<Value> {
-                  return {arith::MaximumFOp::create(
-                      b, loc, m[0], loadVector(scores, {r, c}))};
+                  return {maxF(m[0], loadVector(scores, {r, c}))};
                 })[0];
     Value blockMax = vector::ReductionOp::create(
-        b, loc, vector::CombiningKind::MAXIMUMF, blockMaxVec);
-    Value oldMax = memref::LoadOp::create(b, loc, rowMax, ValueRange{r});
-    Value newMax = arith::MaximumFOp::create(b, loc, oldMax, blockMax);
-    // A row that has seen only hidden keys keeps max -inf; shift by 0 then,
-    // so that exp never sees -inf - -inf.
-    Value negInf = f32c(-inf);
-    Value shift = arith::SelectOp::create(
-        b, loc,
-        arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, newMax,
-                              negInf),
-        f32c(0.0f), newMax);
-    Value oldIsEmpty = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ,
-                                             oldMax, negInf);
-    Value alpha = arith::SelectOp::create(
-        b, loc, oldIsEmpty, f32c(0.0f),
-        math::ExpOp::create(b, loc,
-                            arith::SubFOp::create(b, loc, oldMax, shift)));
-    Value shiftVec = broadcast(shift);
-    Value zero = zeroVector();
+        b, loc, vector::CombiningKind::MAXNUMF, blockMaxVec);
+    Value oldMax = load(rowMax, {r});
+    Value newMax = maxF(oldMax, blockMax);
+    Value alpha = Softmax::rescale(*this, oldMax, newMax, exp);
+    Value shiftVec = broadcast(Softmax::shift(*this, newMax));
     Value sumVec =
-        forLoop(idx(0), idx(shape.kvBlock), w, {zero},
+        forLoop(index(0), index(shape.kvBlock), w, {zeroVector()},
                 [&](Value c, ValueRange sum) -> SmallVector<Value> {
-                  Value s = loadVector(scores, {r, c});
-                  Value hidden = arith::CmpFOp::create(
-                      b, loc, arith::CmpFPredicate::OEQ, s, negInfVec);
-                  Value p = arith::SelectOp::create(
-                      b, loc, hidden, zero,
-                      math::ExpOp::create(
-                          b, loc, arith::SubFOp::create(b, loc, s, shiftVec)));
+                  Value p = Softmax::probability(
+                      *this, loadVector(scores, {r, c}), shiftVec, exp);
                   storeVector(p, scores, {r, c});
-                  return {arith::AddFOp::create(b, loc, sum[0], p)};
+                  return {addF(sum[0], p)};
                 })[0];
     Value blockSum =
         vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, sumVec);
-    Value oldSum = memref::LoadOp::create(b, loc, rowSum, ValueRange{r});
-    Value newSum = arith::AddFOp::create(
-        b, loc, arith::MulFOp::create(b, loc, alpha, oldSum), blockSum);
-    memref::StoreOp::create(b, loc, newSum, rowSum, ValueRange{r});
-    memref::StoreOp::create(b, loc, newMax, rowMax, ValueRange{r});
-    memref::StoreOp::create(b, loc, alpha, rescale, ValueRange{r});
+    store(Softmax::nextSum(*this, alpha, load(rowSum, {r}), blockSum), rowSum,
+          {r});
+    store(newMax, rowMax, {r});
+    store(alpha, rescale, {r});
   });
 }
 
@@ -321,28 +236,23 @@ void FlashBuilder::onlineSoftmax() {
 /// tiles.
 void FlashBuilder::accumulateKernel() {
   int64_t mr = shape.rows, nr = shape.vectors, w = shape.vectorWidth;
-  forLoop(idx(0), paddedRows, mr, [&](Value r0) {
-    forLoop(idx(0), idx(paddedValueDim), nr * w, [&](Value c0) {
+  forLoop(index(0), paddedRows, mr, [&](Value r0) {
+    forLoop(index(0), index(paddedValueDim), nr * w, [&](Value c0) {
       SmallVector<Value> cols, rowIdx, init;
       for (int64_t v = 0; v < nr; ++v)
-        cols.push_back(add(c0, idx(v * w)));
+        cols.push_back(add(c0, v * w));
       for (int64_t i = 0; i < mr; ++i) {
-        rowIdx.push_back(add(r0, idx(i)));
-        Value alpha = broadcast(
-            memref::LoadOp::create(b, loc, rescale, ValueRange{rowIdx[i]}));
+        rowIdx.push_back(add(r0, i));
+        Value alpha = broadcast(load(rescale, {rowIdx[i]}));
         for (int64_t v = 0; v < nr; ++v)
-          init.push_back(arith::MulFOp::create(
-              b, loc, alpha, loadVector(acc, {rowIdx[i], cols[v]})));
+          init.push_back(mulF(alpha, loadVector(acc, {rowIdx[i], cols[v]})));
       }
       SmallVector<Value> sums = emitOuterProductLoop(
-          b, loc, idx(0), idx(shape.kvBlock), init, mr, nr, vecType,
+          b, loc, index(0), index(shape.kvBlock), init, mr, nr, vecType,
           [&](Value n, int64_t v) {
             return loadVector(packedValues, {n, cols[v]});
           },
-          [&](Value n, int64_t i) -> Value {
-            return memref::LoadOp::create(b, loc, scores,
-                                          ValueRange{rowIdx[i], n});
-          });
+          [&](Value n, int64_t i) { return load(scores, {rowIdx[i], n}); });
       for (int64_t i = 0; i < mr; ++i)
         for (int64_t v = 0; v < nr; ++v)
           storeVector(sums[i * nr + v], acc, {rowIdx[i], cols[v]});
@@ -352,23 +262,16 @@ void FlashBuilder::accumulateKernel() {
 
 void FlashBuilder::writeOutput(Value batch, Value outHead0) {
   Type elementType = op.getInitType().getElementType();
-  forLoop(idx(0), rows, 1, [&](Value r) {
-    Value head = add(outHead0, arith::DivUIOp::create(b, loc, r, queryLen));
-    Value pos = arith::RemUIOp::create(b, loc, r, queryLen);
-    Value sum = memref::LoadOp::create(b, loc, rowSum, ValueRange{r});
-    // A row that saw no key has sum 0 and yields 0.
-    Value empty = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, sum,
-                                        f32c(0.0f));
+  forLoop(index(0), rows, 1, [&](Value r) {
+    Value head = add(outHead0, divU(r, queryLen));
+    Value pos = remU(r, queryLen);
     Value inverse =
-        arith::SelectOp::create(b, loc, empty, f32c(0.0f),
-                                arith::DivFOp::create(b, loc, f32c(1.0f), sum));
-    forLoop(idx(0), idx(valueDim), 1, [&](Value d) {
-      Value x = memref::LoadOp::create(b, loc, acc, ValueRange{r, d});
-      Value y = arith::MulFOp::create(b, loc, x, inverse);
-      if (elementType != f32)
+        OnlineSoftmax<LoweringBuilder>::normalizer(*this, load(rowSum, {r}));
+    forLoop(index(0), index(valueDim), 1, [&](Value d) {
+      Value y = mulF(load(acc, {r, d}), inverse);
+      if (elementType != f32Type)
         y = arith::TruncFOp::create(b, loc, elementType, y);
-      memref::StoreOp::create(b, loc, y, op.getInit(),
-                              ValueRange{batch, head, pos, d});
+      store(y, op.getInit(), {batch, head, pos, d});
     });
   });
 }
@@ -379,20 +282,18 @@ void FlashBuilder::build() {
   valueDim = op.getValueHeadDim();
   int64_t chunk = shape.vectors * w;
   paddedValueDim = (valueDim + chunk - 1) / chunk * chunk;
-  int64_t numQueryHeads = op.getNumQueryHeads(),
-          numKVHeads = op.getNumKVHeads();
-  bool reverse = op.isReverse();
-  int64_t groupSize =
-      reverse ? numKVHeads / numQueryHeads : numQueryHeads / numKVHeads;
-  int64_t stackedHeads = reverse ? 1 : groupSize;
+  heads = op.getHeadMapping();
+  // The output heads of one kv head are stacked into one block of rows.
+  int64_t stackedHeads = heads.outputsPerKVHead();
 
-  mask = op.getEffectiveMask();
-  diagonalOffset = mask ? op.buildDiagonalOffset(b, loc) : Value();
+  mask = MaskBounds::get(op.getEffectiveMask());
+  diagonalOffset = op.getEffectiveMask() ? op.buildDiagonalOffset(b, loc)
+                                         : index(0);
   Value batchSize = dim(op.getQuery(), 0);
   queryLen = dim(op.getQuery(), 2);
   keyLen = dim(op.getKey(), 2);
-  rows = mul(queryLen, idx(stackedHeads));
-  paddedRows = mul(ceilDiv(rows, shape.rows), idx(shape.rows));
+  rows = mul(queryLen, stackedHeads);
+  paddedRows = mul(ceilDiv(rows, shape.rows), shape.rows);
 
   int64_t kvBlock = shape.kvBlock;
   packedQuery = alloc({ShapedType::kDynamic, headDim}, {paddedRows});
@@ -404,57 +305,39 @@ void FlashBuilder::build() {
   packedKeys = alloc({headDim, kvBlock}, {});
   packedValues = alloc({kvBlock, paddedValueDim}, {});
   // Padding columns of V stay zero for the whole op.
-  forLoop(idx(0), idx(kvBlock), 1, [&](Value n) {
-    forLoop(idx(0), idx(paddedValueDim), w, [&](Value d) {
-      storeVector(zeroVector(), packedValues, {n, d});
-    });
+  forLoop(index(0), index(kvBlock), 1, [&](Value n) {
+    forLoop(index(0), index(paddedValueDim), w,
+            [&](Value d) { storeVector(zeroVector(), packedValues, {n, d}); });
   });
 
-  // Key blocks any row can see. Row i sees keys in
-  // [i + off - left, i + off + right] (each bound only if set).
-  int64_t right = mask ? mask.getEffectiveRightBound() : -1;
-  int64_t left = mask ? mask.getWindowLeft() : -1;
-  Value firstKey = idx(0), endKey = keyLen;
-  if (left >= 0)
-    firstKey = max(idx(0), sub(diagonalOffset, idx(left)));
-  if (right >= 0)
-    endKey = min(keyLen, add(add(diagonalOffset, queryLen), idx(right)));
-  Value firstBlock = floorDiv(firstKey, kvBlock);
-  Value endBlock = max(firstBlock, ceilDiv(endKey, kvBlock));
+  // Every row of the tile shares the key range of positions [0, S).
+  Value firstDiagonal = diagonalOffset;
+  Value lastDiagonal = add(diagonalOffset, sub(queryLen, index(1)));
+  Value firstBlock, endBlock;
+  std::tie(firstBlock, endBlock) = keyBlockRange(
+      *this, mask, firstDiagonal, lastDiagonal, keyLen, kvBlock);
 
   float inf = std::numeric_limits<float>::infinity();
-  forLoop(idx(0), batchSize, 1, [&](Value batch) {
-    forLoop(idx(0), idx(numKVHeads), 1, [&](Value kvHead) {
-      Value queryHead0 =
-          reverse ? floorDiv(kvHead, groupSize) : mul(kvHead, idx(groupSize));
-      Value outHead0 = reverse ? kvHead : queryHead0;
-      packQuery(batch, queryHead0);
-      forLoop(idx(0), paddedRows, 1, [&](Value r) {
-        memref::StoreOp::create(b, loc, f32c(-inf), rowMax, ValueRange{r});
-        memref::StoreOp::create(b, loc, f32c(0.0f), rowSum, ValueRange{r});
-        forLoop(idx(0), idx(paddedValueDim), w, [&](Value d) {
-          storeVector(zeroVector(), acc, {r, d});
-        });
+  forLoop(index(0), batchSize, 1, [&](Value batch) {
+    forLoop(index(0), index(heads.kvHeads), 1, [&](Value kvHead) {
+      Value outHead0 = heads.firstOutputHeadOfKV(*this, kvHead);
+      packQuery(batch, outHead0);
+      forLoop(index(0), paddedRows, 1, [&](Value r) {
+        store(f32(-inf), rowMax, {r});
+        store(f32(0.0f), rowSum, {r});
+        forLoop(index(0), index(paddedValueDim), w,
+                [&](Value d) { storeVector(zeroVector(), acc, {r, d}); });
       });
       forLoop(firstBlock, endBlock, 1, [&](Value block) {
-        Value keyStart = mul(block, idx(kvBlock));
-        Value validKeys = min(idx(kvBlock), sub(keyLen, keyStart));
+        Value keyStart = mul(block, kvBlock);
+        Value validKeys = minS(index(kvBlock), sub(keyLen, keyStart));
         packKeysAndValues(batch, kvHead, keyStart, validKeys);
         scoreKernel();
         // Only blocks that run past T or cross a mask bound for some row
         // pay for element-wise masking.
-        Value partial = cmp(arith::CmpIPredicate::slt, validKeys, idx(kvBlock));
-        if (right >= 0)
-          partial = arith::OrIOp::create(b, loc, partial,
-                                         cmp(arith::CmpIPredicate::sgt,
-                                             add(keyStart, idx(kvBlock - 1)),
-                                             add(diagonalOffset, idx(right))));
-        if (left >= 0)
-          partial = arith::OrIOp::create(
-              b, loc, partial,
-              cmp(arith::CmpIPredicate::slt, keyStart,
-                  sub(add(diagonalOffset, sub(queryLen, idx(1))), idx(left))));
-        ifThenElse(partial, [&] { maskBlock(keyStart, validKeys); });
+        ifThen(blockNeedsMask(*this, mask, keyStart, kvBlock, keyLen,
+                              firstDiagonal, lastDiagonal),
+               [&] { maskBlock(keyStart, validKeys); });
         onlineSoftmax();
         accumulateKernel();
       });

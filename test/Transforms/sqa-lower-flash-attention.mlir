@@ -27,7 +27,7 @@
 // CHECK: scf.if
 // CHECK: arith.select %{{.+}}, %{{.+}}, %cst{{.*}} : f32
 // Online softmax: block max, rescale, exp as a polynomial, running sum.
-// CHECK: vector.reduction <maximumf>
+// CHECK: vector.reduction <maxnumf>
 // CHECK: vector.reduction <add>
 // P.V micro-kernel, the accumulator rescaled on load.
 // CHECK: scf.for %{{.+}} = %c0 to %c64 step %c1 iter_args({{.+}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)

@@ -1,6 +1,7 @@
 //===- SQAAttrs.cpp - SQA attributes --------------------------------------===//
 
 #include "SQA/IR/SQAAttrs.h"
+#include "SQA/IR/AttentionRules.h"
 #include "SQA/IR/SQADialect.h"
 
 #include "mlir/IR/Builders.h"
@@ -51,13 +52,9 @@ int64_t MaskAttr::getEffectiveRightBound() const {
 
 bool MaskAttr::isVisible(int64_t queryPos, int64_t keyPos, int64_t queryLen,
                          int64_t keyLen) const {
-  int64_t diagonal = queryPos + getDiagonalOffset(queryLen, keyLen);
-  int64_t right = getEffectiveRightBound();
-  if (right >= 0 && keyPos > diagonal + right)
-    return false;
-  if (getWindowLeft() >= 0 && keyPos < diagonal - getWindowLeft())
-    return false;
-  return true;
+  ScalarDomain d;
+  return isKeyVisible(d, MaskBounds::get(*this),
+                      queryPos + getDiagonalOffset(queryLen, keyLen), keyPos);
 }
 
 //===----------------------------------------------------------------------===//

@@ -11,6 +11,7 @@
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "mlir/Interfaces/TilingInterface.h"
 
+#include "SQA/IR/AttentionRules.h"
 #include "SQA/IR/SQAAttrs.h"
 #include "SQA/IR/SQADialect.h"
 

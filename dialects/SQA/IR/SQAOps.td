@@ -96,6 +96,10 @@ def SQA_AttentionOp : SQA_Op<"attention", [
     int64_t getHeadDim() { return getQueryType().getDimSize(3); }
     int64_t getValueHeadDim() { return getValueType().getDimSize(3); }
     bool isReverse() { return getNumKVHeads() > getNumQueryHeads(); }
+    /// Which query and key/value head each output head uses.
+    HeadMapping getHeadMapping() {
+      return {getNumQueryHeads(), getNumKVHeads()};
+    }
 
     /// `scale` if set, else 1 / sqrt(D).
     float getScaleOrDefault();

@@ -69,8 +69,7 @@ AttentionOp::getTiledImplementation(OpBuilder &b,
   if (!hasPureTensorSemantics())
     return emitOpError("can only be tiled with tensor semantics");
   Location loc = getLoc();
-  int64_t numShared = std::min(getNumQueryHeads(), getNumKVHeads());
-  int64_t groupSize = getNumOutputHeads() / numShared;
+  int64_t groupSize = getHeadMapping().groupSize();
   // A head tile must cover whole groups or lie within one.
   std::optional<int64_t> headTile = getConstantIntValue(sizes[1]);
   if (!headTile || (*headTile % groupSize != 0 && groupSize % *headTile != 0))

@@ -1,0 +1,241 @@
+//===- AttentionRules.h - The one definition of each attention rule -------===//
+//
+// Every lowering of sqa.attention (the reference oracle, the CPU flash
+// kernel, the GPU kernels, and the backward and decode kernels built on
+// them) asks the same questions: which keys a query sees, which key blocks a
+// block of queries must visit and which of them need element masks, which
+// query and key/value head an output head uses, and how a row's softmax is
+// accumulated block by block. Each answer is written once here.
+//
+// The rules are templates over an arithmetic "domain", so one definition
+// serves both compile-time evaluation (ScalarDomain: int64_t / bool / double,
+// used by MaskAttr::isVisible, verifiers and the drivers) and IR
+// construction (sqa::LoweringBuilder in SQA/Utils: index / i1 / f32 Values,
+// scalar or vector). A domain provides:
+//
+//   Int  index(int64_t)       Int add/sub/mul(Int, Int)
+//   Int  floorDiv/ceilDiv(Int, int64_t)   Int minS/maxS(Int, Int)
+//   Bool slt/sle/sgt/sge(Int, Int)        Bool andI/orI(Bool, Bool)
+//   Bool trueValue()          Int select(Bool, Int, Int)
+//   Float floatLike(Float, double)        Float addF/subF/mulF/divF(..)
+//   Float maxF(Float, Float)  Float log(Float)
+//   Bool isNegInf(Float)      Bool isPositive(Float)
+//   Float selectF(Bool, Float, Float)
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef SQA_IR_ATTENTIONRULES_H
+#define SQA_IR_ATTENTIONRULES_H
+
+#include "SQA/IR/SQAAttrs.h"
+
+#include "llvm/ADT/STLFunctionalExtras.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <utility>
+
+namespace mlir::sqa {
+
+//===----------------------------------------------------------------------===//
+// Masks
+//===----------------------------------------------------------------------===//
+
+/// The keys a query sees, relative to its diagonal (the key position of the
+/// query row: `queryPos + diagonalOffset`): keys in
+/// [diagonal - left, diagonal + right], each bound only when >= 0. This is
+/// the one reading of #sqa.mask; causal is a right bound of 0.
+struct MaskBounds {
+  int64_t left = -1, right = -1;
+
+  static MaskBounds get(MaskAttr mask) {
+    if (!mask)
+      return {};
+    return {mask.getWindowLeft(), mask.getEffectiveRightBound()};
+  }
+  bool isRestrictive() const { return left >= 0 || right >= 0; }
+};
+
+/// Whether `key` is visible from a query whose diagonal is `diagonal`.
+template <typename D>
+typename D::Bool isKeyVisible(D &d, MaskBounds mask,
+                              typename D::Int diagonal, typename D::Int key) {
+  typename D::Bool visible = d.trueValue();
+  if (mask.right >= 0)
+    visible = d.andI(visible, d.sle(key, d.add(diagonal, d.index(mask.right))));
+  if (mask.left >= 0)
+    visible = d.andI(visible, d.sge(key, d.sub(diagonal, d.index(mask.left))));
+  return visible;
+}
+
+/// Key blocks [first, end) of `blockSize` keys, among `keyLen` keys, that some
+/// query with a diagonal in [firstDiagonal, lastDiagonal] sees. Blocks
+/// outside are skipped by every kernel; `end >= first` always.
+template <typename D>
+std::pair<typename D::Int, typename D::Int>
+keyBlockRange(D &d, MaskBounds mask, typename D::Int firstDiagonal,
+              typename D::Int lastDiagonal, typename D::Int keyLen,
+              int64_t blockSize) {
+  typename D::Int firstKey = d.index(0), endKey = keyLen;
+  if (mask.left >= 0)
+    firstKey = d.maxS(d.index(0), d.sub(firstDiagonal, d.index(mask.left)));
+  if (mask.right >= 0)
+    endKey = d.minS(keyLen, d.add(lastDiagonal, d.index(mask.right + 1)));
+  typename D::Int first = d.floorDiv(firstKey, blockSize);
+  return {first, d.maxS(first, d.ceilDiv(endKey, blockSize))};
+}
+
+/// Whether the block of `blockSize` keys starting at `keyStart` needs element
+/// masks for queries with diagonals in [firstDiagonal, lastDiagonal]: it runs
+/// past `keyLen`, or some of those queries see only part of it.
+template <typename D>
+typename D::Bool blockNeedsMask(D &d, MaskBounds mask, typename D::Int keyStart,
+                                int64_t blockSize, typename D::Int keyLen,
+                                typename D::Int firstDiagonal,
+                                typename D::Int lastDiagonal) {
+  typename D::Bool partial =
+      d.sgt(d.add(keyStart, d.index(blockSize)), keyLen);
+  if (mask.right >= 0)
+    partial = d.orI(partial,
+                    d.sgt(d.add(keyStart, d.index(blockSize - 1)),
+                          d.add(firstDiagonal, d.index(mask.right))));
+  if (mask.left >= 0)
+    partial = d.orI(partial, d.slt(keyStart, d.sub(lastDiagonal,
+                                                   d.index(mask.left))));
+  return partial;
+}
+
+//===----------------------------------------------------------------------===//
+// Heads
+//===----------------------------------------------------------------------===//
+
+/// Which query and key/value head each output head uses (PyTorch's
+/// repeat_interleave). With Hq >= Hkv the output has Hq heads and output
+/// head h is query head h and kv head h / (Hq / Hkv); reverse SQA
+/// (Hkv > Hq) has Hkv output heads: kv head h and query head h / (Hkv / Hq).
+/// The output heads of one kv head are consecutive: kernels stack them so
+/// that K/V are read once per group.
+struct HeadMapping {
+  int64_t queryHeads = 1, kvHeads = 1;
+
+  int64_t outputHeads() const { return std::max(queryHeads, kvHeads); }
+  bool isReverse() const { return kvHeads > queryHeads; }
+  /// Heads shared one-to-one by both sides: min(Hq, Hkv).
+  int64_t sharedHeads() const { return std::min(queryHeads, kvHeads); }
+  /// Output heads per shared head: max / min.
+  int64_t groupSize() const { return outputHeads() / sharedHeads(); }
+  int64_t outputsPerQueryHead() const { return outputHeads() / queryHeads; }
+  int64_t outputsPerKVHead() const { return outputHeads() / kvHeads; }
+
+  template <typename D>
+  typename D::Int queryHeadOf(D &d, typename D::Int outputHead) const {
+    return d.floorDiv(outputHead, outputsPerQueryHead());
+  }
+  template <typename D>
+  typename D::Int kvHeadOf(D &d, typename D::Int outputHead) const {
+    return d.floorDiv(outputHead, outputsPerKVHead());
+  }
+  /// The first of the `outputsPerKVHead()` output heads of a kv head.
+  template <typename D>
+  typename D::Int firstOutputHeadOfKV(D &d, typename D::Int kvHead) const {
+    return d.mul(kvHead, d.index(outputsPerKVHead()));
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// Softmax
+//===----------------------------------------------------------------------===//
+
+/// The online softmax of one row (FlashAttention): a running maximum m, a
+/// running sum l of exp(s - m) and an accumulator O rescaled whenever m
+/// grows. Scores of hidden keys are -inf. `Exp` is the kernel's exponential
+/// (natural, or base 2 on scores pre-scaled by log2(e)); it need not be
+/// defined at -inf, every call below guards it.
+template <typename D>
+struct OnlineSoftmax {
+  using Float = typename D::Float;
+  using ExpFn = llvm::function_ref<Float(Float)>;
+
+  /// What scores are shifted by: the row maximum, or 0 while the row has
+  /// seen only hidden keys (m = -inf), so that exp never sees -inf - -inf.
+  static Float shift(D &d, Float rowMax) {
+    return d.selectF(d.isNegInf(rowMax), d.floatLike(rowMax, 0.0), rowMax);
+  }
+  /// exp(score - shift), 0 for a hidden key.
+  static Float probability(D &d, Float score, Float shift, ExpFn exp) {
+    return d.selectF(d.isNegInf(score), d.floatLike(score, 0.0),
+                     exp(d.subF(score, shift)));
+  }
+  /// Factor that rescales the sum and accumulator when the maximum moves
+  /// from `oldMax` to `newMax`: exp(oldMax - shift(newMax)), 0 if the row
+  /// had seen nothing yet.
+  static Float rescale(D &d, Float oldMax, Float newMax, ExpFn exp) {
+    return probability(d, oldMax, shift(d, newMax), exp);
+  }
+  /// l' = alpha * l + (sum of the block's probabilities).
+  static Float nextSum(D &d, Float alpha, Float oldSum, Float blockSum) {
+    return d.addF(d.mulF(alpha, oldSum), blockSum);
+  }
+  /// What the accumulator is multiplied by at the end: 1 / l, or 0 for a row
+  /// that saw no key (its output is 0, never NaN).
+  static Float normalizer(D &d, Float sum) {
+    return d.selectF(d.isPositive(sum),
+                     d.divF(d.floatLike(sum, 1.0), sum),
+                     d.floatLike(sum, 0.0));
+  }
+  /// The row's logsumexp in the natural-log domain, given m and l of the
+  /// natural-exp recurrence: m + log(l), or -inf for a row that saw no key.
+  static Float logSumExp(D &d, Float rowMax, Float sum) {
+    return d.selectF(d.isPositive(sum), d.addF(rowMax, d.log(sum)),
+                     d.floatLike(sum, -std::numeric_limits<double>::infinity()));
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// The compile-time domain
+//===----------------------------------------------------------------------===//
+
+/// Plain integers, booleans and doubles: evaluates a rule where every input
+/// is known (attributes, verifiers, drivers, tests).
+struct ScalarDomain {
+  using Int = int64_t;
+  using Bool = bool;
+  using Float = double;
+
+  Int index(int64_t v) { return v; }
+  Int add(Int x, Int y) { return x + y; }
+  Int sub(Int x, Int y) { return x - y; }
+  Int mul(Int x, Int y) { return x * y; }
+  Int floorDiv(Int x, int64_t y) {
+    Int q = x / y;
+    return (x % y != 0 && ((x < 0) != (y < 0))) ? q - 1 : q;
+  }
+  Int ceilDiv(Int x, int64_t y) { return -floorDiv(-x, y); }
+  Int minS(Int x, Int y) { return std::min(x, y); }
+  Int maxS(Int x, Int y) { return std::max(x, y); }
+  Bool slt(Int x, Int y) { return x < y; }
+  Bool sle(Int x, Int y) { return x <= y; }
+  Bool sgt(Int x, Int y) { return x > y; }
+  Bool sge(Int x, Int y) { return x >= y; }
+  Bool andI(Bool x, Bool y) { return x && y; }
+  Bool orI(Bool x, Bool y) { return x || y; }
+  Bool trueValue() { return true; }
+  Int select(Bool c, Int x, Int y) { return c ? x : y; }
+
+  Float floatLike(Float, double v) { return v; }
+  Float addF(Float x, Float y) { return x + y; }
+  Float subF(Float x, Float y) { return x - y; }
+  Float mulF(Float x, Float y) { return x * y; }
+  Float divF(Float x, Float y) { return x / y; }
+  Float maxF(Float x, Float y) { return std::max(x, y); }
+  Float log(Float x) { return std::log(x); }
+  Bool isNegInf(Float x) { return x == -std::numeric_limits<double>::infinity(); }
+  Bool isPositive(Float x) { return x > 0; }
+  Float selectF(Bool c, Float x, Float y) { return c ? x : y; }
+};
+
+} // namespace mlir::sqa
+
+#endif // SQA_IR_ATTENTIONRULES_H
