@@ -202,7 +202,9 @@ void FlashBuilder::onlineSoftmax() {
   using Softmax = OnlineSoftmax<LoweringBuilder>;
   int64_t w = shape.vectorWidth;
   float inf = std::numeric_limits<float>::infinity();
-  auto exp = [&](Value x) { return this->exp(x); };
+  auto expFn = [&](Value x) { return this->exp(x); };
+  // The polynomial exp is not trusted at -inf: the rules guard it.
+  Softmax::Exponential exp{expFn, /*zeroAtNegInf=*/false};
   forLoop(index(0), paddedRows, 1, [&](Value r) {
     Value blockMaxVec =
         forLoop(index(0), index(shape.kvBlock), w, {broadcast(f32(-inf))},
