@@ -6,7 +6,6 @@
 #include "SQA/IR/SQADialect.h"
 
 #include "mlir/IR/MLIRContext.h"
-#include "mlir/Parser/Parser.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -131,42 +130,6 @@ std::string AttentionConfig::describe() const {
   return text;
 }
 
-/// Memref type of one operand as the kernel receives it, and the BHSD view
-/// the attention op reads.
-struct OperandTypes {
-  std::string argType, viewType, tensorType;
-};
-
-static OperandTypes operandTypes(const AttentionConfig &config, int64_t heads,
-                                 int64_t dim) {
-  std::string element = stringifyElementKind(config.elementKind).str();
-  std::string tensor =
-      llvm::formatv("tensor<?x{0}x?x{1}x{2}>", heads, dim, element).str();
-  if (config.layout == Layout::BHSD) {
-    std::string memref =
-        llvm::formatv("memref<?x{0}x?x{1}x{2}>", heads, dim, element).str();
-    return {memref, memref, tensor};
-  }
-  // [B, S, H, D] transposed to [B, H, S, D]: strides [S*H*D, D, H*D, 1].
-  return {llvm::formatv("memref<?x?x{0}x{1}x{2}>", heads, dim, element).str(),
-          llvm::formatv("memref<?x{0}x?x{1}x{2}, strided<[?, {1}, {3}, 1]>>",
-                        heads, dim, element, heads * dim)
-              .str(),
-          tensor};
-}
-
-/// `, mask = ..., scale = ...` for an op's attribute dictionary.
-static void printMaskAndScale(llvm::raw_ostream &os,
-                              const AttentionConfig &config) {
-  if (config.causal || config.windowLeft >= 0 || config.windowRight >= 0)
-    os << ", mask = #sqa.mask<causal = " << (config.causal ? "true" : "false")
-       << ", alignment = " << stringifyMaskAlignment(config.alignment)
-       << ", window_left = " << config.windowLeft
-       << ", window_right = " << config.windowRight << ">";
-  if (config.scale)
-    os << ", scale = " << llvm::formatv("{0:e}", *config.scale) << " : f32";
-}
-
 /// The operands of a layer kernel, in ABI order: name, memref type, whether
 /// present.
 struct LayerOperand {
@@ -199,106 +162,6 @@ static SmallVector<LayerOperand> layerOperands(const AttentionConfig &config) {
           {"b_v", vec(nkv), layer.biasV},
           {"b_o", vec(d), layer.biasO},
           {"out", act, true, /*isOutput=*/true}};
-}
-
-static std::string tensorOf(StringRef memref) {
-  return ("tensor" + memref.drop_front(strlen("memref"))).str();
-}
-
-static OwningOpRef<ModuleOp> buildLayerModule(MLIRContext &context,
-                                              const AttentionConfig &config) {
-  const AttentionConfig::Layer &layer = *config.layer;
-  SmallVector<LayerOperand> operands = layerOperands(config);
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  os << "func.func @" << config.name << "_kernel(";
-  bool first = true;
-  for (const LayerOperand &operand : operands) {
-    if (!operand.present)
-      continue;
-    os << (first ? "" : ", ") << "%" << operand.name << ": " << operand.type;
-    first = false;
-  }
-  os << ") attributes {llvm.emit_c_interface} {\n";
-  for (const LayerOperand &operand : operands)
-    if (operand.present)
-      os << "  %" << operand.name << "_t = bufferization.to_tensor %"
-         << operand.name << " restrict" << (operand.isOutput ? " writable" : "")
-         << " : " << operand.type << " to " << tensorOf(operand.type) << "\n";
-  auto t = [&](unsigned i) { return tensorOf(operands[i].type); };
-  os << "  %y = sqa.attention_layer ins(%x_t : " << t(0) << ")";
-  if (layer.crossAttention)
-    os << " memory(%memory_t : " << t(1) << ")";
-  os << " weights(%w_q_t, %w_k_t, %w_v_t, %w_o_t : " << t(2) << ", " << t(3)
-     << ", " << t(4) << ", " << t(5) << ")";
-  const char *biasKeys[] = {"bias_q", "bias_k", "bias_v", "bias_o"};
-  for (unsigned i = 0; i < 4; ++i)
-    if (operands[6 + i].present)
-      os << " " << biasKeys[i] << "(%" << operands[6 + i].name
-         << "_t : " << t(6 + i) << ")";
-  os << " outs(%out_t : " << t(10)
-     << ") {heads = #sqa.heads<total = " << config.heads.total
-     << ", query = " << config.heads.query << ", kv = " << config.heads.kv
-     << ">";
-  if (layer.rope)
-    os << ", rope = #sqa.rope<kind = " << stringifyRopeKind(*layer.rope)
-       << ", base = " << llvm::formatv("{0:e}", layer.ropeBase)
-       << ", factor = " << llvm::formatv("{0:e}", layer.ropeFactor)
-       << ", original_max_positions = " << layer.ropeOriginalMaxPositions
-       << ", position_offset = " << layer.ropePositionOffset
-       << ", queries_only = " << (layer.ropeQueriesOnly ? "true" : "false")
-       << ">";
-  printMaskAndScale(os, config);
-  os << "} -> " << t(10) << "\n";
-  os << "  bufferization.materialize_in_destination %y in restrict writable "
-        "%out : ("
-     << t(10) << ", " << operands[10].type << ") -> ()\n  return\n}\n";
-  return parseSourceString<ModuleOp>(text, &context, "sqa-aot-layer");
-}
-
-OwningOpRef<ModuleOp> aot::buildAttentionModule(MLIRContext &context,
-                                                const AttentionConfig &config) {
-  context.getOrLoadDialect<SQADialect>();
-  if (config.layer)
-    return buildLayerModule(context, config);
-  OperandTypes types[] = {
-      operandTypes(config, config.heads.query, config.headDim),
-      operandTypes(config, config.heads.kv, config.headDim),
-      operandTypes(config, config.heads.kv, config.valueHeadDim),
-      operandTypes(config, config.outputHeads(), config.valueHeadDim)};
-  const char *names[] = {"q", "k", "v", "o"};
-
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  os << "func.func @" << config.name << "_kernel(";
-  for (int i = 0; i < 4; ++i)
-    os << (i ? ", " : "") << "%" << names[i] << ": " << types[i].argType;
-  os << ") attributes {llvm.emit_c_interface} {\n";
-  for (int i = 0; i < 4; ++i) {
-    std::string view = std::string("%") + names[i];
-    if (config.layout == Layout::BSHD) {
-      os << "  %" << names[i] << "_view = memref.transpose %" << names[i]
-         << " (b, s, h, d) -> (b, h, s, d) : " << types[i].argType << " to "
-         << types[i].viewType << "\n";
-      view += "_view";
-    }
-    os << "  %" << names[i] << "_t = bufferization.to_tensor " << view
-       << " restrict" << (i == 3 ? " writable" : "") << " : "
-       << types[i].viewType << " to " << types[i].tensorType << "\n";
-  }
-  os << "  %r = sqa.attention ins(%q_t, %k_t, %v_t : " << types[0].tensorType
-     << ", " << types[1].tensorType << ", " << types[2].tensorType
-     << ") outs(%o_t : " << types[3].tensorType
-     << ") {heads = #sqa.heads<total = " << config.heads.total
-     << ", query = " << config.heads.query << ", kv = " << config.heads.kv
-     << ">";
-  printMaskAndScale(os, config);
-  os << "} -> " << types[3].tensorType << "\n";
-  os << "  bufferization.materialize_in_destination %r in restrict writable "
-     << (config.layout == Layout::BSHD ? "%o_view" : "%o") << " : ("
-     << types[3].tensorType << ", " << types[3].viewType << ") -> ()\n";
-  os << "  return\n}\n";
-  return parseSourceString<ModuleOp>(text, &context, "sqa-aot-config");
 }
 
 static StringRef cElementType(ElementKind kind) {
