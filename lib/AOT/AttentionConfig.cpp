@@ -6,8 +6,10 @@
 #include "SQA/IR/SQADialect.h"
 
 #include "mlir/IR/MLIRContext.h"
+#include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSwitch.h"
+#include "llvm/Support/CheckedArithmetic.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -49,16 +51,42 @@ static bool isCIdentifier(StringRef name) {
                       [](char c) { return llvm::isAlnum(c) || c == '_'; });
 }
 
+ArrayRef<StringRef> aot::supportedChips() {
+  static const StringRef chips[] = {"sm_80", "sm_86", "sm_87",
+                                    "sm_89", "sm_90", "sm_90a"};
+  return chips;
+}
+
+/// Elements of a layer's largest static operand (a weight matrix), or
+/// nullopt if its byte size overflows int64.
+static std::optional<int64_t>
+largestLayerOperandBytes(const AttentionConfig &config) {
+  std::optional<int64_t> modelDim =
+      llvm::checkedMul(config.heads.total, config.headDim);
+  std::optional<int64_t> width = llvm::checkedMul(
+      std::max(config.heads.query, config.heads.kv), config.headDim);
+  if (!modelDim || !width)
+    return std::nullopt;
+  std::optional<int64_t> elements = llvm::checkedMul(*modelDim, *width);
+  return elements ? llvm::checkedMul(*elements, int64_t(4)) : std::nullopt;
+}
+
 std::string AttentionConfig::validate() const {
   std::string message;
   llvm::raw_string_ostream os(message);
   std::string invalidHeads = verifyHeadCounts(heads);
   if (!invalidHeads.empty())
     os << invalidHeads;
+  else if (heads.total > kMaxHeads)
+    os << "at most " << kMaxHeads << " heads are supported, got "
+       << heads.total;
   else if (headDim <= 0)
     os << "head dim must be positive, got " << headDim;
   else if (valueHeadDim <= 0)
     os << "value head dim must be positive, got " << valueHeadDim;
+  else if (headDim > kMaxHeadDim || valueHeadDim > kMaxHeadDim)
+    os << "head dims of at most " << kMaxHeadDim << " are supported, got "
+       << headDim << " and " << valueHeadDim;
   else if (windowLeft < -1 || windowRight < -1)
     os << "window bounds must be -1 (unbounded) or >= 0, got " << windowLeft
        << "," << windowRight;
@@ -74,22 +102,24 @@ std::string AttentionConfig::validate() const {
           "got "
        << headDim << " and " << valueHeadDim << " (f32 has no such limit)";
   else if (target == Target::CUDA &&
-           !(StringRef(chip).starts_with("sm_") &&
-             StringRef(chip).drop_front(3).take_while(llvm::isDigit).size() >=
-                 2 &&
-             std::atoi(chip.c_str() + 3) >= 80))
-    os << "--chip must be sm_80 or later (e.g. sm_80, sm_89, sm_90), got '"
-       << chip << "'";
+           !llvm::is_contained(supportedChips(), StringRef(chip)))
+    os << "unsupported --chip '" << chip << "'; expected one of "
+       << llvm::join(supportedChips(), ", ");
   else if (layer && valueHeadDim != headDim)
     os << "a layer has one head dim; value head dim (" << valueHeadDim
        << ") must equal head dim (" << headDim << ")";
   else if (layer && layout != Layout::BHSD)
     os << "--layout applies to attention libraries; a layer takes x as "
           "[B, S, d_model]";
+  else if (layer && !largestLayerOperandBytes(*this))
+    os << "the layer's weights (d_model " << heads.total << " x " << headDim
+       << " by up to " << std::max(heads.query, heads.kv) << " x " << headDim
+       << ") overflow int64 bytes";
   else if (layer && layer->rope && headDim % 2 != 0)
     os << "RoPE needs an even head dim, got " << headDim;
   else if (layer && layer->rope &&
-           (!(layer->ropeBase > 0) || !(layer->ropeFactor >= 1) ||
+           (!(layer->ropeBase > 0) || !std::isfinite(layer->ropeBase) ||
+            !(layer->ropeFactor >= 1) || !std::isfinite(layer->ropeFactor) ||
             layer->ropeOriginalMaxPositions <= 0 ||
             layer->ropePositionOffset < 0))
     os << "invalid RoPE parameters: base must be > 0, factor >= 1, "
@@ -110,8 +140,11 @@ std::string AttentionConfig::describe() const {
      << " dtype=" << stringifyElementKind(elementKind)
      << " layout=" << (layout == Layout::BHSD ? "bhsd" : "bshd") << " causal="
      << (causal ? stringifyMaskAlignment(alignment) : StringRef("none"))
-     << " window=" << windowLeft << "," << windowRight
-     << " scale=" << llvm::formatv("{0:e}", effectiveScale());
+     << " window=" << windowLeft << "," << windowRight;
+  // The alignment places windows too: record it whenever a mask applies.
+  if (causal || windowLeft >= 0 || windowRight >= 0)
+    os << " alignment=" << stringifyMaskAlignment(alignment);
+  os << " scale=" << llvm::formatv("{0:e}", effectiveScale());
   if (target == Target::CUDA)
     os << " target=cuda chip=" << chip;
   if (layer) {

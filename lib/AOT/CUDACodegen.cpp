@@ -49,10 +49,10 @@ static std::optional<KernelLaunch> findKernel(ModuleOp module) {
         func->getAttrOfType<sqa::GPULaunchAttr>(sqa::gpu_abi::kLaunchAttrName);
     if (launch || !geometry) // One attention op per configuration module.
       return std::nullopt;
-    launch = KernelLaunch{func.getName().str(), geometry.getRowsPerBlock(),
-                          geometry.getHeadsPerBlock(),
-                          geometry.getSharedMemoryBytes(),
-                          geometry.getThreads()};
+    launch =
+        KernelLaunch{func.getName().str(), geometry.getRowsPerBlock(),
+                     geometry.getHeadsPerBlock(),
+                     geometry.getSharedMemoryBytes(), geometry.getThreads()};
   }
   return launch;
 }
@@ -438,5 +438,5 @@ bool aot::compileCUDALibrary(ModuleOp module, const CodegenOptions &options,
     return fail(error, "compiling the CUDA launcher with '" + clang +
                            "' failed" +
                            (message.empty() ? "" : ": " + message));
-  return true;
+  return checkProduced(clang, outputPath, error);
 }

@@ -26,6 +26,9 @@ struct ScratchDir {
 /// Sets `error` and returns false.
 bool fail(std::string &error, const Twine &message);
 bool writeFile(StringRef path, StringRef contents, std::string &error);
+/// Fails unless `tool` left a non-empty `path` (a compiler that exits 0
+/// without output is a failed step).
+bool checkProduced(StringRef tool, StringRef path, std::string &error);
 /// `options.clang`, else clang next to LLVM's tools or on PATH; empty if
 /// none.
 std::string findClang(const CodegenOptions &options);

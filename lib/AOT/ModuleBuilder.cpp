@@ -67,10 +67,10 @@ static func::FuncOp createKernel(OpBuilder &b, ModuleOp module,
 
 /// The tensor a kernel argument (or its BHSD view) holds; `writable` for the
 /// destination.
-static Value toTensor(OpBuilder &b, Location loc, Value memref,
-                      bool writable) {
+static Value toTensor(OpBuilder &b, Location loc, Value memref, bool writable) {
   auto type = cast<MemRefType>(memref.getType());
-  auto tensorType = RankedTensorType::get(type.getShape(), type.getElementType());
+  auto tensorType =
+      RankedTensorType::get(type.getShape(), type.getElementType());
   return bufferization::ToTensorOp::create(
       b, loc, tensorType, memref, b.getUnitAttr(),
       writable ? b.getUnitAttr() : UnitAttr());
@@ -100,28 +100,26 @@ static OwningOpRef<ModuleOp> buildCoreModule(MLIRContext &context,
       {config.outputHeads(), config.valueHeadDim}};
   SmallVector<Type> argTypes;
   for (auto [heads, dim] : shapes)
-    argTypes.push_back(
-        bshd ? MemRefType::get({dyn, dyn, heads, dim}, element)
-             : MemRefType::get({dyn, heads, dyn, dim}, element));
+    argTypes.push_back(bshd ? MemRefType::get({dyn, dyn, heads, dim}, element)
+                            : MemRefType::get({dyn, heads, dyn, dim}, element));
   func::FuncOp func = createKernel(b, *module, config, argTypes);
 
   // BSHD arguments are read through a [B, H, S, D] transposed view.
-  AffineMap toBHSD = AffineMap::getPermutationMap(
-      ArrayRef<unsigned>{0, 2, 1, 3}, &context);
+  AffineMap toBHSD =
+      AffineMap::getPermutationMap(ArrayRef<unsigned>{0, 2, 1, 3}, &context);
   SmallVector<Value> views, tensors;
   for (auto [i, arg] : llvm::enumerate(func.getArguments())) {
     Value view = arg;
     if (bshd)
-      view = memref::TransposeOp::create(b, loc, arg,
-                                         AffineMapAttr::get(toBHSD));
+      view =
+          memref::TransposeOp::create(b, loc, arg, AffineMapAttr::get(toBHSD));
     views.push_back(view);
     tensors.push_back(toTensor(b, loc, view, /*writable=*/i == 3));
   }
   auto op = AttentionOp::create(
       b, loc, TypeRange{tensors[3].getType()}, tensors[0], tensors[1],
-      tensors[2], tensors[3], /*diagonal_offset=*/Value(),
-      scaleAttr(b, config), maskAttr(&context, config),
-      headsAttr(&context, config));
+      tensors[2], tensors[3], /*diagonal_offset=*/Value(), scaleAttr(b, config),
+      maskAttr(&context, config), headsAttr(&context, config));
   materialize(b, loc, op->getResult(0), views[3]);
   return module;
 }
@@ -146,11 +144,16 @@ static OwningOpRef<ModuleOp> buildLayerModule(MLIRContext &context,
   struct Operand {
     MemRefType type;
     bool present;
-  } operands[] = {{act, true},         {act, layer.crossAttention},
-                  {mat(d, nq), true},  {mat(d, nkv), true},
-                  {mat(d, nkv), true}, {mat(nout, d), true},
-                  {vec(nq), layer.biasQ}, {vec(nkv), layer.biasK},
-                  {vec(nkv), layer.biasV}, {vec(d), layer.biasO},
+  } operands[] = {{act, true},
+                  {act, layer.crossAttention},
+                  {mat(d, nq), true},
+                  {mat(d, nkv), true},
+                  {mat(d, nkv), true},
+                  {mat(nout, d), true},
+                  {vec(nq), layer.biasQ},
+                  {vec(nkv), layer.biasK},
+                  {vec(nkv), layer.biasV},
+                  {vec(d), layer.biasO},
                   {act, true}};
   constexpr unsigned kNumOperands = std::size(operands);
   SmallVector<Type> argTypes;
