@@ -123,6 +123,8 @@ bool aot::compileModule(ModuleOp module, const CodegenOptions &options,
   // 16 f32 lanes where the target has AVX-512, else AVX2's 8.
   pipelineOptions.vectorWidth =
       machine->getMCSubtargetInfo()->checkFeatures("+avx512f") ? 16 : 8;
+  if (options.cpuVectorWidth)
+    pipelineOptions.vectorWidth = *options.cpuVectorWidth;
   if (options.cpuQueryTile)
     pipelineOptions.queryTile = *options.cpuQueryTile;
   if (options.cpuKVBlock)
@@ -142,9 +144,8 @@ bool aot::compileModule(ModuleOp module, const CodegenOptions &options,
             Twine(static_cast<int64_t>(pipelineOptions.kvBlock)) +
             ") must be a multiple of --cpu-nr (" +
             Twine(static_cast<int64_t>(pipelineOptions.vectorsPerKernel)) +
-            ") x the target's " +
-            Twine(static_cast<int64_t>(pipelineOptions.vectorWidth)) +
-            " f32 lanes");
+            ") x the vector width (" +
+            Twine(static_cast<int64_t>(pipelineOptions.vectorWidth)) + ")");
   buildCPUPipeline(pm, pipelineOptions);
   if (failed(pm.run(module)))
     return fail(error, "lowering to the LLVM dialect failed");

@@ -202,12 +202,13 @@ std::string aot::resolveCodegenOptions(const DriverOptions &options,
 
   // Knobs of the other target's kernel would be silently ignored.
   bool cpuKnob = options.cpuQueryTile || options.cpuKVBlock || options.cpuMR ||
-                 options.cpuNR;
+                 options.cpuNR || options.cpuVectorWidth;
   bool gpuKnob =
       options.gpuKVBlock || options.gpuHeadsPerBlock || options.gpuRowsPerWarp;
   if (cpuKnob && (cuda || options.kernel != "flash"))
-    return "--cpu-query-tile, --cpu-kv-block, --cpu-mr and --cpu-nr tune the "
-           "CPU flash kernel (--target cpu --kernel flash)";
+    return "--cpu-query-tile, --cpu-kv-block, --cpu-mr, --cpu-nr and "
+           "--cpu-vector-width tune the CPU flash kernel (--target cpu "
+           "--kernel flash)";
   if (gpuKnob && !cuda)
     return "--gpu-kv-block, --gpu-heads-per-block and --gpu-rows-per-warp "
            "need --target cuda";
@@ -219,6 +220,10 @@ std::string aot::resolveCodegenOptions(const DriverOptions &options,
         {"gpu-kv-block", options.gpuKVBlock, kMaxGPUKVBlock}})
     if (std::string error = checkRange(option, value, 1, hi); !error.empty())
       return error;
+  if (options.cpuVectorWidth &&
+      !llvm::is_contained({4, 8, 16}, *options.cpuVectorWidth))
+    return "--cpu-vector-width must be 4, 8 or 16, got " +
+           std::to_string(*options.cpuVectorWidth);
   if (options.gpuHeadsPerBlock &&
       !llvm::is_contained({0, 1, 2, 4}, *options.gpuHeadsPerBlock))
     return "--gpu-heads-per-block must be 0 (automatic), 1, 2 or 4, got " +
@@ -231,6 +236,7 @@ std::string aot::resolveCodegenOptions(const DriverOptions &options,
   codegen.cpuKVBlock = options.cpuKVBlock;
   codegen.cpuMR = options.cpuMR;
   codegen.cpuNR = options.cpuNR;
+  codegen.cpuVectorWidth = options.cpuVectorWidth;
   codegen.gpuKVBlock = options.gpuKVBlock.value_or(codegen.gpuKVBlock);
   codegen.gpuHeadsPerBlock =
       options.gpuHeadsPerBlock.value_or(codegen.gpuHeadsPerBlock);

@@ -99,6 +99,11 @@ static Opt<int64_t> cpuNR("cpu-nr",
                           cl::desc("CPU flash kernel: vectors per row per "
                                    "micro-kernel (2)"),
                           cl::cat(category));
+static Opt<int64_t> cpuVectorWidth(
+    "cpu-vector-width",
+    cl::desc("CPU flash kernel: f32 lanes per vector, 4, 8 or 16 (default: "
+             "16 where the CPU has AVX-512, else 8)"),
+    cl::cat(category));
 static Opt<std::string>
     cudaToolkit("cuda-toolkit",
                 cl::desc("CUDA toolkit whose ptxas makes the cubin (default: "
@@ -214,6 +219,7 @@ int main(int argc, char **argv) {
   options.cpuKVBlock = given(cpuKVBlock);
   options.cpuMR = given(cpuMR);
   options.cpuNR = given(cpuNR);
+  options.cpuVectorWidth = given(cpuVectorWidth);
   options.cudaToolkit = cudaToolkit;
   options.cpu = cpu;
   options.name = name;

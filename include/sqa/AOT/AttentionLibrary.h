@@ -124,9 +124,10 @@ struct CodegenOptions {
   int64_t gpuKVBlock = 64;
   int64_t gpuHeadsPerBlock = 0;
   int64_t gpuRowsPerWarp = 16;
-  /// CPU flash kernel tiling (sqa-cpu-pipeline's query-tile, kv-block, mr
-  /// and nr); the pipeline's defaults when not set.
-  std::optional<int64_t> cpuQueryTile, cpuKVBlock, cpuMR, cpuNR;
+  /// CPU flash kernel tiling (sqa-cpu-pipeline's query-tile, kv-block, mr,
+  /// nr and vector-width); the pipeline's defaults when not set, and the
+  /// target's vector width (16 with AVX-512, else 8).
+  std::optional<int64_t> cpuQueryTile, cpuKVBlock, cpuMR, cpuNR, cpuVectorWidth;
 };
 
 /// Builds the kernel module for `config`: one function `<name>_kernel` over

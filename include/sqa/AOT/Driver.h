@@ -34,7 +34,7 @@ struct DriverOptions {
   std::string target = "cpu";
   std::string chip = "sm_90";
   std::optional<int64_t> gpuKVBlock, gpuHeadsPerBlock, gpuRowsPerWarp;
-  std::optional<int64_t> cpuQueryTile, cpuKVBlock, cpuMR, cpuNR;
+  std::optional<int64_t> cpuQueryTile, cpuKVBlock, cpuMR, cpuNR, cpuVectorWidth;
   std::string cudaToolkit;
   std::string cpu = "native";
   std::string name = "sqa_attention";
