@@ -181,12 +181,67 @@ static void testDescribe() {
          "describe-no-mask", plain.describe());
 }
 
+/// The C sources come from templates: every placeholder is filled, and
+/// the optional pieces appear exactly where the configuration has them.
+static void testCSources() {
+  DriverOptions cpu = preset("gqa", 8, 16);
+  cpu.groups = 2;
+  cpu.name = "g8";
+  AttentionConfig config = resolve("c-cpu", cpu);
+  std::string header = generateHeader(config),
+              entry = generateEntryLayer(config);
+  expect(header.find("{{") == std::string::npos &&
+             entry.find("{{") == std::string::npos,
+         "c-cpu-filled", header + entry);
+  expect(header.find("#define G8_KV_HEADS 2\n") != std::string::npos &&
+             header.find("int64_t batch, int64_t q_len, int64_t kv_len);") !=
+                 std::string::npos &&
+             header.find("_last_error") == std::string::npos,
+         "c-cpu-header", header);
+  expect(entry.find("view(&mk, k, batch, 2, kv_len, 16, &bk)") !=
+             std::string::npos,
+         "c-cpu-entry", entry);
+
+  DriverOptions cuda = cpu;
+  cuda.target = "cuda";
+  cuda.dtype = "bf16";
+  header = generateHeader(resolve("c-cuda", cuda));
+  expect(header.find("{{") == std::string::npos &&
+             header.find("const char *g8_last_error(void);") !=
+                 std::string::npos &&
+             header.find("16-byte aligned") != std::string::npos &&
+             header.find("CUDA library for sm_90") != std::string::npos,
+         "c-cuda-header", header);
+
+  DriverOptions layer = cpu;
+  layer.layer = true;
+  layer.crossAttention = true;
+  layer.bias = "k,o";
+  config = resolve("c-layer", layer);
+  header = generateHeader(config);
+  entry = generateEntryLayer(config);
+  expect(header.find("{{") == std::string::npos &&
+             entry.find("{{") == std::string::npos,
+         "c-layer-filled", header + entry);
+  expect(header.find("#define G8_D_MODEL 128") != std::string::npos,
+         "c-layer-header", header);
+  expect(entry.find("memref1 *, memref1 *, memref3 *);") != std::string::npos &&
+             entry.find("b_q = NULL;") != std::string::npos &&
+             entry.find("b_k = NULL;") == std::string::npos &&
+             entry.find("|| !memory || !b_k || !b_o)") != std::string::npos &&
+             entry.find("mem_len <= 0") != std::string::npos &&
+             entry.find("_kernel(&mx, &mm, &mw_q, &mw_k, &mw_v, &mw_o, "
+                        "&mb_k, &mb_o, &mo);") != std::string::npos,
+         "c-layer-entry", entry);
+}
+
 int main() {
   testPresets();
   testErrors();
   testCodegenOptions();
   testPrintConfig();
   testDescribe();
+  testCSources();
   llvm::outs() << (failures ? "FAIL" : "PASS") << " failures=" << failures
                << "\n";
   return failures ? 1 : 0;
