@@ -15,6 +15,7 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
+#include "llvm/Support/Signals.h"
 #include "llvm/Support/SourceMgr.h"
 
 #include <algorithm>
@@ -344,6 +345,8 @@ public:
       return "";
     }
     llvm::sys::Process::SafelyCloseFileDescriptor(fd);
+    // Killed mid-way (say, by a timeout), sqa-aot leaves no partial file.
+    llvm::sys::RemoveFileOnSignal(temporary);
     entries.push_back({path.str(), temporary.str().str()});
     return entries.back().temporary;
   }
@@ -360,6 +363,8 @@ public:
         return false;
       }
     }
+    for (const Entry &entry : entries)
+      llvm::sys::DontRemoveFileOnSignal(entry.temporary);
     entries.clear();
     return true;
   }

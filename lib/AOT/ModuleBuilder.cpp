@@ -87,7 +87,7 @@ static void materialize(OpBuilder &b, Location loc, Value result,
 static OwningOpRef<ModuleOp> buildCoreModule(MLIRContext &context,
                                              const AttentionConfig &config) {
   OpBuilder b(&context);
-  Location loc = NameLoc::get(b.getStringAttr("sqa-aot-config"));
+  Location loc = FileLineColLoc::get(b.getStringAttr("sqa-aot-config"), 1, 1);
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
   Type element = elementType(&context, config.elementKind);
   bool bshd = config.layout == Layout::BSHD;
@@ -128,7 +128,7 @@ static OwningOpRef<ModuleOp> buildLayerModule(MLIRContext &context,
                                               const AttentionConfig &config) {
   const AttentionConfig::Layer &layer = *config.layer;
   OpBuilder b(&context);
-  Location loc = NameLoc::get(b.getStringAttr("sqa-aot-layer"));
+  Location loc = FileLineColLoc::get(b.getStringAttr("sqa-aot-layer"), 1, 1);
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
   Type element = elementType(&context, config.elementKind);
   int64_t dyn = ShapedType::kDynamic, d = config.modelDim(),
