@@ -61,7 +61,7 @@ REPO = os.path.dirname(BENCH_DIR)
 sys.path.insert(0, os.path.join(REPO, "python"))
 
 from sqa_mlir import aot, reference  # noqa: E402
-from sqa_mlir.check import TOLERANCES  # noqa: E402
+from sqa_mlir.reference import TOLERANCES  # noqa: E402
 
 TOKENS = 16384
 MODEL_WIDTH = 2048                       # H * D
