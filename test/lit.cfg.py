@@ -99,6 +99,18 @@ except (OSError, subprocess.CalledProcessError):
     pass
 if clang:
     config.available_features.add("host-cc")
+# `pip install ./python` offline (--no-build-isolation) needs a setuptools
+# that builds wheels: >= 70.1 alone, or an older one with `wheel`.
+try:
+    subprocess.check_call(
+        [python, "-c", "import setuptools, sys\n"
+         "v = tuple(int(x) for x in setuptools.__version__.split('.')[:2])\n"
+         "if v < (70, 1): import wheel\n"
+         "sys.exit(0 if v >= (61, 0) else 1)"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config.available_features.add("pip-build")
+except (OSError, subprocess.CalledProcessError):
+    pass
 
 
 # CUDA. `ptxas`: the PTX assembler that `sqa-aot --target cuda` needs to make
