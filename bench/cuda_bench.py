@@ -28,7 +28,7 @@ samples. FLOPs: FlashAttention-2's count, 4 * B * Hq * S * T * D, halved for
 causal. Where Hq != Hkv, PyTorch is also timed with K/V expanded to Hq heads
 beforehand (``repeat_interleave`` outside the timed region), in case
 enable_gqa sends it to a slower kernel. Each case's output is compared with
-PyTorch's (|ours - torch| <= 2 * (atol + rtol * max|torch|), check.py's
+PyTorch's (|ours - torch| <= 2 * (atol + rtol * max|torch|), reference.TOLERANCES'
 tolerances for the dtype).
 
 Results: bench/results/cuda-<date>.md (headline, then every case) and .json.
