@@ -288,9 +288,9 @@ struct EmulateGPUKernelsPass
            "one CPU thread per GPU thread (test/lib/cuda/gpu_emulator.c)";
   }
   void getDependentDialects(DialectRegistry &registry) const override {
-    registry.insert<arith::ArithDialect, func::FuncDialect, math::MathDialect,
-                    memref::MemRefDialect, ub::UBDialect,
-                    vector::VectorDialect>();
+    registry
+        .insert<arith::ArithDialect, func::FuncDialect, math::MathDialect,
+                memref::MemRefDialect, ub::UBDialect, vector::VectorDialect>();
   }
   void runOnOperation() override {
     if (failed(Emulator(getOperation()).run()))
