@@ -27,6 +27,7 @@ import os
 import random
 import re
 import resource
+import shlex
 import signal
 import subprocess
 import sys
@@ -127,8 +128,20 @@ def load_seeds(extra_dirs):
             text = f.read()
         if path.startswith(HERE):  # corpus entries: drop the FUZZ-ARGS line
             text = re.sub(r"^// FUZZ-ARGS:.*\n", "", text, flags=re.M)
+        # The file's own sqa-opt RUN arguments fit its inputs best.
+        runs = []
+        for m in re.finditer(r"RUN:.*?sqa-opt %s(.*?)(?:\||$)", text, re.M):
+            try:
+                args = shlex.split(m.group(1))
+            except ValueError:
+                continue
+            args = [a for a in args if a.startswith("-") and a not in
+                    ("-split-input-file", "--split-input-file",
+                     "-verify-diagnostics", "--verify-diagnostics")
+                    and not a.startswith("-o")]
+            runs.append(args)
         for chunk in split_chunks(text):
-            seeds.append(chunk)
+            seeds.append((chunk, runs))
     return seeds
 
 
@@ -154,7 +167,7 @@ def mutate_dim(rng, text):
     dims[i] = str(rng.choice(INTERESTING[:20] + ["?"]))
     dims[i] = dims[i] if not dims[i].startswith("-") else "?"
     new = m.group(0)[:m.start(1) - m.start()] + "x".join(dims) + "x"
-    if rng.random() < 0.7:
+    if rng.random() < 0.9:
         return text.replace(m.group(0), new)
     return text[:m.start()] + new + text[m.end():]
 
@@ -202,18 +215,20 @@ def mutate_bytes(rng, text):
     return text[:p] + text[p + 1:]
 
 
-MUTATORS = [(mutate_number, 5), (mutate_dim, 6), (mutate_type, 1),
+MUTATORS = [(mutate_number, 3), (mutate_dim, 6), (mutate_type, 1),
             (mutate_keyword, 2), (mutate_lines, 1), (mutate_bytes, 1)]
 
 
 def make_trial(seed, index, seeds):
     rng = random.Random(seed * 1000003 + index)
-    text = rng.choice(seeds)
+    text, runs = rng.choice(seeds)
     if rng.random() < 0.05:  # splice two inputs
-        text = text + "\n" + rng.choice(seeds)
+        text = text + "\n" + rng.choice(seeds)[0]
     names, weights = zip(*MUTATORS)
-    for _ in range(rng.choice([1, 1, 2, 3, 4])):
+    for _ in range(rng.choice([1, 1, 1, 2, 3])):
         text = rng.choices(names, weights)[0](rng, text)
+    if runs and rng.random() < 0.4:
+        return text, list(rng.choice(runs))
     args = []
     for a in rng.choice(PASSES):
         args.append(re.sub(r"\{n\}", lambda _: str(rng.choice(OPTION_VALUES)),
@@ -261,7 +276,7 @@ def run_one(sqa_opt, text, args, timeout, limit_mem=True):
     for marker in CRASH_MARKERS:
         if marker in err:
             return "crash", err
-    return None, ""
+    return None, "accepted" if p.returncode == 0 else ""
 
 
 def save(corpus, kind, text, args, detail, known=None):
@@ -331,7 +346,7 @@ def main():
 
     seeds = load_seeds([opts.corpus])
     start = time.time()
-    tried = failures = 0
+    tried = failures = accepted = 0
     kinds = {}
     with concurrent.futures.ThreadPoolExecutor(opts.jobs) as pool:
         pending = {}
@@ -351,6 +366,8 @@ def main():
                 i, text, args = pending.pop(fut)
                 kind, detail = fut.result()
                 tried += 1
+                if detail == "accepted":
+                    accepted += 1
                 if detail == "oom":
                     kinds["oom (not counted)"] = kinds.get("oom (not counted)", 0) + 1
                 if not kind:
@@ -368,7 +385,8 @@ def main():
                       flush=True)
     elapsed = time.time() - start
     print(f"fuzz: seed {opts.seed}, {tried} inputs in {elapsed:.0f} s "
-          f"({len(seeds)} seed chunks), {failures} new failures; "
+          f"({len(seeds)} seed chunks, {accepted} inputs accepted and "
+          f"lowered), {failures} new failures; "
           f"by kind: {kinds or 'none'}")
     return 1 if failures else 0
 
