@@ -40,9 +40,9 @@ LogicalResult MaskAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                        << windowRight;
   // Kernels add the bounds to key positions in int64; a wider window sees
   // every key of any sequence they can index, which -1 already says.
-  for (auto [name, bound] : {std::pair<StringRef, int64_t>{"window_left",
-                                                           windowLeft},
-                             {"window_right", windowRight}})
+  for (auto [name, bound] :
+       {std::pair<StringRef, int64_t>{"window_left", windowLeft},
+        {"window_right", windowRight}})
     if (bound > kMaxWindow)
       return emitError() << name << " (" << bound << ") exceeds " << kMaxWindow
                          << " (2^40); use -1 for an unbounded window";

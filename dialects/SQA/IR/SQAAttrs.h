@@ -34,9 +34,9 @@ constexpr int64_t kMaxHeadDim = int64_t(1) << 16;
 constexpr int64_t kMaxWindow = int64_t(1) << 40;
 constexpr int64_t kMaxPositionOffset = int64_t(1) << 40;
 
-/// Checks that the counts are positive, at most kMaxHeads, that neither exceeds `total`, and
-/// that the larger of query/kv is a multiple of the smaller. Returns an
-/// empty string on success, else a message naming the numbers.
+/// Checks that the counts are positive, at most kMaxHeads, that neither exceeds
+/// `total`, and that the larger of query/kv is a multiple of the smaller.
+/// Returns an empty string on success, else a message naming the numbers.
 std::string verifyHeadCounts(const HeadCounts &counts);
 
 /// Resolves a named preset from the baseline head count (and the group count

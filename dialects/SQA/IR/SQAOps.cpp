@@ -50,25 +50,23 @@ static std::string formatShape(ArrayRef<int64_t> shape);
 /// memref) largest linear index does not fit int64: every lowering computes
 /// them in int64. Dynamic dims are checked by the callers at run time.
 static LogicalResult verifyStaticExtent(Operation *op, StringRef name,
-                                        ShapedType type,
-                                        int64_t elementBytes) {
+                                        ShapedType type, int64_t elementBytes) {
   int64_t count = 1;
   for (int64_t size : type.getShape()) {
     if (ShapedType::isDynamic(size))
       continue;
     std::optional<int64_t> next = llvm::checkedMul(count, size);
     if (!next)
-      return op->emitOpError()
-             << name << " " << formatShape(type.getShape())
-             << " has more elements than int64 can count (" << count << " x "
-             << size << " overflows)";
+      return op->emitOpError() << name << " " << formatShape(type.getShape())
+                               << " has more elements than int64 can count ("
+                               << count << " x " << size << " overflows)";
     count = *next;
   }
   if (!llvm::checkedMul(count, elementBytes))
-    return op->emitOpError() << name << " " << formatShape(type.getShape())
-                             << " is " << count << " elements of "
-                             << elementBytes
-                             << " bytes: the byte size overflows int64";
+    return op->emitOpError()
+           << name << " " << formatShape(type.getShape()) << " is " << count
+           << " elements of " << elementBytes
+           << " bytes: the byte size overflows int64";
   auto memref = dyn_cast<MemRefType>(type);
   if (!memref || !memref.hasStaticShape())
     return success();
@@ -154,9 +152,9 @@ LogicalResult AttentionOp::verify() {
                              << " must be positive, got " << size;
       int64_t limit = dim == 1 ? kMaxHeads : kMaxHeadDim;
       if (size > limit)
-        return emitOpError() << layout.name << " " << what << " (" << size
-                             << ") exceeds the supported maximum (" << limit
-                             << ")";
+        return emitOpError()
+               << layout.name << " " << what << " (" << size
+               << ") exceeds the supported maximum (" << limit << ")";
     }
     // An empty batch or sequence has nothing to compute, and the kernels
     // assume at least one row and one key: static zeros are rejected here
@@ -168,8 +166,8 @@ LogicalResult AttentionOp::verify() {
         return emitOpError()
                << layout.name << " " << what << " (dim " << dim << " of "
                << layout.shape << ") is a static 0; sizes must be positive";
-    if (failed(verifyStaticExtent(*this, layout.name, type,
-                                  elementBytes(type))))
+    if (failed(
+            verifyStaticExtent(*this, layout.name, type, elementBytes(type))))
       return failure();
   }
 

@@ -1,4 +1,4 @@
-//===- OptionLimits.h - Valid ranges of the kernel-shape options -*- C++ -*-===//
+//===- OptionLimits.h - Valid ranges of kernel-shape options ---*- C++ -*-===//
 //
 // One place for the ranges that sqa-tile-attention, sqa-lower-projections
 // and the pipelines accept (docs/design.md, "Size limits"). The kernels
@@ -33,8 +33,8 @@ inline std::string checkOptionRange(llvm::StringRef name, int64_t value,
   if (value >= lo && value <= hi)
     return "";
   std::string message;
-  llvm::raw_string_ostream(message) << name << " must be in [" << lo << ", "
-                                    << hi << "], got " << value;
+  llvm::raw_string_ostream(message)
+      << name << " must be in [" << lo << ", " << hi << "], got " << value;
   return message;
 }
 
