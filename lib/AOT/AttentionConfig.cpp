@@ -77,8 +77,8 @@ std::string AttentionConfig::validate() const {
   std::string invalidHeads = verifyHeadCounts(heads);
   if (!invalidHeads.empty())
     os << invalidHeads;
-  else if (heads.total > kMaxHeads)
-    os << "at most " << kMaxHeads << " heads are supported, got "
+  else if (heads.total > kMaxLibraryHeads)
+    os << "at most " << kMaxLibraryHeads << " heads are supported, got "
        << heads.total;
   else if (headDim <= 0)
     os << "head dim must be positive, got " << headDim;

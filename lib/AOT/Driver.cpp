@@ -13,6 +13,8 @@
 #include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/CheckedArithmetic.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FileUtilities.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
 #include "llvm/Support/Signals.h"
@@ -49,7 +51,7 @@ std::string aot::resolveConfig(const DriverOptions &options,
                                {"groups", options.groups},
                                {"q-heads", options.queryHeads},
                                {"kv-heads", options.kvHeads}})
-    if (std::string error = checkRange(option, value, 1, kMaxHeads);
+    if (std::string error = checkRange(option, value, 1, kMaxLibraryHeads);
         !error.empty())
       return error;
   if (!options.variant.empty()) {
@@ -454,6 +456,36 @@ int aot::runDriver(const DriverOptions &options, llvm::raw_ostream &outs,
 
   if (options.output.empty())
     return failWith("give an output path with -o");
+  if (options.output == "-") {
+    // Text goes to standard output (FileCheck, pipes); it is compiled to a
+    // temporary file first, so a failure still prints nothing.
+    bool text = codegen.emit == EmitKind::MLIR ||
+                codegen.emit == EmitKind::LLVMIR ||
+                codegen.emit == EmitKind::Assembly ||
+                codegen.emit == EmitKind::PTX;
+    if (!text)
+      return failWith("-o - writes text only (--emit mlir, llvm, asm or ptx)");
+    SmallString<128> temporary;
+    if (std::error_code ec = llvm::sys::fs::createTemporaryFile(
+            "sqa-aot", "out", temporary))
+      return failWith("cannot create a temporary file: " + ec.message());
+    llvm::FileRemover remover(temporary);
+    std::string error;
+    bool compiled =
+        cuda ? compileCUDALibrary(*module, codegen, config, temporary.str().str(),
+                                  error)
+             : compileModule(*module, codegen, fromConfig ? &config : nullptr,
+                             temporary.str().str(), error);
+    if (!compiled)
+      return failWith(error);
+    auto buffer = llvm::MemoryBuffer::getFile(temporary);
+    if (!buffer)
+      return failWith("cannot read back the output: " +
+                      buffer.getError().message());
+    outs << (*buffer)->getBuffer();
+    outs.flush();
+    return 0;
+  }
   // The artifact, and beside a configuration's library its header: both are
   // written or neither.
   AtomicOutputs outputs;

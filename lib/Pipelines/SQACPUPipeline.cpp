@@ -1,6 +1,8 @@
 //===- SQACPUPipeline.cpp - sqa to LLVM on the CPU ------------------------===//
 
 #include "sqa/Pipelines/Pipelines.h"
+
+#include "NestedPipelinePass.h"
 #include "sqa/Transforms/OptionLimits.h"
 #include "sqa/Transforms/Passes.h"
 
@@ -114,8 +116,12 @@ void sqa::buildCPUPipeline(OpPassManager &pm,
 
 namespace {
 struct SQACPUPipelinePass
-    : public sqa::impl::SQACPUPipelineBase<SQACPUPipelinePass> {
-  using Base::Base;
+    : public sqa::NestedPipelinePass<
+          SQACPUPipelinePass,
+          sqa::impl::SQACPUPipelineBase<SQACPUPipelinePass>,
+          sqa::SQACPUPipelineOptions, sqa::buildCPUPipeline,
+          sqa::verifyCPUPipelineOptions> {
+  using NestedPipelinePass::NestedPipelinePass;
 
   sqa::SQACPUPipelineOptions getOptions() const {
     sqa::SQACPUPipelineOptions options;
@@ -128,26 +134,6 @@ struct SQACPUPipelinePass
     options.rowsPerKernel = rowsPerKernel;
     options.vectorsPerKernel = vectorsPerKernel;
     return options;
-  }
-
-  // The nested pipeline's dialects must be loaded before this pass runs,
-  // since a running pass may not load dialects.
-  void getDependentDialects(DialectRegistry &registry) const override {
-    OpPassManager pm(ModuleOp::getOperationName());
-    sqa::buildCPUPipeline(pm, getOptions());
-    pm.getDependentDialects(registry);
-  }
-
-  void runOnOperation() override {
-    if (std::string error = sqa::verifyCPUPipelineOptions(getOptions());
-        !error.empty()) {
-      emitError(getOperation()->getLoc()) << error;
-      return signalPassFailure();
-    }
-    OpPassManager pm(ModuleOp::getOperationName());
-    sqa::buildCPUPipeline(pm, getOptions());
-    if (failed(runPipeline(pm, getOperation())))
-      signalPassFailure();
   }
 };
 } // namespace

@@ -1,6 +1,8 @@
 //===- SQACUDAPipeline.cpp - sqa to CUDA kernels and host code ------------===//
 
 #include "sqa/Pipelines/Pipelines.h"
+
+#include "NestedPipelinePass.h"
 #include "sqa/Transforms/OptionLimits.h"
 #include "sqa/Transforms/Passes.h"
 
@@ -159,8 +161,12 @@ void sqa::buildCUDAPipeline(OpPassManager &pm,
 
 namespace {
 struct SQACUDAPipelinePass
-    : public sqa::impl::SQACUDAPipelineBase<SQACUDAPipelinePass> {
-  using Base::Base;
+    : public sqa::NestedPipelinePass<
+          SQACUDAPipelinePass,
+          sqa::impl::SQACUDAPipelineBase<SQACUDAPipelinePass>,
+          sqa::SQACUDAPipelineOptions, sqa::buildCUDAPipeline,
+          sqa::verifyCUDAPipelineOptions> {
+  using NestedPipelinePass::NestedPipelinePass;
 
   sqa::SQACUDAPipelineOptions getOptions() const {
     sqa::SQACUDAPipelineOptions options;
@@ -173,24 +179,6 @@ struct SQACUDAPipelinePass
     options.headsPerBlock = headsPerBlock;
     options.rowsPerWarp = rowsPerWarp;
     return options;
-  }
-
-  void getDependentDialects(DialectRegistry &registry) const override {
-    OpPassManager pm(ModuleOp::getOperationName());
-    sqa::buildCUDAPipeline(pm, getOptions());
-    pm.getDependentDialects(registry);
-  }
-
-  void runOnOperation() override {
-    if (std::string error = sqa::verifyCUDAPipelineOptions(getOptions());
-        !error.empty()) {
-      emitError(getOperation()->getLoc()) << error;
-      return signalPassFailure();
-    }
-    OpPassManager pm(ModuleOp::getOperationName());
-    sqa::buildCUDAPipeline(pm, getOptions());
-    if (failed(runPipeline(pm, getOperation())))
-      signalPassFailure();
   }
 };
 } // namespace

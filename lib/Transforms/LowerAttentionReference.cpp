@@ -8,6 +8,7 @@
 #include "sqa/Transforms/Passes.h"
 
 #include "SQA/IR/SQAOps.h"
+#include "SQA/Utils/LoweringBuilder.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
@@ -120,45 +121,23 @@ Value ReferenceBuilder::maskAndScale(Value scores) {
           yieldValue(nb, l, scaled);
           return;
         }
-        auto index = [&](int64_t v) {
-          return arith::ConstantIndexOp::create(nb, l, v).getResult();
-        };
+        LoweringBuilder lb(nb, l);
         Value query = linalg::IndexOp::create(nb, l, 3);
         Value key = linalg::IndexOp::create(nb, l, 4);
-        Value diagonal =
-            isConstantIntValue(diagonalOffset, 0)
-                ? query
-                : arith::AddIOp::create(nb, l, query, diagonalOffset)
-                      .getResult();
-        Value visible;
-        auto conjoin = [&](arith::CmpIPredicate predicate, Value bound) {
-          Value cmp = arith::CmpIOp::create(nb, l, predicate, key, bound);
-          visible = visible ? arith::AndIOp::create(nb, l, visible, cmp) : cmp;
-        };
-        if (int64_t right = mask.getEffectiveRightBound(); right >= 0)
-          conjoin(arith::CmpIPredicate::sle,
-                  right == 0
-                      ? diagonal
-                      : arith::AddIOp::create(nb, l, diagonal, index(right)));
-        if (int64_t left = mask.getWindowLeft(); left >= 0)
-          conjoin(arith::CmpIPredicate::sge,
-                  left == 0
-                      ? diagonal
-                      : arith::SubIOp::create(nb, l, diagonal, index(left)));
-        Value negInf = arith::ConstantOp::create(
-            nb, l, nb.getF32FloatAttr(-std::numeric_limits<float>::infinity()));
+        Value visible = isKeyVisible(lb, MaskBounds::get(mask),
+                                     lb.add(query, diagonalOffset), key);
         yieldValue(nb, l,
-                   arith::SelectOp::create(nb, l, visible, scaled, negInf));
+                   lb.select(visible, scaled,
+                             lb.f32(-std::numeric_limits<float>::infinity())));
       });
 }
 
 Value ReferenceBuilder::build() {
   using utils::IteratorType;
-  int64_t numQueryHeads = op.getNumQueryHeads();
-  int64_t numKVHeads = op.getNumKVHeads();
-  reverse = op.isReverse();
-  numShared = std::min(numQueryHeads, numKVHeads);
-  groupSize = std::max(numQueryHeads, numKVHeads) / numShared;
+  HeadMapping heads = op.getHeadMapping();
+  reverse = heads.isReverse();
+  numShared = heads.sharedHeads();
+  groupSize = heads.groupSize();
   batch = tensor::getMixedSize(b, loc, op.getQuery(), 0);
   queryLen = tensor::getMixedSize(b, loc, op.getQuery(), 2);
   keyLen = tensor::getMixedSize(b, loc, op.getKey(), 2);
@@ -198,8 +177,9 @@ Value ReferenceBuilder::build() {
       });
   scores = maskAndScale(scores);
 
-  // Row max and exp; a row with no visible key has max -inf, which is
-  // replaced by 0 so that exp(-inf - 0) = 0 instead of exp(NaN).
+  // Row max and exp, with the online softmax's shift and empty-row rules
+  // (here applied to the whole row at once).
+  using Softmax = OnlineSoftmax<LoweringBuilder>;
   SmallVector<IteratorType> rowReduction(4, IteratorType::parallel);
   rowReduction.push_back(IteratorType::reduction);
   AffineMap scoreMap = b.getMultiDimIdentityMap(5);
@@ -216,14 +196,11 @@ Value ReferenceBuilder::build() {
       tensor::EmptyOp::create(b, loc, scoreSizes, f32).getResult(),
       {scoreMap, rowMap, scoreMap}, parallel5,
       [&](OpBuilder &nb, Location l, ValueRange args) {
-        Value ninf =
-            arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(negInf));
-        Value zero = arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0.0f));
-        Value empty = arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ,
-                                            args[1], ninf);
-        Value max = arith::SelectOp::create(nb, l, empty, zero, args[1]);
-        Value shifted = arith::SubFOp::create(nb, l, args[0], max);
-        yieldValue(nb, l, math::ExpOp::create(nb, l, shifted));
+        LoweringBuilder lb(nb, l);
+        Softmax::Exponential exp{[&](Value x) { return lb.exp(x); }};
+        yieldValue(nb, l,
+                   Softmax::probability(lb, args[0],
+                                        Softmax::shift(lb, args[1]), exp));
       });
   Value rowSum = generic(
       {probs}, filled(rowSizes, 0.0f), {scoreMap, rowMap}, rowReduction,
@@ -248,11 +225,8 @@ Value ReferenceBuilder::build() {
   Value normalized = generic(
       {acc, rowSum}, init, {scoreMap, rowMap, scoreMap}, parallel5,
       [&](OpBuilder &nb, Location l, ValueRange args) {
-        Value zero = arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0.0f));
-        Value empty = arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ,
-                                            args[1], zero);
-        Value quotient = arith::DivFOp::create(nb, l, args[0], args[1]);
-        Value result = arith::SelectOp::create(nb, l, empty, zero, quotient);
+        LoweringBuilder lb(nb, l);
+        Value result = lb.mulF(args[0], Softmax::normalizer(lb, args[1]));
         if (elementType != f32)
           result = arith::TruncFOp::create(nb, l, elementType, result);
         yieldValue(nb, l, result);

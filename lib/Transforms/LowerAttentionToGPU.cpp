@@ -13,6 +13,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "sqa/Transforms/GPUKernelABI.h"
+#include "sqa/Transforms/OptionLimits.h"
 #include "sqa/Transforms/Passes.h"
 
 #include "SQA/IR/SQAOps.h"
@@ -815,6 +816,10 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
   if (!op.hasPureBufferSemantics())
     return op.emitOpError(
         "sqa-lower-attention-to-gpu needs buffer semantics; bufferize first");
+  // Bounded before any size arithmetic: kv-block multiplies head dims.
+  if (std::string bad = checkOptionRange("kv-block", kvBlock, 1, kMaxBlock);
+      !bad.empty())
+    return op.emitOpError(bad);
   KernelSpec spec;
   spec.elementType = op.getQueryType().getElementType();
   spec.headDim = op.getHeadDim();

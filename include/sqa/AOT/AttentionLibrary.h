@@ -18,17 +18,17 @@
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringRef.h"
 
+#include <algorithm>
 #include <optional>
 #include <string>
 
 namespace mlir::sqa::aot {
 
-/// Limits on what sqa-aot compiles; the sqa.attention verifier accepts at
-/// least this much. Head counts (total, query, key/value): a CUDA grid walks
-/// output heads in gridDim.y, at most 65535. Head dims: far beyond any model,
-/// and small enough that a row of scores or a weight row cannot overflow.
-constexpr int64_t kMaxHeads = 65535;
-constexpr int64_t kMaxHeadDim = 65536;
+/// Limits on what sqa-aot compiles, within the dialect's (SQAAttrs.h, which
+/// the sqa.attention verifier enforces): head counts (total, query,
+/// key/value) also fit a CUDA grid, which walks output heads in gridDim.y
+/// (at most 65535); head dims are the dialect's kMaxHeadDim.
+constexpr int64_t kMaxLibraryHeads = std::min<int64_t>(kMaxHeads, 65535);
 /// CPU kernel knobs: query rows per parallel tile and keys per block; rows
 /// and vectors of the micro-kernel (past these it only spills registers).
 constexpr int64_t kMaxCPUTile = 65536;

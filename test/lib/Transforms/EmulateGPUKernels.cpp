@@ -54,6 +54,9 @@ private:
   ModuleOp module;
   MLIRContext *ctx;
   Value sharedMemory;
+  /// Ops erased while rewriting another one (the extractvalue users of
+  /// nvvm.mma.sync); run() must not visit them.
+  llvm::SmallPtrSet<Operation *, 16> erased;
 };
 
 } // namespace
@@ -216,6 +219,7 @@ LogicalResult Emulator::rewrite(Operation *op) {
       if (!extract || extract.getPosition().size() != 1)
         return op->emitError("expected extractvalue users of nvvm.mma.sync");
       extract.getResult().replaceAllUsesWith(d[extract.getPosition()[0]]);
+      erased.insert(extract);
       extract->erase();
     }
   } else {
@@ -257,7 +261,7 @@ LogicalResult Emulator::run() {
       SmallVector<Operation *> ops;
       func.walk([&](Operation *op) { ops.push_back(op); });
       for (Operation *op : ops)
-        if (failed(rewrite(op)))
+        if (!erased.contains(op) && failed(rewrite(op)))
           return failure();
     }
   }

@@ -154,7 +154,7 @@ static void testPrintConfig() {
 
   // Within the limits, yet W_q alone has 2^32 x 2^32 entries.
   AttentionConfig huge =
-      resolve("print-huge", preset("mha", kMaxHeads, kMaxHeadDim));
+      resolve("print-huge", preset("mha", kMaxLibraryHeads, kMaxHeadDim));
   text.clear();
   error = printConfiguration(huge, std::nullopt, os);
   expect(error == "--print-config: the parameter or FLOP counts of this "
