@@ -459,21 +459,20 @@ int aot::runDriver(const DriverOptions &options, llvm::raw_ostream &outs,
   if (options.output == "-") {
     // Text goes to standard output (FileCheck, pipes); it is compiled to a
     // temporary file first, so a failure still prints nothing.
-    bool text = codegen.emit == EmitKind::MLIR ||
-                codegen.emit == EmitKind::LLVMIR ||
-                codegen.emit == EmitKind::Assembly ||
-                codegen.emit == EmitKind::PTX;
+    bool text =
+        codegen.emit == EmitKind::MLIR || codegen.emit == EmitKind::LLVMIR ||
+        codegen.emit == EmitKind::Assembly || codegen.emit == EmitKind::PTX;
     if (!text)
       return failWith("-o - writes text only (--emit mlir, llvm, asm or ptx)");
     SmallString<128> temporary;
-    if (std::error_code ec = llvm::sys::fs::createTemporaryFile(
-            "sqa-aot", "out", temporary))
+    if (std::error_code ec =
+            llvm::sys::fs::createTemporaryFile("sqa-aot", "out", temporary))
       return failWith("cannot create a temporary file: " + ec.message());
     llvm::FileRemover remover(temporary);
     std::string error;
     bool compiled =
-        cuda ? compileCUDALibrary(*module, codegen, config, temporary.str().str(),
-                                  error)
+        cuda ? compileCUDALibrary(*module, codegen, config,
+                                  temporary.str().str(), error)
              : compileModule(*module, codegen, fromConfig ? &config : nullptr,
                              temporary.str().str(), error);
     if (!compiled)

@@ -117,8 +117,7 @@ void sqa::buildCPUPipeline(OpPassManager &pm,
 namespace {
 struct SQACPUPipelinePass
     : public sqa::NestedPipelinePass<
-          SQACPUPipelinePass,
-          sqa::impl::SQACPUPipelineBase<SQACPUPipelinePass>,
+          SQACPUPipelinePass, sqa::impl::SQACPUPipelineBase<SQACPUPipelinePass>,
           sqa::SQACPUPipelineOptions, sqa::buildCPUPipeline,
           sqa::verifyCPUPipelineOptions> {
   using NestedPipelinePass::NestedPipelinePass;

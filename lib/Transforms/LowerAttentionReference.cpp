@@ -191,17 +191,17 @@ Value ReferenceBuilder::build() {
         yieldValue(nb, l, arith::MaximumFOp::create(nb, l, args[0], args[1]));
       });
   SmallVector<IteratorType> parallel5(5, IteratorType::parallel);
-  Value probs = generic(
-      {scores, rowMax},
-      tensor::EmptyOp::create(b, loc, scoreSizes, f32).getResult(),
-      {scoreMap, rowMap, scoreMap}, parallel5,
-      [&](OpBuilder &nb, Location l, ValueRange args) {
-        LoweringBuilder lb(nb, l);
-        Softmax::Exponential exp{[&](Value x) { return lb.exp(x); }};
-        yieldValue(nb, l,
-                   Softmax::probability(lb, args[0],
-                                        Softmax::shift(lb, args[1]), exp));
-      });
+  Value probs =
+      generic({scores, rowMax},
+              tensor::EmptyOp::create(b, loc, scoreSizes, f32).getResult(),
+              {scoreMap, rowMap, scoreMap}, parallel5,
+              [&](OpBuilder &nb, Location l, ValueRange args) {
+                LoweringBuilder lb(nb, l);
+                Softmax::Exponential exp{[&](Value x) { return lb.exp(x); }};
+                yieldValue(nb, l,
+                           Softmax::probability(
+                               lb, args[0], Softmax::shift(lb, args[1]), exp));
+              });
   Value rowSum = generic(
       {probs}, filled(rowSizes, 0.0f), {scoreMap, rowMap}, rowReduction,
       [&](OpBuilder &nb, Location l, ValueRange args) {
@@ -222,15 +222,16 @@ Value ReferenceBuilder::build() {
       });
 
   // out = acc / sum, rounded once; an empty row (sum 0) gives 0.
-  Value normalized = generic(
-      {acc, rowSum}, init, {scoreMap, rowMap, scoreMap}, parallel5,
-      [&](OpBuilder &nb, Location l, ValueRange args) {
-        LoweringBuilder lb(nb, l);
-        Value result = lb.mulF(args[0], Softmax::normalizer(lb, args[1]));
-        if (elementType != f32)
-          result = arith::TruncFOp::create(nb, l, elementType, result);
-        yieldValue(nb, l, result);
-      });
+  Value normalized =
+      generic({acc, rowSum}, init, {scoreMap, rowMap, scoreMap}, parallel5,
+              [&](OpBuilder &nb, Location l, ValueRange args) {
+                LoweringBuilder lb(nb, l);
+                Value result =
+                    lb.mulF(args[0], Softmax::normalizer(lb, args[1]));
+                if (elementType != f32)
+                  result = arith::TruncFOp::create(nb, l, elementType, result);
+                yieldValue(nb, l, result);
+              });
 
   SmallVector<ReassociationIndices> reassociation = {{0}, {1, 2}, {3}, {4}};
   return tensor::CollapseShapeOp::create(b, loc, op.getInitType(), normalized,

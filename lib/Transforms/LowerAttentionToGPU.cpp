@@ -19,11 +19,11 @@
 #include "SQA/IR/SQAOps.h"
 #include "SQA/Utils/LoweringBuilder.h"
 
+#include "mlir/Dialect/Affine/IR/AffineOps.h"
+#include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
-#include "mlir/Dialect/Affine/IR/AffineOps.h"
-#include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/NVGPU/Utils/MMAUtils.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
@@ -138,8 +138,7 @@ private:
   BlockPosition decodeBlock(int64_t rowsPerBlock) {
     Value blockX = gpu::BlockIdOp::create(b, gpu::Dimension::x);
     Value queryBlocks = ceilDiv(queryLen, rowsPerBlock);
-    Value rowBegin =
-        mul(remU(blockX, queryBlocks), rowsPerBlock);
+    Value rowBegin = mul(remU(blockX, queryBlocks), rowsPerBlock);
     return {divU(blockX, queryBlocks), rowBegin,
             minS(add(rowBegin, index(rowsPerBlock)), queryLen),
             gpu::BlockIdOp::create(b, gpu::Dimension::y)};
@@ -286,8 +285,7 @@ Value KernelBuilder::ldmatrix(Value tile, Value row, Value col,
                                    transpose, /*numTiles=*/4);
 }
 
-std::pair<Value, Value> KernelBuilder::accumulatorCoord(Value lane,
-                                                       int64_t i) {
+std::pair<Value, Value> KernelBuilder::accumulatorCoord(Value lane, int64_t i) {
   nvgpu::WarpMatrixInfo info{VectorType::get({16, 8}, f32Type),
                              nvgpu::MatMulOperandRole::C};
   FailureOr<AffineMap> map =
@@ -349,8 +347,8 @@ Frag KernelBuilder::mma(ArrayRef<Value> a, ArrayRef<Value> bFrag,
     aRegs.push_back(asI32(v));
   for (Value v : bFrag)
     bRegs.push_back(asI32(v));
-  auto resultType = LLVM::LLVMStructType::getLiteral(b.getContext(),
-                                                     SmallVector<Type>(4, f32Type));
+  auto resultType = LLVM::LLVMStructType::getLiteral(
+      b.getContext(), SmallVector<Type>(4, f32Type));
   Value d = NVVM::MmaOp::create(
       b, resultType, aRegs, bRegs, ValueRange(c), ArrayRef<int64_t>{16, 8, 16},
       std::nullopt, std::nullopt,
@@ -399,8 +397,8 @@ void KernelBuilder::buildTensorCoreKernel() {
                       keyStride);
   };
   auto valueTile = [&](Value stage) {
-    return sharedView(smem, add(index(valueBase), mul(stage, valueStage)), block,
-                      valueStride);
+    return sharedView(smem, add(index(valueBase), mul(stage, valueStage)),
+                      block, valueStride);
   };
 
   // Stacked row r of the block: output head outHead0 + r / rowsPerHead at
@@ -441,10 +439,10 @@ void KernelBuilder::buildTensorCoreKernel() {
   auto loadQueryFrags = [&](int64_t rowTile) {
     QueryFrags frags;
     for (int64_t kk = 0; kk < headDim / 16; ++kk) {
-      Value tile = ldmatrix(queryTile,
-                            add(warpRow0, add(index(16 * rowTile), remU(lane, 16))),
-                            add(index(kk * 16), mul(divU(lane, 16), 8)),
-                            /*transpose=*/false);
+      Value tile = ldmatrix(
+          queryTile, add(warpRow0, add(index(16 * rowTile), remU(lane, 16))),
+          add(index(kk * 16), mul(divU(lane, 16), 8)),
+          /*transpose=*/false);
       frags.push_back({fragRow(tile, 0), fragRow(tile, 1), fragRow(tile, 2),
                        fragRow(tile, 3)});
     }
@@ -484,8 +482,7 @@ void KernelBuilder::buildTensorCoreKernel() {
             for (int64_t i = 0; i < 4; ++i)
               acc[mt][t][i] = tileArgs[t * 4 + i];
           rowMax[mt] = {tileArgs[outTiles * 4], tileArgs[outTiles * 4 + 1]};
-          rowSum[mt] = {tileArgs[outTiles * 4 + 2],
-                        tileArgs[outTiles * 4 + 3]};
+          rowSum[mt] = {tileArgs[outTiles * 4 + 2], tileArgs[outTiles * 4 + 3]};
         }
 
         Value stage = remU(sub(keyBlock, firstBlock), 2);
@@ -516,12 +513,12 @@ void KernelBuilder::buildTensorCoreKernel() {
                 add(index(kk * 16), mul(remU(divU(lane, 8), 2), 8)),
                 /*transpose=*/false);
             for (int64_t mt = 0; mt < rowTiles; ++mt) {
-              scores[mt][2 * p] =
-                  mma(queryFrags[mt][kk], {fragRow(frags, 0), fragRow(frags, 1)},
-                      scores[mt][2 * p]);
-              scores[mt][2 * p + 1] =
-                  mma(queryFrags[mt][kk], {fragRow(frags, 2), fragRow(frags, 3)},
-                      scores[mt][2 * p + 1]);
+              scores[mt][2 * p] = mma(queryFrags[mt][kk],
+                                      {fragRow(frags, 0), fragRow(frags, 1)},
+                                      scores[mt][2 * p]);
+              scores[mt][2 * p + 1] = mma(
+                  queryFrags[mt][kk], {fragRow(frags, 2), fragRow(frags, 3)},
+                  scores[mt][2 * p + 1]);
             }
           }
         Value scaleValue = f32(scaleLog2);
@@ -547,9 +544,9 @@ void KernelBuilder::buildTensorCoreKernel() {
                   for (int64_t i = 0; i < 4; ++i) {
                     Value key =
                         add(add(keyStart, index(t * 8)), accCoord[i].second);
-                    out.push_back(
-                        select(visible(rowPos[mt][i / 2], key),
-                               flat[(mt * scoreTiles + t) * 4 + i], minusInf));
+                    out.push_back(select(visible(rowPos[mt][i / 2], key),
+                                         flat[(mt * scoreTiles + t) * 4 + i],
+                                         minusInf));
                   }
               return out;
             },
@@ -605,12 +602,12 @@ void KernelBuilder::buildTensorCoreKernel() {
                     add(mul(remU(divU(lane, 8), 2), 8), remU(lane, 8))),
                 add(index(q * 16), mul(divU(lane, 16), 8)), /*transpose=*/true);
             for (int64_t mt = 0; mt < rowTiles; ++mt) {
-              acc[mt][2 * q] = mma(probs[mt],
-                                   {fragRow(frags, 0), fragRow(frags, 1)},
-                                   acc[mt][2 * q]);
-              acc[mt][2 * q + 1] = mma(probs[mt],
-                                       {fragRow(frags, 2), fragRow(frags, 3)},
-                                       acc[mt][2 * q + 1]);
+              acc[mt][2 * q] =
+                  mma(probs[mt], {fragRow(frags, 0), fragRow(frags, 1)},
+                      acc[mt][2 * q]);
+              acc[mt][2 * q + 1] =
+                  mma(probs[mt], {fragRow(frags, 2), fragRow(frags, 3)},
+                      acc[mt][2 * q + 1]);
             }
           }
         }
@@ -676,13 +673,14 @@ void KernelBuilder::buildSIMTKernel() {
     return MemRefType::get({block, cols}, f32Type, MemRefLayoutAttrInterface(),
                            workgroupSpace());
   };
-  Value keys =
-      memref::ViewOp::create(b, tileType(headDim), smem, index(0), ValueRange{});
-  Value values = memref::ViewOp::create(b, tileType(valueDim), smem,
-                                        index(block * headDim * 4), ValueRange{});
+  Value keys = memref::ViewOp::create(b, tileType(headDim), smem, index(0),
+                                      ValueRange{});
+  Value values = memref::ViewOp::create(
+      b, tileType(valueDim), smem, index(block * headDim * 4), ValueRange{});
 
   // The row's query (scaled into the exp2 domain) and accumulator.
-  Value query = memref::AllocaOp::create(b, MemRefType::get({headDim}, f32Type));
+  Value query =
+      memref::AllocaOp::create(b, MemRefType::get({headDim}, f32Type));
   Value acc = memref::AllocaOp::create(b, MemRefType::get({valueDim}, f32Type));
   Value scale = f32(spec.scale * log2e);
   forLoop(index(0), index(headDim), index(1), [&](Value d) {
@@ -882,10 +880,10 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
       (parentFunc ? parentFunc.getName() : StringRef("sqa")).str() +
       "_attention";
   SmallVector<Type> argTypes;
-  argTypes.append(gpu_abi::kNumBuffers,
-                  MemRefType::get({ShapedType::kDynamic}, spec.elementType,
-                                  StridedLayoutAttr::get(
-                                      ctx, ShapedType::kDynamic, {1})));
+  argTypes.append(
+      gpu_abi::kNumBuffers,
+      MemRefType::get({ShapedType::kDynamic}, spec.elementType,
+                      StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {1})));
   argTypes.append(gpu_abi::kNumScalars, IndexType::get(ctx));
   OpBuilder moduleBuilder = OpBuilder::atBlockEnd(kernels.getBody());
   auto func = gpu::GPUFuncOp::create(moduleBuilder, op.getLoc(), name,
@@ -898,9 +896,9 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
   // Two blocks per SM is what the shared memory allows at D = 128; saying so
   // keeps ptxas from trading registers (and spilling) for more blocks.
   func->setAttr("nvvm.minctasm", attrs.getI32IntegerAttr(2));
-  auto launch = GPULaunchAttr::get(ctx, kThreads, spec.rowsPerHead(),
-                                   spec.headsPerBlock, spec.heads.outputHeads(),
-                                   spec.sharedMemoryBytes());
+  auto launch =
+      GPULaunchAttr::get(ctx, kThreads, spec.rowsPerHead(), spec.headsPerBlock,
+                         spec.heads.outputHeads(), spec.sharedMemoryBytes());
   func->setAttr(gpu_abi::kLaunchAttrName, launch);
   {
     ImplicitLocOpBuilder kb(op.getLoc(), ctx);
@@ -928,9 +926,9 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
   Value queryLen = memref::DimOp::create(b, op.getQuery(), 2);
   args[kNumBuffers + kQueryLen] = queryLen;
   args[kNumBuffers + kKeyLen] = memref::DimOp::create(b, op.getKey(), 2);
-  args[kNumBuffers + kDiagonal] =
-      spec.mask ? op.buildDiagonalOffset(b, op.getLoc())
-                : arith::ConstantIndexOp::create(b, 0);
+  args[kNumBuffers + kDiagonal] = spec.mask
+                                      ? op.buildDiagonalOffset(b, op.getLoc())
+                                      : arith::ConstantIndexOp::create(b, 0);
 
   Value rows = arith::ConstantIndexOp::create(b, launch.getRowsPerBlock());
   Value gridX = arith::MulIOp::create(
@@ -939,8 +937,8 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
   Value one = arith::ConstantIndexOp::create(b, 1);
   Value zero = arith::ConstantIndexOp::create(b, 0);
   Value threads = arith::ConstantIndexOp::create(b, launch.getThreads());
-  Value smemBytes = arith::ConstantIntOp::create(
-      b, b.getI32Type(), launch.getSharedMemoryBytes());
+  Value smemBytes = arith::ConstantIntOp::create(b, b.getI32Type(),
+                                                 launch.getSharedMemoryBytes());
   // An empty grid is not a valid launch.
   auto nonEmpty = scf::IfOp::create(
       b, arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, gridX, zero),

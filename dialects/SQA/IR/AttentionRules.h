@@ -60,8 +60,8 @@ struct MaskBounds {
 
 /// Whether `key` is visible from a query whose diagonal is `diagonal`.
 template <typename D>
-typename D::Bool isKeyVisible(D &d, MaskBounds mask,
-                              typename D::Int diagonal, typename D::Int key) {
+typename D::Bool isKeyVisible(D &d, MaskBounds mask, typename D::Int diagonal,
+                              typename D::Int key) {
   typename D::Bool visible = d.trueValue();
   if (mask.right >= 0)
     visible = d.andI(visible, d.sle(key, d.add(diagonal, d.index(mask.right))));
@@ -95,15 +95,13 @@ typename D::Bool blockNeedsMask(D &d, MaskBounds mask, typename D::Int keyStart,
                                 int64_t blockSize, typename D::Int keyLen,
                                 typename D::Int firstDiagonal,
                                 typename D::Int lastDiagonal) {
-  typename D::Bool partial =
-      d.sgt(d.add(keyStart, d.index(blockSize)), keyLen);
+  typename D::Bool partial = d.sgt(d.add(keyStart, d.index(blockSize)), keyLen);
   if (mask.right >= 0)
-    partial = d.orI(partial,
-                    d.sgt(d.add(keyStart, d.index(blockSize - 1)),
-                          d.add(firstDiagonal, d.index(mask.right))));
+    partial = d.orI(partial, d.sgt(d.add(keyStart, d.index(blockSize - 1)),
+                                   d.add(firstDiagonal, d.index(mask.right))));
   if (mask.left >= 0)
-    partial = d.orI(partial, d.slt(keyStart, d.sub(lastDiagonal,
-                                                   d.index(mask.left))));
+    partial = d.orI(partial,
+                    d.slt(keyStart, d.sub(lastDiagonal, d.index(mask.left))));
   return partial;
 }
 
@@ -151,8 +149,7 @@ struct HeadMapping {
 /// The online softmax of one row (FlashAttention): a running maximum m, a
 /// running sum l of exp(s - m) and an accumulator O rescaled whenever m
 /// grows. Scores of hidden keys are -inf.
-template <typename D>
-struct OnlineSoftmax {
+template <typename D> struct OnlineSoftmax {
   using Float = typename D::Float;
   /// The kernel's exponential: natural, or base 2 on scores pre-scaled by
   /// log2(e). Where it is not known to give 0 at -inf (polynomial
@@ -187,15 +184,15 @@ struct OnlineSoftmax {
   /// What the accumulator is multiplied by at the end: 1 / l, or 0 for a row
   /// that saw no key (its output is 0, never NaN).
   static Float normalizer(D &d, Float sum) {
-    return d.selectF(d.isPositive(sum),
-                     d.divF(d.floatLike(sum, 1.0), sum),
+    return d.selectF(d.isPositive(sum), d.divF(d.floatLike(sum, 1.0), sum),
                      d.floatLike(sum, 0.0));
   }
   /// The row's logsumexp in the natural-log domain, given m and l of the
   /// natural-exp recurrence: m + log(l), or -inf for a row that saw no key.
   static Float logSumExp(D &d, Float rowMax, Float sum) {
-    return d.selectF(d.isPositive(sum), d.addF(rowMax, d.log(sum)),
-                     d.floatLike(sum, -std::numeric_limits<double>::infinity()));
+    return d.selectF(
+        d.isPositive(sum), d.addF(rowMax, d.log(sum)),
+        d.floatLike(sum, -std::numeric_limits<double>::infinity()));
   }
 };
 
@@ -238,7 +235,9 @@ struct ScalarDomain {
   Float divF(Float x, Float y) { return x / y; }
   Float maxF(Float x, Float y) { return std::max(x, y); }
   Float log(Float x) { return std::log(x); }
-  Bool isNegInf(Float x) { return x == -std::numeric_limits<double>::infinity(); }
+  Bool isNegInf(Float x) {
+    return x == -std::numeric_limits<double>::infinity();
+  }
   Bool isPositive(Float x) { return x > 0; }
   Float selectF(Bool c, Float x, Float y) { return c ? x : y; }
 };

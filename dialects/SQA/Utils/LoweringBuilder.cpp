@@ -42,9 +42,7 @@ Value LoweringBuilder::divU(Value x, int64_t y) {
 Value LoweringBuilder::divU(Value x, Value y) {
   return builder.createOrFold<arith::DivUIOp>(loc, x, y);
 }
-Value LoweringBuilder::remU(Value x, int64_t y) {
-  return remU(x, index(y));
-}
+Value LoweringBuilder::remU(Value x, int64_t y) { return remU(x, index(y)); }
 Value LoweringBuilder::remU(Value x, Value y) {
   return builder.createOrFold<arith::RemUIOp>(loc, x, y);
 }
@@ -71,7 +69,8 @@ Value LoweringBuilder::select(Value condition, Value x, Value y) {
 }
 
 Value LoweringBuilder::f32(float value) {
-  return arith::ConstantOp::create(builder, loc, builder.getF32FloatAttr(value));
+  return arith::ConstantOp::create(builder, loc,
+                                   builder.getF32FloatAttr(value));
 }
 Value LoweringBuilder::floatLike(Value like, double value) {
   Type type = like.getType();
@@ -163,8 +162,7 @@ void LoweringBuilder::ifThen(Value condition, function_ref<void()> thenBody) {
   builder.setInsertionPointToStart(ifOp.thenBlock());
   thenBody();
 }
-void LoweringBuilder::ifThenElse(Value condition,
-                                 function_ref<void()> thenBody,
+void LoweringBuilder::ifThenElse(Value condition, function_ref<void()> thenBody,
                                  function_ref<void()> elseBody) {
   auto ifOp = scf::IfOp::create(builder, loc, condition,
                                 /*withElseRegion=*/true);
