@@ -275,10 +275,10 @@ void FlashBuilder::onlineSoftmax() {
             next.push_back(maxNoNaN(m[j], loadVector(scoresT, {add(n, j), r})));
           return next;
         });
-    Value blockMax =
-        maxF(maxF(partial[0], partial[1]), maxF(partial[2], partial[3]));
+    Value blockMax = maxNoNaN(maxNoNaN(partial[0], partial[1]),
+                              maxNoNaN(partial[2], partial[3]));
     Value oldMax = loadVector(rowMax, {r});
-    Value newMax = maxF(oldMax, blockMax);
+    Value newMax = maxNoNaN(oldMax, blockMax);
     Value alpha = Softmax::rescale(*this, oldMax, newMax, exp);
     Value shift = Softmax::shift(*this, newMax);
     // Two partial sums: the exp polynomial's constants need the registers.
