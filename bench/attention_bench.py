@@ -54,7 +54,8 @@ sys.path.insert(0, os.path.join(REPO, "python"))
 import numpy as np  # noqa: E402
 
 from sqa_mlir import aot, reference  # noqa: E402
-from sqa_mlir.check import TOLERANCES, parse_shapes  # noqa: E402
+from sqa_mlir.reference import TOLERANCES  # noqa: E402
+from sqa_mlir.cli import parse_shapes  # noqa: E402
 
 # The targets (f32 and bf16, B = 1).
 DEFAULT_CASES = (

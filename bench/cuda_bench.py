@@ -28,7 +28,7 @@ samples. FLOPs: FlashAttention-2's count, 4 * B * Hq * S * T * D, halved for
 causal. Where Hq != Hkv, PyTorch is also timed with K/V expanded to Hq heads
 beforehand (``repeat_interleave`` outside the timed region), in case
 enable_gqa sends it to a slower kernel. Each case's output is compared with
-PyTorch's (|ours - torch| <= 2 * (atol + rtol * max|torch|), check.py's
+PyTorch's (|ours - torch| <= 2 * (atol + rtol * max|torch|), reference.TOLERANCES'
 tolerances for the dtype).
 
 Results: bench/results/cuda-<date>.md (headline, then every case) and .json.
@@ -61,7 +61,7 @@ REPO = os.path.dirname(BENCH_DIR)
 sys.path.insert(0, os.path.join(REPO, "python"))
 
 from sqa_mlir import aot, reference  # noqa: E402
-from sqa_mlir.check import TOLERANCES  # noqa: E402
+from sqa_mlir.reference import TOLERANCES  # noqa: E402
 
 TOKENS = 16384
 MODEL_WIDTH = 2048                       # H * D

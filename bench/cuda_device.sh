@@ -13,8 +13,9 @@
 #    bench/results/cuda-<date>.md and .json.
 # 3. Print a summary. Exit status 0 only if nothing failed.
 #
-# The GPU machine needs only DIR, python/ and bench/ (plus Python 3 with numpy
-# and, for the benchmark, PyTorch with CUDA); no LLVM, no build. So: run it
+# The GPU machine needs only DIR, python/, test/lib/python/ and bench/ (plus
+# Python 3 with numpy and, for the benchmark, PyTorch with CUDA); no LLVM, no
+# build. So: run it
 # here to prepare, carry DIR (default build/cuda-libs) to the GPU machine, run
 # it there. When $OUT is set (the device tool's output folder), the check log
 # and the benchmark results are copied into it.
@@ -68,7 +69,7 @@ if [ "$do_prepare" = 1 ] && [ -x "$SQA_AOT" ]; then
     if [ "$do_check" = 1 ]; then
       echo "== preparing check libraries into $LIBS/check"
       if ls test/Integration/CUDA/*.test >/dev/null 2>&1 && \
-         "$PY" python/sqa_mlir/check_cuda.py --sqa-aot "$SQA_AOT" --prepare "$LIBS/check" \
+         "$PY" test/lib/python/check_cuda.py --sqa-aot "$SQA_AOT" --prepare "$LIBS/check" \
            --from-lit test/Integration/CUDA/*.test; then
         note "prepare: check libraries built into $LIBS/check"
       else
@@ -104,7 +105,7 @@ else
     mkdir -p "$LIBS"
     echo "== checks ($LIBS/check), log $log"
     if [ -f "$LIBS/check/manifest.json" ]; then
-      "$PY" python/sqa_mlir/check_cuda.py --lib-dir "$LIBS/check" --all 2>&1 | tee "$log"
+      "$PY" test/lib/python/check_cuda.py --lib-dir "$LIBS/check" --all 2>&1 | tee "$log"
       rc=${PIPESTATUS[0]}
       line=$(grep '^all: ' "$log" | tail -1)
       if [ "$rc" = 0 ]; then

@@ -34,6 +34,7 @@ clang = shutil.which("clang", path=config.llvm_tools_dir) or shutil.which(
 
 tools = [
     "sqa-opt",
+    "sqa-test-opt",
     "sqa-aot",
     ToolSubst("llvm-nm", unresolved="ignore"),
     ToolSubst("mlir-runner", unresolved="ignore"),
@@ -52,47 +53,40 @@ config.substitutions.append(
     ("%mlir_c_runner_utils",
      os.path.join(config.llvm_lib_dir, "libmlir_c_runner_utils" + config.llvm_shlib_ext)))
 
+# The test checkers (test/lib/python) and C test doubles (test/lib/cuda).
+test_python = os.path.join(config.sqa_src_root, "test", "lib", "python")
+sqa_aot = os.path.join(config.sqa_tools_dir, "sqa-aot")
+
+
+def checker(script, *args):
+    return " ".join([python, os.path.join(test_python, script), *args])
+
+
 # Longer names first: lit substitutes in order (%sqa-check-gpu-emulated,
 # -cuda, -aot and -layer before %sqa-check).
 config.substitutions.append(
     ("%sqa-check-gpu-emulated",
-     "%s %s --sqa-aot %s --sqa-opt %s --mlir-translate %s --clang %s" % (
-         python,
-         os.path.join(config.sqa_src_root, "python", "sqa_mlir", "check_gpu_emulated.py"),
-         os.path.join(config.sqa_tools_dir, "sqa-aot"),
-         os.path.join(config.sqa_tools_dir, "sqa-opt"),
-         os.path.join(config.llvm_tools_dir, "mlir-translate"),
-         clang or "clang")))
+     checker("check_gpu_emulated.py", "--sqa-aot", sqa_aot,
+             "--sqa-test-opt", os.path.join(config.sqa_tools_dir, "sqa-test-opt"),
+             "--mlir-translate", os.path.join(config.llvm_tools_dir, "mlir-translate"),
+             "--clang", clang or "clang")))
 config.substitutions.append(
-    ("%sqa-check-cuda",
-     "%s %s --sqa-aot %s" % (
-         python,
-         os.path.join(config.sqa_src_root, "python", "sqa_mlir", "check_cuda.py"),
-         os.path.join(config.sqa_tools_dir, "sqa-aot"))))
+    ("%sqa-check-cuda", checker("check_cuda.py", "--sqa-aot", sqa_aot)))
 config.substitutions.append(
-    ("%sqa-check-layer",
-     "%s %s --sqa-aot %s" % (
-         python,
-         os.path.join(config.sqa_src_root, "python", "sqa_mlir", "check_layer.py"),
-         os.path.join(config.sqa_tools_dir, "sqa-aot"))))
+    ("%sqa-check-layer", checker("check_layer.py", "--sqa-aot", sqa_aot)))
 config.substitutions.append(
-    ("%sqa-check-aot",
-     "%s %s --sqa-aot %s" % (
-         python,
-         os.path.join(config.sqa_src_root, "python", "sqa_mlir", "check_aot.py"),
-         os.path.join(config.sqa_tools_dir, "sqa-aot"))))
-config.substitutions.append(
-    ("%sqa-check",
-     "%s %s --sqa-opt %s --mlir-translate %s --clang %s" % (
-         python,
-         os.path.join(config.sqa_src_root, "python", "sqa_mlir", "check.py"),
-         os.path.join(config.sqa_tools_dir, "sqa-opt"),
-         os.path.join(config.llvm_tools_dir, "mlir-translate"),
-         clang or "clang")))
+    ("%sqa-check-aot", checker("check_aot.py", "--sqa-aot", sqa_aot)))
+config.substitutions.append(("%sqa-check", checker("check.py", "--sqa-aot", sqa_aot)))
 
 config.substitutions.append(("%host-cc", clang or "clang"))
 config.substitutions.append(
-    ("%sqa-python-dir", os.path.join(config.sqa_src_root, "python", "sqa_mlir")))
+    ("%sqa-test-cuda-dir", os.path.join(config.sqa_src_root, "test", "lib", "cuda")))
+config.substitutions.append(
+    ("%sqa-examples-dir", os.path.join(config.sqa_src_root, "python", "examples")))
+config.substitutions.append(
+    ("%sqa-python-root", os.path.join(config.sqa_src_root, "python")))
+config.substitutions.append(
+    ("%sqa-include-dir", os.path.join(config.sqa_src_root, "include")))
 config.substitutions.append(("%numpy_python", python))
 
 
@@ -105,6 +99,18 @@ except (OSError, subprocess.CalledProcessError):
     pass
 if clang:
     config.available_features.add("host-cc")
+# `pip install ./python` offline (--no-build-isolation) needs a setuptools
+# that builds wheels: >= 70.1 alone, or an older one with `wheel`.
+try:
+    subprocess.check_call(
+        [python, "-c", "import setuptools, sys\n"
+         "v = tuple(int(x) for x in setuptools.__version__.split('.')[:2])\n"
+         "if v < (70, 1): import wheel\n"
+         "sys.exit(0 if v >= (61, 0) else 1)"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config.available_features.add("pip-build")
+except (OSError, subprocess.CalledProcessError):
+    pass
 
 
 # CUDA. `ptxas`: the PTX assembler that `sqa-aot --target cuda` needs to make

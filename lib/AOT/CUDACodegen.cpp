@@ -20,6 +20,7 @@
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/PassManager.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/Path.h"
@@ -31,11 +32,10 @@ using namespace mlir::sqa;
 using namespace mlir::sqa::aot;
 
 namespace {
-/// Launch geometry of a generated kernel (see sqa-lower-attention-to-gpu).
+/// The generated kernel and its #sqa.gpu_launch geometry.
 struct KernelLaunch {
   std::string name;
-  int64_t rowsPerBlock = 0, headsPerBlock = 0, sharedMemoryBytes = 0;
-  int64_t threads = 0;
+  GPULaunchAttr geometry;
 };
 } // namespace
 
@@ -46,13 +46,10 @@ static std::optional<KernelLaunch> findKernel(ModuleOp module) {
   std::optional<KernelLaunch> launch;
   for (auto func : kernels.getOps<gpu::GPUFuncOp>()) {
     auto geometry =
-        func->getAttrOfType<sqa::GPULaunchAttr>(sqa::gpu_abi::kLaunchAttrName);
+        func->getAttrOfType<GPULaunchAttr>(gpu_abi::kLaunchAttrName);
     if (launch || !geometry) // One attention op per configuration module.
       return std::nullopt;
-    launch = KernelLaunch{func.getName().str(), geometry.getRowsPerBlock(),
-                          geometry.getHeadsPerBlock(),
-                          geometry.getSharedMemoryBytes(),
-                          geometry.getThreads()};
+    launch = KernelLaunch{func.getName().str(), geometry};
   }
   return launch;
 }
@@ -65,307 +62,142 @@ static std::optional<std::string> binaryObject(ModuleOp module) {
   return object.getObject().getValue().str();
 }
 
-/// Element strides (batch, head, position) of an operand in C source.
-static std::string strideExprs(const AttentionConfig &config, int64_t heads,
-                               StringRef len, int64_t dim) {
-  if (config.layout == Layout::BHSD)
-    return llvm::formatv("{0} * {1} * {2}, {1} * {2}, {2}", heads, len, dim)
-        .str();
-  return llvm::formatv("{1} * {0} * {2}, {2}, {0} * {2}", heads, len, dim)
-      .str();
+namespace {
+/// The C names of GPUKernelABI.def's lists, in parameter order.
+struct KernelABINames {
+  SmallVector<StringRef> buffers, memrefWords, memrefWordTypes, scalars;
+  KernelABINames() {
+#define SQA_GPU_BUFFER(Name, cName) buffers.push_back(#cName);
+#define SQA_GPU_MEMREF_WORD(name, cType)                                       \
+  memrefWords.push_back(#name);                                                \
+  memrefWordTypes.push_back(#cType);
+#define SQA_GPU_SCALAR(Name, cName) scalars.push_back(#cName);
+#include "sqa/Transforms/GPUKernelABI.def"
+  }
+};
+} // namespace
+
+/// A C expression for every name in `names`, or a fatal error naming the
+/// first the launcher does not know (GPUKernelABI.def grew a parameter).
+static SmallVector<std::string>
+lookupAll(ArrayRef<StringRef> names,
+          const std::map<std::string, std::string, std::less<>> &known,
+          StringRef what) {
+  SmallVector<std::string> values;
+  for (StringRef name : names) {
+    auto it = known.find(name);
+    if (it == known.end())
+      llvm::report_fatal_error("sqa-aot: the CUDA launcher has no value for " +
+                               what + " '" + name + "' of GPUKernelABI.def");
+    values.push_back(it->second);
+  }
+  return values;
+}
+
+/// The C code of the kernel's parameter block, generated from
+/// GPUKernelABI.def: the flat_memref fields, each buffer's element count and
+/// descriptor, the scalars and the array of parameter pointers.
+static void fillParameterBlock(const AttentionConfig &config,
+                               TemplateValues &values) {
+  static const KernelABINames abi;
+  // (heads, length, head dim) of each buffer.
+  struct Extent {
+    int64_t heads;
+    StringRef len;
+    int64_t dim;
+  };
+  std::map<std::string, Extent, std::less<>> extents = {
+      {"q", {config.heads.query, "q_len", config.headDim}},
+      {"k", {config.heads.kv, "kv_len", config.headDim}},
+      {"v", {config.heads.kv, "kv_len", config.valueHeadDim}},
+      {"out", {config.outputHeads(), "q_len", config.valueHeadDim}}};
+  std::map<std::string, std::string, std::less<>> scalarValues = {
+      {"q_len", "q_len"},
+      {"kv_len", "kv_len"},
+      {"diagonal", config.alignment == MaskAlignment::BottomRight
+                       ? "kv_len - q_len"
+                       : "0"}};
+
+  std::string fields, counts, descriptors, pointers;
+  for (auto [word, type] : llvm::zip(abi.memrefWords, abi.memrefWordTypes))
+    fields +=
+        ("  " + type + (type.ends_with("*") ? "" : " ") + word + ";\n").str();
+  for (StringRef buffer : abi.buffers) {
+    auto extent = extents.find(buffer);
+    if (extent == extents.end())
+      llvm::report_fatal_error("sqa-aot: the CUDA launcher has no extent for "
+                               "buffer '" +
+                               buffer + "' of GPUKernelABI.def");
+    auto [heads, len, dim] = extent->second;
+    std::string b = buffer.str();
+    counts += llvm::formatv("  n_{0} = elements(batch, {1}, {2}, {3});\n", b,
+                            heads, len, dim)
+                  .str();
+    std::map<std::string, std::string, std::less<>> wordValues = {
+        {"allocated", "(void *)" + b},
+        {"aligned", "(void *)" + b},
+        {"offset", "0"},
+        {"size", "n_" + b},
+        {"stride", "1"}};
+    descriptors +=
+        "    flat_memref m_" + b + " = {" +
+        llvm::join(lookupAll(abi.memrefWords, wordValues, "memref word"),
+                   ", ") +
+        "};\n";
+    for (StringRef word : abi.memrefWords)
+      pointers += ("      &m_" + b + "." + word + ",\n").str();
+    // Element strides of (batch, head, position); the head dim is
+    // contiguous.
+    bool bhsd = config.layout == Layout::BHSD;
+    scalarValues[b + "_stride_batch"] =
+        llvm::formatv("{0} * {1} * {2}", len, heads, dim).str();
+    scalarValues[b + "_stride_head"] =
+        bhsd ? llvm::formatv("{0} * {1}", len, dim).str() : std::to_string(dim);
+    scalarValues[b + "_stride_pos"] =
+        bhsd ? std::to_string(dim)
+             : llvm::formatv("{0} * {1}", heads, dim).str();
+  }
+  std::string scalars;
+  SmallVector<std::string> scalarExprs =
+      lookupAll(abi.scalars, scalarValues, "scalar");
+  for (auto [i, name] : llvm::enumerate(abi.scalars)) {
+    scalars += "        " + scalarExprs[i] + ", /* " + name.str() + " */\n";
+    pointers += "      &scalars[" + std::to_string(i) + "],\n";
+  }
+  values["memref_words"] = fields;
+  values["element_counts"] = counts;
+  values["buffer_descriptors"] = descriptors;
+  values["scalar_values"] = scalars;
+  values["parameter_pointers"] = pointers;
 }
 
 static std::string generateLauncher(const AttentionConfig &config,
                                     const KernelLaunch &launch,
                                     StringRef cubin) {
-  StringRef name = config.name;
-  int64_t alignment = config.elementKind == ElementKind::F32 ? 4 : 16;
-  std::string text;
-  llvm::raw_string_ostream os(text);
-  os << "/* Generated by sqa-aot: CUDA launcher with the embedded kernel. */\n"
-     << "#include \"" << name << ".h\"\n"
-     << "#include <dlfcn.h>\n#include <pthread.h>\n#include <stdio.h>\n"
-     << "#include <string.h>\n\n";
-
-  // The cubin as bytes.
-  os << "static const unsigned char kernel_image[" << cubin.size() + 1
-     << "] __attribute__((aligned(16))) = {";
+  TemplateValues values = {{"name", config.name},
+                           {"chip", config.chip},
+                           {"kernel_name", launch.name}};
+  GPULaunchAttr geometry = launch.geometry;
+  values["shared_memory_bytes"] =
+      std::to_string(geometry.getSharedMemoryBytes());
+  values["rows_per_block"] = std::to_string(geometry.getRowsPerBlock());
+  values["head_blocks"] =
+      std::to_string(geometry.getOutputHeads() / geometry.getHeadsPerBlock());
+  values["threads"] = std::to_string(geometry.getThreads());
+  values["pointer_alignment"] =
+      config.elementKind == ElementKind::F32 ? "4" : "16";
+  // The cubin as bytes, NUL-terminated (PTX is loaded as a C string).
+  std::string bytes;
+  llvm::raw_string_ostream os(bytes);
   for (size_t i = 0; i < cubin.size(); ++i)
     os << (i % 16 ? "" : "\n ")
        << static_cast<unsigned>(static_cast<unsigned char>(cubin[i])) << ",";
-  os << "0};\n\n";
-  os << "#define SHARED_MEMORY_BYTES " << launch.sharedMemoryBytes << "\n"
-     << "#define ROWS_PER_BLOCK " << launch.rowsPerBlock << "\n"
-     << "#define HEAD_BLOCKS " << config.outputHeads() / launch.headsPerBlock
-     << "\n"
-     << "#define THREADS " << launch.threads << "\n\n";
-
-  os << R"C(/* The CUDA driver API subset, declared here so that no CUDA header or
- * library is needed to build this file. */
-typedef int CUresult;
-typedef int CUdevice;
-typedef struct CUctx_st *CUcontext;
-typedef struct CUmod_st *CUmodule;
-typedef struct CUfunc_st *CUfunction;
-typedef struct CUstream_st *CUstream;
-enum {
-  CU_SUCCESS = 0,
-  CU_ERROR_NO_BINARY_FOR_GPU = 209,
-  CU_ERROR_INVALID_PTX = 218,
-  CU_ERROR_UNSUPPORTED_PTX_VERSION = 222,
-  CU_FUNC_MAX_DYNAMIC_SHARED_BYTES = 8,
-  CU_DEVICE_CC_MAJOR = 75,
-  CU_DEVICE_CC_MINOR = 76
-};
-
-static struct {
-  CUresult (*Init)(unsigned);
-  CUresult (*DeviceGetCount)(int *);
-  CUresult (*DeviceGet)(CUdevice *, int);
-  CUresult (*DeviceGetAttribute)(int *, int, CUdevice);
-  CUresult (*DevicePrimaryCtxRetain)(CUcontext *, CUdevice);
-  CUresult (*CtxGetCurrent)(CUcontext *);
-  CUresult (*CtxSetCurrent)(CUcontext);
-  CUresult (*CtxGetDevice)(CUdevice *);
-  CUresult (*ModuleLoadData)(CUmodule *, const void *);
-  CUresult (*ModuleGetFunction)(CUfunction *, CUmodule, const char *);
-  CUresult (*FuncSetAttribute)(CUfunction, int, int);
-  CUresult (*LaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned,
-                           unsigned, unsigned, unsigned, CUstream, void **,
-                           void **);
-  CUresult (*GetErrorName)(CUresult, const char **);
-} cu;
-
-static pthread_once_t driver_once = PTHREAD_ONCE_INIT;
-static int driver_status;
-static char driver_detail[256];
-static pthread_mutex_t kernels_lock = PTHREAD_MUTEX_INITIALIZER;
-/* The kernel, loaded once per CUDA context. */
-static struct {
-  CUcontext context;
-  CUfunction function;
-} kernels[64];
-static int num_kernels;
-static __thread char last_error[512];
-
-static int failure(int status, const char *what, CUresult result) {
-  const char *name = 0;
-  if (result != CU_SUCCESS && cu.GetErrorName)
-    cu.GetErrorName(result, &name);
-  if (result != CU_SUCCESS)
-    snprintf(last_error, sizeof last_error, "%s: %s (%d)", what,
-             name ? name : "CUDA error", (int)result);
-  else
-    snprintf(last_error, sizeof last_error, "%s", what);
-  return status;
-}
-
-static void load_driver(void) {
-  void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-  if (!lib) {
-    const char *why = dlerror();
-    driver_status = SQA_ERROR_NO_CUDA_DRIVER;
-    snprintf(driver_detail, sizeof driver_detail,
-             "no CUDA driver: cannot load libcuda.so.1 (%s)",
-             why ? why : "not found");
-    return;
-  }
-#define SQA_LOAD(field, symbol)                                               \
-  if (!(*(void **)&cu.field = dlsym(lib, symbol))) {                          \
-    driver_status = SQA_ERROR_NO_CUDA_DRIVER;                                 \
-    snprintf(driver_detail, sizeof driver_detail,                             \
-             "the CUDA driver lacks %s", symbol);                             \
-    return;                                                                   \
-  }
-  SQA_LOAD(Init, "cuInit")
-  SQA_LOAD(DeviceGetCount, "cuDeviceGetCount")
-  SQA_LOAD(DeviceGet, "cuDeviceGet")
-  SQA_LOAD(DeviceGetAttribute, "cuDeviceGetAttribute")
-  SQA_LOAD(DevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain")
-  SQA_LOAD(CtxGetCurrent, "cuCtxGetCurrent")
-  SQA_LOAD(CtxSetCurrent, "cuCtxSetCurrent")
-  SQA_LOAD(CtxGetDevice, "cuCtxGetDevice")
-  SQA_LOAD(ModuleLoadData, "cuModuleLoadData")
-  SQA_LOAD(ModuleGetFunction, "cuModuleGetFunction")
-  SQA_LOAD(FuncSetAttribute, "cuFuncSetAttribute")
-  SQA_LOAD(LaunchKernel, "cuLaunchKernel")
-  SQA_LOAD(GetErrorName, "cuGetErrorName")
-#undef SQA_LOAD
-  CUresult result = cu.Init(0);
-  int count = 0;
-  if (result == CU_SUCCESS)
-    result = cu.DeviceGetCount(&count);
-  if (result != CU_SUCCESS || count == 0) {
-    const char *name = 0;
-    if (result != CU_SUCCESS)
-      cu.GetErrorName(result, &name);
-    driver_status = SQA_ERROR_NO_CUDA_DEVICE;
-    snprintf(driver_detail, sizeof driver_detail, "no CUDA GPU: %s",
-             result != CU_SUCCESS ? (name ? name : "cuInit failed")
-                                  : "the driver sees no device");
-  }
-}
-
-/* The kernel in the current context (made current from device 0's primary
- * context if the thread has none). */
-static int get_kernel(CUfunction *function) {
-  CUcontext context = 0;
-  CUresult result = cu.CtxGetCurrent(&context);
-  if (result != CU_SUCCESS)
-    return failure(SQA_ERROR_CUDA, "cuCtxGetCurrent", result);
-  if (!context) {
-    CUdevice device;
-    if ((result = cu.DeviceGet(&device, 0)) != CU_SUCCESS)
-      return failure(SQA_ERROR_CUDA, "cuDeviceGet", result);
-    if ((result = cu.DevicePrimaryCtxRetain(&context, device)) != CU_SUCCESS)
-      return failure(SQA_ERROR_CUDA, "cuDevicePrimaryCtxRetain", result);
-    if ((result = cu.CtxSetCurrent(context)) != CU_SUCCESS)
-      return failure(SQA_ERROR_CUDA, "cuCtxSetCurrent", result);
-  }
-  int status = SQA_OK;
-  pthread_mutex_lock(&kernels_lock);
-  for (int i = 0; i < num_kernels; ++i)
-    if (kernels[i].context == context) {
-      *function = kernels[i].function;
-      pthread_mutex_unlock(&kernels_lock);
-      return SQA_OK;
-    }
-  CUmodule module;
-  CUdevice device = 0;
-  int major = 0, minor = 0;
-  cu.CtxGetDevice(&device);
-  cu.DeviceGetAttribute(&major, CU_DEVICE_CC_MAJOR, device);
-  cu.DeviceGetAttribute(&minor, CU_DEVICE_CC_MINOR, device);
-  if (num_kernels == (int)(sizeof kernels / sizeof kernels[0])) {
-    status = failure(SQA_ERROR_CUDA, "too many CUDA contexts", CU_SUCCESS);
-  } else if ((result = cu.ModuleLoadData(&module, kernel_image)) !=
-             CU_SUCCESS) {
-    char what[160];
-    snprintf(what, sizeof what,
-             "cuModuleLoadData (the library is built for )C"
-     << config.chip << R"C(; the device is sm_%d%d)", major, minor);
-    int unsupported = result == CU_ERROR_NO_BINARY_FOR_GPU ||
-                      result == CU_ERROR_INVALID_PTX ||
-                      result == CU_ERROR_UNSUPPORTED_PTX_VERSION;
-    status = failure(unsupported ? SQA_ERROR_UNSUPPORTED_DEVICE
-                                 : SQA_ERROR_CUDA,
-                     what, result);
-  } else if ((result = cu.ModuleGetFunction(function, module, ")C"
-     << launch.name << R"C(")) != CU_SUCCESS) {
-    status = failure(SQA_ERROR_CUDA, "cuModuleGetFunction", result);
-  } else if (SHARED_MEMORY_BYTES > 48 * 1024 &&
-             (result = cu.FuncSetAttribute(*function,
-                                           CU_FUNC_MAX_DYNAMIC_SHARED_BYTES,
-                                           SHARED_MEMORY_BYTES)) !=
-                 CU_SUCCESS) {
-    status = failure(SQA_ERROR_UNSUPPORTED_DEVICE,
-                     "the kernel needs more shared memory than the device "
-                     "allows per block",
-                     result);
-  } else {
-    kernels[num_kernels].context = context;
-    kernels[num_kernels].function = *function;
-    ++num_kernels;
-  }
-  pthread_mutex_unlock(&kernels_lock);
-  return status;
-}
-
-static int overlaps(const void *a, int64_t a_bytes, const void *b,
-                    int64_t b_bytes) {
-  uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
-  return x < y + (uintptr_t)b_bytes && y < x + (uintptr_t)a_bytes;
-}
-
-/* Elements of a [d0][d1][d2][d3] tensor; 0 if its byte size overflows. */
-static int64_t elements(int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
-  int64_t n;
-  if (__builtin_mul_overflow(d0, d1, &n) || __builtin_mul_overflow(n, d2, &n) ||
-      __builtin_mul_overflow(n, d3, &n) ||
-      __builtin_mul_overflow(n, (int64_t)sizeof()C"
-     << name << R"C(_element_t), &(int64_t){0}))
-    return 0;
-  return n;
-}
-
-/* A memref<?xT> kernel argument: allocated, aligned, offset, size, stride. */
-typedef struct {
-  void *allocated, *aligned;
-  int64_t offset, size, stride;
-} flat_memref;
-
-)C";
-
-  int64_t hq = config.heads.query, hkv = config.heads.kv,
-          hout = config.outputHeads(), d = config.headDim,
-          dv = config.valueHeadDim;
-  os << "int " << name << "_forward(const " << name << "_element_t *q, const "
-     << name << "_element_t *k,\n    const " << name << "_element_t *v, "
-     << name << "_element_t *out,\n"
-     << "    int64_t batch, int64_t q_len, int64_t kv_len, void *stream) {\n"
-     << "  const int64_t elem = (int64_t)sizeof(" << name << "_element_t);\n"
-     << "  int64_t nq, nk, nv, no, blocks;\n"
-     << "  CUfunction function;\n  CUresult result;\n  int status;\n"
-     << "  last_error[0] = 0;\n"
-     << "  if (!q || !k || !v || !out)\n"
-     << "    return SQA_ERROR_NULL_POINTER;\n"
-     << "  if (batch <= 0 || q_len <= 0 || kv_len <= 0)\n"
-     << "    return SQA_ERROR_INVALID_SIZE;\n"
-     << "  if (((uintptr_t)q | (uintptr_t)k | (uintptr_t)v | (uintptr_t)out) % "
-     << alignment << ")\n    return SQA_ERROR_MISALIGNED;\n"
-     << "  nq = elements(batch, " << hq << ", q_len, " << d << ");\n"
-     << "  nk = elements(batch, " << hkv << ", kv_len, " << d << ");\n"
-     << "  nv = elements(batch, " << hkv << ", kv_len, " << dv << ");\n"
-     << "  no = elements(batch, " << hout << ", q_len, " << dv << ");\n"
-     << "  blocks = (q_len + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK;\n"
-     << "  if (!nq || !nk || !nv || !no ||\n"
-     << "      __builtin_mul_overflow(blocks, batch, &blocks) ||\n"
-     << "      blocks > 0x7fffffff)\n"
-     << "    return SQA_ERROR_SIZE_OVERFLOW;\n"
-     << "  if (overlaps(out, no * elem, q, nq * elem) ||\n"
-     << "      overlaps(out, no * elem, k, nk * elem) ||\n"
-     << "      overlaps(out, no * elem, v, nv * elem))\n"
-     << "    return SQA_ERROR_ALIASING;\n"
-     << "  pthread_once(&driver_once, load_driver);\n"
-     << "  if (driver_status != SQA_OK)\n"
-     << "    return failure(driver_status, driver_detail, CU_SUCCESS);\n"
-     << "  if ((status = get_kernel(&function)) != SQA_OK)\n"
-     << "    return status;\n"
-     << "  {\n"
-     << "    flat_memref mq = {(void *)q, (void *)q, 0, nq, 1};\n"
-     << "    flat_memref mk = {(void *)k, (void *)k, 0, nk, 1};\n"
-     << "    flat_memref mv = {(void *)v, (void *)v, 0, nv, 1};\n"
-     << "    flat_memref mo = {(void *)out, (void *)out, 0, no, 1};\n"
-     << "    /* q_len, kv_len, the diagonal's key offset, then (batch, head,\n"
-     << "     * position) strides of q, k, v and out. */\n"
-     << "    int64_t scalars[15] = {q_len, kv_len, "
-     << (config.alignment == MaskAlignment::BottomRight ? "kv_len - q_len"
-                                                        : "0")
-     << ",\n        " << strideExprs(config, hq, "q_len", d) << ",\n        "
-     << strideExprs(config, hkv, "kv_len", d) << ",\n        "
-     << strideExprs(config, hkv, "kv_len", dv) << ",\n        "
-     << strideExprs(config, hout, "q_len", dv) << "};\n"
-     << "    void *params[35];\n    flat_memref *m[4] = {&mq, &mk, &mv, "
-        "&mo};\n"
-     << "    for (int i = 0; i < 4; ++i) {\n"
-     << "      params[5 * i] = &m[i]->allocated;\n"
-     << "      params[5 * i + 1] = &m[i]->aligned;\n"
-     << "      params[5 * i + 2] = &m[i]->offset;\n"
-     << "      params[5 * i + 3] = &m[i]->size;\n"
-     << "      params[5 * i + 4] = &m[i]->stride;\n    }\n"
-     << "    for (int i = 0; i < 15; ++i)\n"
-     << "      params[20 + i] = &scalars[i];\n"
-     << "    result = cu.LaunchKernel(function, (unsigned)blocks, HEAD_BLOCKS, "
-        "1, THREADS, 1, 1,\n"
-     << "                             SHARED_MEMORY_BYTES, (CUstream)stream, "
-        "params, 0);\n"
-     << "    if (result != CU_SUCCESS)\n"
-     << "      return failure(SQA_ERROR_CUDA, \"cuLaunchKernel\", result);\n"
-     << "  }\n  return SQA_OK;\n}\n\n";
-
-  os << "const char *" << name << "_last_error(void) { return last_error; }\n\n"
-     << generateCommonEntries(config);
-  return text;
+  os << "0";
+  values["image_size"] = std::to_string(cubin.size() + 1);
+  values["image_bytes"] = bytes;
+  fillParameterBlock(config, values);
+  return fillTemplate("cuda-launcher.c.in", values) +
+         generateCommonEntries(config);
 }
 
 bool aot::compileCUDALibrary(ModuleOp module, const CodegenOptions &options,
@@ -390,8 +222,10 @@ bool aot::compileCUDALibrary(ModuleOp module, const CodegenOptions &options,
     return writeFile(outputPath, text, error);
   }
   std::optional<KernelLaunch> launch = findKernel(module);
-  if (!launch || launch->threads <= 0 || launch->rowsPerBlock <= 0 ||
-      launch->headsPerBlock <= 0)
+  if (!launch || launch->geometry.getThreads() <= 0 ||
+      launch->geometry.getRowsPerBlock() <= 0 ||
+      launch->geometry.getHeadsPerBlock() <= 0 ||
+      launch->geometry.getOutputHeads() % launch->geometry.getHeadsPerBlock())
     return fail(error, "expected one sqa-lower-attention-to-gpu kernel");
 
   PassManager binaryStage(module.getContext());
@@ -438,5 +272,5 @@ bool aot::compileCUDALibrary(ModuleOp module, const CodegenOptions &options,
     return fail(error, "compiling the CUDA launcher with '" + clang +
                            "' failed" +
                            (message.empty() ? "" : ": " + message));
-  return true;
+  return checkProduced(clang, outputPath, error);
 }

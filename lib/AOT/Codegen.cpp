@@ -54,6 +54,16 @@ createTargetMachine(StringRef cpu, std::string &error) {
             " (try 'native', or a name from 'llc -mcpu=help')";
     return nullptr;
   }
+  // A 32-bit x86 CPU is a valid name, but LLVM aborts on 64-bit code for it.
+  if (triple.isX86() && triple.isArch64Bit()) {
+    std::unique_ptr<llvm::MCSubtargetInfo> chosen(
+        target->createMCSubtargetInfo(triple, cpuName, ""));
+    if (!chosen->checkFeatures("+64bit")) {
+      error = "CPU '" + cpuName + "' cannot run " + triple.str() +
+              " code (it is a 32-bit CPU); try 'native' or a 64-bit CPU";
+      return nullptr;
+    }
+  }
   std::unique_ptr<llvm::TargetMachine> machine(target->createTargetMachine(
       triple, cpuName, features, llvm::TargetOptions(), llvm::Reloc::PIC_,
       std::nullopt, llvm::CodeGenOptLevel::Aggressive));
@@ -113,6 +123,29 @@ bool aot::compileModule(ModuleOp module, const CodegenOptions &options,
   // 16 f32 lanes where the target has AVX-512, else AVX2's 8.
   pipelineOptions.vectorWidth =
       machine->getMCSubtargetInfo()->checkFeatures("+avx512f") ? 16 : 8;
+  if (options.cpuVectorWidth)
+    pipelineOptions.vectorWidth = *options.cpuVectorWidth;
+  if (options.cpuQueryTile)
+    pipelineOptions.queryTile = *options.cpuQueryTile;
+  if (options.cpuKVBlock)
+    pipelineOptions.kvBlock = *options.cpuKVBlock;
+  if (options.cpuMR)
+    pipelineOptions.rowsPerKernel = *options.cpuMR;
+  if (options.cpuNR)
+    pipelineOptions.vectorsPerKernel = *options.cpuNR;
+  // The micro-kernel covers nr vectors of keys at a time.
+  int64_t keysPerKernel =
+      pipelineOptions.vectorsPerKernel * pipelineOptions.vectorWidth;
+  if (options.attentionKernel == "flash" &&
+      pipelineOptions.kvBlock % keysPerKernel != 0)
+    return fail(
+        error,
+        "--cpu-kv-block (" +
+            Twine(static_cast<int64_t>(pipelineOptions.kvBlock)) +
+            ") must be a multiple of --cpu-nr (" +
+            Twine(static_cast<int64_t>(pipelineOptions.vectorsPerKernel)) +
+            ") x the vector width (" +
+            Twine(static_cast<int64_t>(pipelineOptions.vectorWidth)) + ")");
   buildCPUPipeline(pm, pipelineOptions);
   if (failed(pm.run(module)))
     return fail(error, "lowering to the LLVM dialect failed");
@@ -198,5 +231,5 @@ bool aot::compileModule(ModuleOp module, const CodegenOptions &options,
   if (status != 0)
     return fail(error, "linking with '" + clang + "' failed" +
                            (message.empty() ? "" : ": " + message));
-  return true;
+  return checkProduced(clang, outputPath, error);
 }

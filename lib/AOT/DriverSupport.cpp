@@ -32,6 +32,14 @@ bool aot::writeFile(StringRef path, StringRef contents, std::string &error) {
   return true;
 }
 
+bool aot::checkProduced(StringRef tool, StringRef path, std::string &error) {
+  uint64_t size = 0;
+  if (llvm::sys::fs::file_size(path, size) || size == 0)
+    return fail(error,
+                "'" + tool + "' exited successfully but wrote no output");
+  return true;
+}
+
 std::string aot::findClang(const CodegenOptions &options) {
   if (!options.clang.empty())
     return options.clang;

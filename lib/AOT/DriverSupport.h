@@ -13,6 +13,7 @@
 #include "llvm/ADT/SmallString.h"
 #include "llvm/ADT/Twine.h"
 
+#include <map>
 #include <string>
 
 namespace mlir::sqa::aot {
@@ -26,9 +27,18 @@ struct ScratchDir {
 /// Sets `error` and returns false.
 bool fail(std::string &error, const Twine &message);
 bool writeFile(StringRef path, StringRef contents, std::string &error);
+/// Fails unless `tool` left a non-empty `path` (a compiler that exits 0
+/// without output is a failed step).
+bool checkProduced(StringRef tool, StringRef path, std::string &error);
 /// `options.clang`, else clang next to LLVM's tools or on PATH; empty if
 /// none.
 std::string findClang(const CodegenOptions &options);
+
+/// Values of a template's {{placeholders}}.
+using TemplateValues = std::map<std::string, std::string, std::less<>>;
+/// The embedded template `name` (a file name under lib/AOT/templates) with
+/// every placeholder replaced by its value.
+std::string fillTemplate(StringRef name, const TemplateValues &values);
 
 /// `NAME_error_string` and `NAME_config` of a library for `config`, with the
 /// CUDA status codes for CUDA libraries.

@@ -1,6 +1,7 @@
 //===- SQACPUPipeline.cpp - sqa to LLVM on the CPU ------------------------===//
 
 #include "sqa/Pipelines/Pipelines.h"
+#include "sqa/Transforms/OptionLimits.h"
 #include "sqa/Transforms/Passes.h"
 
 #include "mlir/Conversion/Passes.h"
@@ -13,6 +14,7 @@
 #include "mlir/Dialect/SCF/Transforms/Passes.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Transforms/Passes.h"
+#include "llvm/Support/MathExtras.h"
 
 namespace mlir::sqa {
 #define GEN_PASS_DEF_SQACPUPIPELINE
@@ -20,6 +22,35 @@ namespace mlir::sqa {
 } // namespace mlir::sqa
 
 using namespace mlir;
+
+std::string
+sqa::verifyCPUPipelineOptions(const SQACPUPipelineOptions &options) {
+  if (options.attentionKernel != "flash" &&
+      options.attentionKernel != "reference")
+    return "attention-kernel must be 'flash' or 'reference', got '" +
+           options.attentionKernel + "'";
+  uint64_t alignment = options.bufferAlignment;
+  if (!llvm::isPowerOf2_64(alignment) || alignment > (uint64_t(1) << 30))
+    return "buffer-alignment must be a power of two in [1, 2^30], got " +
+           std::to_string(alignment);
+  for (std::string error :
+       {checkOptionRange("vector-width", options.vectorWidth, 1,
+                         kMaxVectorWidth),
+        checkOptionRange("query-tile", options.queryTile, 1, kMaxQueryTile),
+        checkOptionRange("kv-block", options.kvBlock, 1, kMaxBlock),
+        checkOptionRange("mr", options.rowsPerKernel, 1, kMaxRowsPerKernel),
+        checkOptionRange("nr", options.vectorsPerKernel, 1,
+                         kMaxVectorsPerKernel)})
+    if (!error.empty())
+      return error;
+  // The flash kernel's score block is whole micro-kernel columns.
+  int64_t chunk = options.vectorWidth * options.vectorsPerKernel;
+  if (options.attentionKernel == "flash" && options.kvBlock % chunk != 0)
+    return "kv-block (" + std::to_string(options.kvBlock) +
+           ") must be a multiple of nr * vector-width (" +
+           std::to_string(chunk) + ")";
+  return "";
+}
 
 void sqa::buildCPUPipeline(OpPassManager &pm,
                            const SQACPUPipelineOptions &options) {
@@ -108,10 +139,9 @@ struct SQACPUPipelinePass
   }
 
   void runOnOperation() override {
-    if (attentionKernel != "flash" && attentionKernel != "reference") {
-      emitError(getOperation()->getLoc())
-          << "attention-kernel must be 'flash' or 'reference', got '"
-          << attentionKernel << "'";
+    if (std::string error = sqa::verifyCPUPipelineOptions(getOptions());
+        !error.empty()) {
+      emitError(getOperation()->getLoc()) << error;
       return signalPassFailure();
     }
     OpPassManager pm(ModuleOp::getOperationName());

@@ -16,11 +16,15 @@
 #include "sqa/Transforms/Passes.h"
 
 #include "SQA/IR/SQAOps.h"
+#include "SQA/Utils/LoweringBuilder.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Affine/IR/AffineOps.h"
+#include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/NVGPU/Utils/MMAUtils.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 #include "mlir/IR/SymbolTable.h"
 
@@ -48,7 +52,7 @@ constexpr int64_t kRowPad = 8;
 struct KernelSpec {
   Type elementType;
   int64_t headDim, valueDim;
-  int64_t queryHeads, kvHeads, outHeads;
+  HeadMapping heads;
   MaskAttr mask;
   float scale;
   int64_t kvBlock, headsPerBlock;
@@ -61,9 +65,6 @@ struct KernelSpec {
   int64_t rowsPerHead() const {
     return tensorCores() ? blockRows() / headsPerBlock : kThreads;
   }
-  /// Output heads per query head (reverse SQA), per key/value head.
-  int64_t outPerQuery() const { return outHeads / queryHeads; }
-  int64_t outPerKV() const { return outHeads / kvHeads; }
   int64_t elementBytes() const {
     return elementType.getIntOrFloatBitWidth() / 8;
   }
@@ -80,104 +81,34 @@ struct KernelSpec {
 /// An m16n8 f32 accumulator tile of one thread: c[0..3] as in the header.
 using Frag = std::array<Value, 4>;
 
-/// Index and float helpers over an implicit-location builder.
-class KernelBuilderBase {
+/// The shared lowering vocabulary plus what only GPU kernels need.
+class KernelBuilderBase : public LoweringBuilder {
 protected:
-  KernelBuilderBase(ImplicitLocOpBuilder &b) : b(b), f32(b.getF32Type()) {}
+  KernelBuilderBase(ImplicitLocOpBuilder &b)
+      : LoweringBuilder(b, b.getLoc()), b(b), f32Type(b.getF32Type()) {}
 
-  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
-  Value f32c(float v) {
-    return arith::ConstantOp::create(b, b.getF32FloatAttr(v));
-  }
-  Value add(Value x, Value y) { return arith::AddIOp::create(b, x, y); }
-  Value sub(Value x, Value y) { return arith::SubIOp::create(b, x, y); }
-  Value mul(Value x, Value y) { return arith::MulIOp::create(b, x, y); }
-  Value mul(Value x, int64_t y) { return y == 1 ? x : mul(x, idx(y)); }
-  Value div(Value x, int64_t y) {
-    return y == 1 ? x : arith::DivUIOp::create(b, x, idx(y)).getResult();
-  }
-  Value rem(Value x, int64_t y) { return arith::RemUIOp::create(b, x, idx(y)); }
-  Value minI(Value x, Value y) { return arith::MinSIOp::create(b, x, y); }
-  Value maxI(Value x, Value y) { return arith::MaxSIOp::create(b, x, y); }
-  Value cmp(arith::CmpIPredicate p, Value x, Value y) {
-    return arith::CmpIOp::create(b, p, x, y);
-  }
-  Value andI(Value x, Value y) { return arith::AndIOp::create(b, x, y); }
-  Value orI(Value x, Value y) { return arith::OrIOp::create(b, x, y); }
-  Value select(Value c, Value x, Value y) {
-    return arith::SelectOp::create(b, c, x, y);
-  }
-  Value ceilDiv(Value x, int64_t d) {
-    return arith::CeilDivSIOp::create(b, x, idx(d));
-  }
-  Value floorDiv(Value x, int64_t d) {
-    return arith::FloorDivSIOp::create(b, x, idx(d));
-  }
-  Value addF(Value x, Value y) { return arith::AddFOp::create(b, x, y); }
-  Value subF(Value x, Value y) { return arith::SubFOp::create(b, x, y); }
-  Value mulF(Value x, Value y) { return arith::MulFOp::create(b, x, y); }
-  Value maxF(Value x, Value y) { return arith::MaximumFOp::create(b, x, y); }
-  /// x * y + z, contracted to one fma by the back end. (math.fma would lower
-  /// to libdevice's __nv_fmaf; see exp2.)
-  Value fma(Value x, Value y, Value z) {
-    auto contract = arith::FastMathFlags::contract;
-    return arith::AddFOp::create(b, arith::MulFOp::create(b, x, y, contract), z,
-                                 contract);
-  }
   /// 2^x with the approximate instruction, as FlashAttention computes
   /// softmax. Spelled as PTX: math.exp2 would lower to libdevice's
   /// __nv_exp2f, which only links where a CUDA toolkit is found at compile
   /// time.
   Value exp2(Value x) {
-    return NVVM::InlinePtxOp::create(b, TypeRange{f32}, ValueRange{x},
+    return NVVM::InlinePtxOp::create(b, TypeRange{f32Type}, ValueRange{x},
                                      ValueRange{}, "ex2.approx.ftz.f32 $0, $1;",
                                      Value())
         .getResult(0);
   }
-  /// max(x, 0) that maps a row maximum of -inf (no key seen yet) to 0, so
-  /// that exp2(s - m) stays 0 instead of NaN.
-  Value finiteOrZero(Value m) {
-    Value isInf =
-        arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, m, f32c(-INFINITY));
-    return select(isInf, f32c(0.0f), m);
-  }
 
-  void forLoop(Value lb, Value ub, Value step, function_ref<void(Value)> body) {
-    auto loop = scf::ForOp::create(b, lb, ub, step);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(loop.getBody());
-    body(loop.getInductionVar());
-  }
-  SmallVector<Value>
-  forLoop(Value lb, Value ub, Value step, ValueRange init,
-          function_ref<SmallVector<Value>(Value, ValueRange)> body) {
-    auto loop = scf::ForOp::create(b, lb, ub, step, init);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(loop.getBody());
-    scf::YieldOp::create(
-        b, body(loop.getInductionVar(), loop.getRegionIterArgs()));
-    return loop.getResults();
-  }
-  void ifThen(Value cond, function_ref<void()> body) {
-    auto ifOp = scf::IfOp::create(b, cond, /*withElseRegion=*/false);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(ifOp.thenBlock());
-    body();
-  }
-  SmallVector<Value> ifThenElse(Value cond, TypeRange types,
-                                function_ref<SmallVector<Value>()> thenBody,
-                                function_ref<SmallVector<Value>()> elseBody) {
-    auto ifOp = scf::IfOp::create(b, types, cond, /*withElseRegion=*/true);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(ifOp.thenBlock());
-    scf::YieldOp::create(b, thenBody());
-    b.setInsertionPointToStart(ifOp.elseBlock());
-    scf::YieldOp::create(b, elseBody());
-    return ifOp.getResults();
-  }
+  /// arith.maxnumf would lower to libdevice's __nv_fmaxf (see exp2);
+  /// maximumf maps to PTX max.NaN.f32.
+  Value maxF(Value x, Value y) { return arith::MaximumFOp::create(b, x, y); }
+
+  using Softmax = OnlineSoftmax<LoweringBuilder>;
+  /// ex2.approx gives +0 at -inf, so the softmax rules need no guard.
+  Softmax::Exponential exp{[this](Value x) { return exp2(x); },
+                           /*zeroAtNegInf=*/true};
 
   ImplicitLocOpBuilder &b;
-  Type f32;
+  Type f32Type;
 };
 
 /// Builds the body of one kernel. Both paths share the argument decoding and
@@ -207,9 +138,9 @@ private:
     Value blockX = gpu::BlockIdOp::create(b, gpu::Dimension::x);
     Value queryBlocks = ceilDiv(queryLen, rowsPerBlock);
     Value rowBegin =
-        mul(arith::RemUIOp::create(b, blockX, queryBlocks), rowsPerBlock);
-    return {arith::DivUIOp::create(b, blockX, queryBlocks), rowBegin,
-            minI(add(rowBegin, idx(rowsPerBlock)), queryLen),
+        mul(remU(blockX, queryBlocks), rowsPerBlock);
+    return {divU(blockX, queryBlocks), rowBegin,
+            minS(add(rowBegin, index(rowsPerBlock)), queryLen),
             gpu::BlockIdOp::create(b, gpu::Dimension::y)};
   }
   void decodeArguments();
@@ -257,6 +188,9 @@ private:
     return vector::ExtractOp::create(b, fragments, i);
   }
   Frag mma(ArrayRef<Value> a, ArrayRef<Value> bFrag, const Frag &c);
+  /// (row, column) of element `i` of `lane`'s m16n8 f32 accumulator
+  /// fragment, from upstream's statement of the PTX layout.
+  std::pair<Value, Value> accumulatorCoord(Value lane, int64_t i);
   Value packPair(Value x, Value y);
 
   const KernelSpec &spec;
@@ -264,7 +198,7 @@ private:
   Value memrefs[gpu_abi::kNumBuffers];
   Value queryLen, keyLen, diagonal;
   Value strides[gpu_abi::kNumBuffers][3];
-  int64_t left = -1, right = -1;
+  MaskBounds mask;
 };
 
 } // namespace
@@ -280,10 +214,7 @@ void KernelBuilder::decodeArguments() {
   for (int i = 0; i < kNumBuffers; ++i)
     for (int j = 0; j < 3; ++j)
       strides[i][j] = scalar(firstStride(static_cast<Buffer>(i)) + j);
-  if (spec.mask) {
-    right = spec.mask.getEffectiveRightBound();
-    left = spec.mask.getWindowLeft();
-  }
+  mask = MaskBounds::get(spec.mask);
 }
 
 Value KernelBuilder::globalIndex(int operand, Value batch, Value head,
@@ -294,41 +225,21 @@ Value KernelBuilder::globalIndex(int operand, Value batch, Value head,
 
 std::pair<Value, Value> KernelBuilder::keyBlockRange(Value rowBegin,
                                                      Value rowEnd) {
-  int64_t block = spec.kvBlock;
-  Value firstKey = idx(0), endKey = keyLen;
-  // Row i sees keys in [i + diagonal - left, i + diagonal + right].
-  if (left >= 0)
-    firstKey = maxI(idx(0), sub(add(rowBegin, diagonal), idx(left)));
-  if (right >= 0)
-    endKey = minI(keyLen, add(add(rowEnd, diagonal), idx(right)));
-  Value first = floorDiv(firstKey, block);
-  return {first, maxI(first, ceilDiv(endKey, block))};
+  return sqa::keyBlockRange(*this, mask, add(rowBegin, diagonal),
+                            add(sub(rowEnd, index(1)), diagonal), keyLen,
+                            spec.kvBlock);
 }
 
 Value KernelBuilder::blockNeedsMask(Value keyStart, Value rowBegin,
                                     Value rowEnd) {
-  int64_t block = spec.kvBlock;
-  Value partial =
-      cmp(arith::CmpIPredicate::sgt, add(keyStart, idx(block)), keyLen);
-  if (right >= 0)
-    partial = orI(partial,
-                  cmp(arith::CmpIPredicate::sgt, add(keyStart, idx(block - 1)),
-                      add(add(rowBegin, diagonal), idx(right))));
-  if (left >= 0)
-    partial =
-        orI(partial, cmp(arith::CmpIPredicate::slt, keyStart,
-                         sub(add(sub(rowEnd, idx(1)), diagonal), idx(left))));
-  return partial;
+  return sqa::blockNeedsMask(*this, mask, keyStart, spec.kvBlock, keyLen,
+                             add(rowBegin, diagonal),
+                             add(sub(rowEnd, index(1)), diagonal));
 }
 
 Value KernelBuilder::visible(Value pos, Value key) {
-  Value ok = cmp(arith::CmpIPredicate::slt, key, keyLen);
-  Value diag = add(pos, diagonal);
-  if (right >= 0)
-    ok = andI(ok, cmp(arith::CmpIPredicate::sle, key, add(diag, idx(right))));
-  if (left >= 0)
-    ok = andI(ok, cmp(arith::CmpIPredicate::sge, key, sub(diag, idx(left))));
-  return ok;
+  return andI(slt(key, keyLen),
+              isKeyVisible(*this, mask, add(pos, diagonal), key));
 }
 
 //===----------------------------------------------------------------------===//
@@ -351,15 +262,15 @@ void KernelBuilder::copyTile(int operand, Value dst, int64_t rows, int64_t cols,
   int64_t perCopy = 16 / spec.elementBytes();
   int64_t chunksPerRow = cols / perCopy;
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
-  forLoop(tid, idx(rows * chunksPerRow), idx(kThreads), [&](Value chunk) {
-    Value row = div(chunk, chunksPerRow);
-    Value col = mul(rem(chunk, chunksPerRow), perCopy);
+  forLoop(tid, index(rows * chunksPerRow), index(kThreads), [&](Value chunk) {
+    Value row = divU(chunk, chunksPerRow);
+    Value col = mul(remU(chunk, chunksPerRow), perCopy);
     Value pos = rowToPos(row);
     Value inside = cmp(arith::CmpIPredicate::slt, pos, posLimit);
     // Past the end nothing is read, but keep the address in bounds.
-    Value clamped = maxI(idx(0), minI(pos, sub(posLimit, idx(1))));
+    Value clamped = maxS(index(0), minS(pos, sub(posLimit, index(1))));
     Value src = globalIndex(operand, batch, rowToHead(row), clamped, col);
-    Value srcElements = select(inside, idx(perCopy), idx(0));
+    Value srcElements = select(inside, index(perCopy), index(0));
     nvgpu::DeviceAsyncCopyOp::create(
         b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), dst,
         ValueRange{row, col}, memrefs[operand], ValueRange{src},
@@ -374,9 +285,25 @@ Value KernelBuilder::ldmatrix(Value tile, Value row, Value col,
                                    transpose, /*numTiles=*/4);
 }
 
+std::pair<Value, Value> KernelBuilder::accumulatorCoord(Value lane,
+                                                       int64_t i) {
+  nvgpu::WarpMatrixInfo info{VectorType::get({16, 8}, f32Type),
+                             nvgpu::MatMulOperandRole::C};
+  FailureOr<AffineMap> map =
+      nvgpu::getLaneIdAndValueIdToOperandCoord(b, b.getLoc(), info);
+  assert(succeeded(map) && "m16n8 f32 accumulators have a layout");
+  auto coord = [&](unsigned result) {
+    OpFoldResult folded = affine::makeComposedFoldedAffineApply(
+        b, b.getLoc(), map->getSubMap({result}),
+        {OpFoldResult(lane), OpFoldResult(b.getIndexAttr(i))});
+    return getValueOrCreateConstantIndexOp(b, b.getLoc(), folded);
+  };
+  return {coord(0), coord(1)};
+}
+
 /// Two f32 values as one packed pair of the element type.
 Value KernelBuilder::packPair(Value x, Value y) {
-  auto pairF32 = VectorType::get({2}, f32);
+  auto pairF32 = VectorType::get({2}, f32Type);
   Value pair = arith::ConstantOp::create(b, b.getZeroAttr(pairF32));
   pair = vector::InsertOp::create(b, x, pair, 0);
   pair = vector::InsertOp::create(b, y, pair, 1);
@@ -397,7 +324,7 @@ Frag KernelBuilder::mma(ArrayRef<Value> a, ArrayRef<Value> bFrag,
     for (int64_t i = 0; i < 2; ++i)
       bVec = vector::InsertOp::create(b, bFrag[i], bVec, i);
     Value cVec = arith::ConstantOp::create(
-        b, b.getZeroAttr(VectorType::get({2, 2}, f32)));
+        b, b.getZeroAttr(VectorType::get({2, 2}, f32Type)));
     for (int64_t i = 0; i < 4; ++i)
       cVec = vector::InsertOp::create(b, c[i], cVec,
                                       ArrayRef<int64_t>{i / 2, i % 2});
@@ -422,7 +349,7 @@ Frag KernelBuilder::mma(ArrayRef<Value> a, ArrayRef<Value> bFrag,
   for (Value v : bFrag)
     bRegs.push_back(asI32(v));
   auto resultType = LLVM::LLVMStructType::getLiteral(b.getContext(),
-                                                     SmallVector<Type>(4, f32));
+                                                     SmallVector<Type>(4, f32Type));
   Value d = NVVM::MmaOp::create(
       b, resultType, aRegs, bRegs, ValueRange(c), ArrayRef<int64_t>{16, 8, 16},
       std::nullopt, std::nullopt,
@@ -448,13 +375,16 @@ void KernelBuilder::buildTensorCoreKernel() {
   const float log2e = 1.4426950408889634f;
 
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
-  Value warp = div(tid, 32), lane = rem(tid, 32);
-  Value quadRow = div(lane, 4), quadCol = rem(lane, 4);
+  Value warp = divU(tid, 32), lane = remU(tid, 32);
+  // This lane's (row, column) in an m16n8 accumulator tile, per element.
+  SmallVector<std::pair<Value, Value>> accCoord;
+  for (int64_t i = 0; i < 4; ++i)
+    accCoord.push_back(accumulatorCoord(lane, i));
   BlockPosition position = decodeBlock(rowsPerHead);
   Value batch = position.batch, rowBegin = position.rowBegin,
         rowEnd = position.rowEnd;
   Value outHead0 = mul(position.headBlock, spec.headsPerBlock);
-  Value kvHead = div(outHead0, spec.outPerKV());
+  Value kvHead = spec.heads.kvHeadOf(*this, outHead0);
 
   // Shared memory: Q [blockRows][D+8], K [2][block][D+8], V [2][block][Dv+8].
   Value smem = dynamicSharedMemory();
@@ -462,22 +392,22 @@ void KernelBuilder::buildTensorCoreKernel() {
   int64_t keyStage = block * keyStride * bytes;
   int64_t valueBase = keyBase + 2 * keyStage;
   int64_t valueStage = block * valueStride * bytes;
-  Value queryTile = sharedView(smem, idx(0), blockRows, keyStride);
+  Value queryTile = sharedView(smem, index(0), blockRows, keyStride);
   auto keyTile = [&](Value stage) {
-    return sharedView(smem, add(idx(keyBase), mul(stage, keyStage)), block,
+    return sharedView(smem, add(index(keyBase), mul(stage, keyStage)), block,
                       keyStride);
   };
   auto valueTile = [&](Value stage) {
-    return sharedView(smem, add(idx(valueBase), mul(stage, valueStage)), block,
+    return sharedView(smem, add(index(valueBase), mul(stage, valueStage)), block,
                       valueStride);
   };
 
   // Stacked row r of the block: output head outHead0 + r / rowsPerHead at
   // position rowBegin + r % rowsPerHead.
   auto queryHeadOfRow = [&](Value r) {
-    return div(add(outHead0, div(r, rowsPerHead)), spec.outPerQuery());
+    return spec.heads.queryHeadOf(*this, add(outHead0, divU(r, rowsPerHead)));
   };
-  auto posOfRow = [&](Value r) { return add(rowBegin, rem(r, rowsPerHead)); };
+  auto posOfRow = [&](Value r) { return add(rowBegin, remU(r, rowsPerHead)); };
   auto loadKeysAndValues = [&](Value keyBlock, Value stage) {
     Value keyStart = mul(keyBlock, block);
     auto kvHeadOf = [&](Value) { return kvHead; };
@@ -498,7 +428,7 @@ void KernelBuilder::buildTensorCoreKernel() {
   copyTile(0, queryTile, blockRows, headDim, batch, queryHeadOfRow, posOfRow,
            queryLen);
   ifThen(cmp(arith::CmpIPredicate::slt, firstBlock, endBlock),
-         [&] { loadKeysAndValues(firstBlock, idx(0)); });
+         [&] { loadKeysAndValues(firstBlock, index(0)); });
   commitAndWait(0);
   gpu::BarrierOp::create(b);
 
@@ -511,8 +441,8 @@ void KernelBuilder::buildTensorCoreKernel() {
     QueryFrags frags;
     for (int64_t kk = 0; kk < headDim / 16; ++kk) {
       Value tile = ldmatrix(queryTile,
-                            add(warpRow0, add(idx(16 * rowTile), rem(lane, 16))),
-                            add(idx(kk * 16), mul(div(lane, 16), 8)),
+                            add(warpRow0, add(index(16 * rowTile), remU(lane, 16))),
+                            add(index(kk * 16), mul(divU(lane, 16), 8)),
                             /*transpose=*/false);
       frags.push_back({fragRow(tile, 0), fragRow(tile, 1), fragRow(tile, 2),
                        fragRow(tile, 3)});
@@ -524,24 +454,25 @@ void KernelBuilder::buildTensorCoreKernel() {
     registerQuery = loadQueryFrags(0);
 
   // Query positions of this thread's two rows in each row tile.
-  Value warpPos0 = add(rowBegin, rem(warpRow0, rowsPerHead));
+  Value warpPos0 = add(rowBegin, remU(warpRow0, rowsPerHead));
   SmallVector<std::array<Value, 2>> rowPos;
   for (int64_t mt = 0; mt < rowTiles; ++mt) {
-    Value pos = add(warpPos0, add(idx(16 * mt), quadRow));
-    rowPos.push_back({pos, add(pos, idx(8))});
+    Value tileRow0 = add(warpPos0, index(16 * mt));
+    rowPos.push_back(
+        {add(tileRow0, accCoord[0].first), add(tileRow0, accCoord[2].first)});
   }
 
   float negInf = -std::numeric_limits<float>::infinity();
   SmallVector<Value> init;
   for (int64_t mt = 0; mt < rowTiles; ++mt) {
     for (int64_t i = 0; i < outTiles * 4; ++i)
-      init.push_back(f32c(0.0f));
-    init.append({f32c(negInf), f32c(negInf), f32c(0.0f), f32c(0.0f)});
+      init.push_back(f32(0.0f));
+    init.append({f32(negInf), f32(negInf), f32(0.0f), f32(0.0f)});
   }
   const float scaleLog2 = spec.scale * log2e;
 
   SmallVector<Value> state = forLoop(
-      firstBlock, endBlock, idx(1), init,
+      firstBlock, endBlock, index(1), init,
       [&](Value keyBlock, ValueRange args) -> SmallVector<Value> {
         SmallVector<SmallVector<Frag>> acc(rowTiles,
                                            SmallVector<Frag>(outTiles));
@@ -556,10 +487,10 @@ void KernelBuilder::buildTensorCoreKernel() {
                         tileArgs[outTiles * 4 + 3]};
         }
 
-        Value stage = rem(sub(keyBlock, firstBlock), 2);
-        Value next = add(keyBlock, idx(1));
+        Value stage = remU(sub(keyBlock, firstBlock), 2);
+        Value next = add(keyBlock, index(1));
         ifThen(cmp(arith::CmpIPredicate::slt, next, endBlock),
-               [&] { loadKeysAndValues(next, sub(idx(1), stage)); });
+               [&] { loadKeysAndValues(next, sub(index(1), stage)); });
         // All but the group just issued are complete: this block's tiles.
         commitAndWait(1);
         gpu::BarrierOp::create(b);
@@ -573,15 +504,15 @@ void KernelBuilder::buildTensorCoreKernel() {
         // S = Q.K^T for this warp's rows and the block's keys. One x4
         // ldmatrix yields the B fragments of two 8-key tiles, used by every
         // row tile.
-        Value zero = f32c(0.0f);
+        Value zero = f32(0.0f);
         SmallVector<SmallVector<Frag>> scores(
             rowTiles, SmallVector<Frag>(scoreTiles, {zero, zero, zero, zero}));
         for (int64_t p = 0; p < block / 16; ++p)
           for (int64_t kk = 0; kk < headDim / 16; ++kk) {
             Value frags = ldmatrix(
                 keys,
-                add(idx(p * 16), add(mul(div(lane, 16), 8), rem(lane, 8))),
-                add(idx(kk * 16), mul(rem(div(lane, 8), 2), 8)),
+                add(index(p * 16), add(mul(divU(lane, 16), 8), remU(lane, 8))),
+                add(index(kk * 16), mul(remU(divU(lane, 8), 2), 8)),
                 /*transpose=*/false);
             for (int64_t mt = 0; mt < rowTiles; ++mt) {
               scores[mt][2 * p] =
@@ -592,7 +523,7 @@ void KernelBuilder::buildTensorCoreKernel() {
                       scores[mt][2 * p + 1]);
             }
           }
-        Value scaleValue = f32c(scaleLog2);
+        Value scaleValue = f32(scaleLog2);
         for (auto &tileScores : scores)
           for (Frag &s : tileScores)
             for (Value &v : s)
@@ -604,17 +535,17 @@ void KernelBuilder::buildTensorCoreKernel() {
         for (auto &tileScores : scores)
           for (Frag &s : tileScores)
             flat.append(s.begin(), s.end());
-        SmallVector<Type> flatTypes(flat.size(), f32);
+        SmallVector<Type> flatTypes(flat.size(), f32Type);
         SmallVector<Value> masked = ifThenElse(
             blockNeedsMask(keyStart, rowBegin, rowEnd), flatTypes,
             [&]() -> SmallVector<Value> {
               SmallVector<Value> out;
-              Value minusInf = f32c(negInf);
+              Value minusInf = f32(negInf);
               for (int64_t mt = 0; mt < rowTiles; ++mt)
                 for (int64_t t = 0; t < scoreTiles; ++t)
                   for (int64_t i = 0; i < 4; ++i) {
                     Value key =
-                        add(add(keyStart, idx(t * 8 + i % 2)), mul(quadCol, 2));
+                        add(add(keyStart, index(t * 8)), accCoord[i].second);
                     out.push_back(
                         select(visible(rowPos[mt][i / 2], key),
                                flat[(mt * scoreTiles + t) * 4 + i], minusInf));
@@ -631,22 +562,24 @@ void KernelBuilder::buildTensorCoreKernel() {
         for (int64_t mt = 0; mt < rowTiles; ++mt) {
           Value rescale[2];
           for (int64_t h = 0; h < 2; ++h) {
-            Value blockMax = f32c(negInf);
+            Value blockMax = f32(negInf);
             for (Frag &s : scores[mt])
               blockMax = maxF(blockMax, maxF(s[2 * h], s[2 * h + 1]));
             blockMax = quadReduce(blockMax, /*isMax=*/true);
             Value newMax = maxF(rowMax[mt][h], blockMax);
-            Value base = finiteOrZero(newMax);
-            rescale[h] = exp2(subF(rowMax[mt][h], base));
-            Value partialSum = f32c(0.0f);
+            Value base = Softmax::shift(*this, newMax);
+            rescale[h] = Softmax::rescale(*this, rowMax[mt][h], newMax, exp);
+            Value partialSum = f32(0.0f);
             for (Frag &s : scores[mt])
               for (int64_t e = 0; e < 2; ++e) {
-                s[2 * h + e] = exp2(subF(s[2 * h + e], base));
+                s[2 * h + e] =
+                    Softmax::probability(*this, s[2 * h + e], base, exp);
                 partialSum = addF(partialSum, s[2 * h + e]);
               }
             // Sums stay per thread; the quad's partial sums are added once
             // at the end.
-            rowSum[mt][h] = addF(mulF(rowSum[mt][h], rescale[h]), partialSum);
+            rowSum[mt][h] =
+                Softmax::nextSum(*this, rescale[h], rowSum[mt][h], partialSum);
             rowMax[mt][h] = newMax;
           }
           for (Frag &o : acc[mt])
@@ -667,9 +600,9 @@ void KernelBuilder::buildTensorCoreKernel() {
           for (int64_t q = 0; q < valueDim / 16; ++q) {
             Value frags = ldmatrix(
                 values,
-                add(idx(kk * 16),
-                    add(mul(rem(div(lane, 8), 2), 8), rem(lane, 8))),
-                add(idx(q * 16), mul(div(lane, 16), 8)), /*transpose=*/true);
+                add(index(kk * 16),
+                    add(mul(remU(divU(lane, 8), 2), 8), remU(lane, 8))),
+                add(index(q * 16), mul(divU(lane, 16), 8)), /*transpose=*/true);
             for (int64_t mt = 0; mt < rowTiles; ++mt) {
               acc[mt][2 * q] = mma(probs[mt],
                                    {fragRow(frags, 0), fragRow(frags, 1)},
@@ -696,20 +629,17 @@ void KernelBuilder::buildTensorCoreKernel() {
   // Normalize and store: rows of this warp's head at or past S are padding.
   // A warp's rows all belong to one head (rowsPerHead is a multiple of
   // them).
-  Value outHead = add(outHead0, div(warpRow0, rowsPerHead));
+  Value outHead = add(outHead0, divU(warpRow0, rowsPerHead));
   for (int64_t mt = 0; mt < rowTiles; ++mt) {
     ValueRange tileState = ValueRange(state).slice(mt * stateSize, stateSize);
     for (int64_t h = 0; h < 2; ++h) {
       Value sum = quadReduce(tileState[outTiles * 4 + 2 + h], /*isMax=*/false);
-      Value positive =
-          arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, sum, f32c(0.0f));
-      Value inverse = select(
-          positive, arith::DivFOp::create(b, f32c(1.0f), sum), f32c(0.0f));
+      Value inverse = Softmax::normalizer(*this, sum);
       ifThen(cmp(arith::CmpIPredicate::slt, rowPos[mt][h], queryLen), [&] {
         for (int64_t t = 0; t < outTiles; ++t) {
           Value x = mulF(tileState[t * 4 + 2 * h], inverse);
           Value y = mulF(tileState[t * 4 + 2 * h + 1], inverse);
-          Value col = add(idx(t * 8), mul(quadCol, 2));
+          Value col = add(index(t * 8), accCoord[2 * h].second);
           Value dst = globalIndex(3, batch, outHead, rowPos[mt][h], col);
           vector::StoreOp::create(b, packPair(x, y), memrefs[3],
                                   ValueRange{dst});
@@ -736,45 +666,45 @@ void KernelBuilder::buildSIMTKernel() {
   Value outHead = position.headBlock;
   Value pos = add(rowBegin, tid);
   Value active = cmp(arith::CmpIPredicate::slt, pos, queryLen);
-  Value posClamped = minI(pos, sub(queryLen, idx(1)));
-  Value queryHead = div(outHead, spec.outPerQuery());
-  Value kvHead = div(outHead, spec.outPerKV());
+  Value posClamped = minS(pos, sub(queryLen, index(1)));
+  Value queryHead = spec.heads.queryHeadOf(*this, outHead);
+  Value kvHead = spec.heads.kvHeadOf(*this, outHead);
 
   Value smem = dynamicSharedMemory();
   auto tileType = [&](int64_t cols) {
-    return MemRefType::get({block, cols}, f32, MemRefLayoutAttrInterface(),
+    return MemRefType::get({block, cols}, f32Type, MemRefLayoutAttrInterface(),
                            workgroupSpace());
   };
   Value keys =
-      memref::ViewOp::create(b, tileType(headDim), smem, idx(0), ValueRange{});
+      memref::ViewOp::create(b, tileType(headDim), smem, index(0), ValueRange{});
   Value values = memref::ViewOp::create(b, tileType(valueDim), smem,
-                                        idx(block * headDim * 4), ValueRange{});
+                                        index(block * headDim * 4), ValueRange{});
 
   // The row's query (scaled into the exp2 domain) and accumulator.
-  Value query = memref::AllocaOp::create(b, MemRefType::get({headDim}, f32));
-  Value acc = memref::AllocaOp::create(b, MemRefType::get({valueDim}, f32));
-  Value scale = f32c(spec.scale * log2e);
-  forLoop(idx(0), idx(headDim), idx(1), [&](Value d) {
+  Value query = memref::AllocaOp::create(b, MemRefType::get({headDim}, f32Type));
+  Value acc = memref::AllocaOp::create(b, MemRefType::get({valueDim}, f32Type));
+  Value scale = f32(spec.scale * log2e);
+  forLoop(index(0), index(headDim), index(1), [&](Value d) {
     Value x = memref::LoadOp::create(
         b, memrefs[0],
         ValueRange{globalIndex(0, batch, queryHead, posClamped, d)});
     memref::StoreOp::create(b, mulF(x, scale), query, ValueRange{d});
   });
-  forLoop(idx(0), idx(valueDim), idx(1), [&](Value d) {
-    memref::StoreOp::create(b, f32c(0.0f), acc, ValueRange{d});
+  forLoop(index(0), index(valueDim), index(1), [&](Value d) {
+    memref::StoreOp::create(b, f32(0.0f), acc, ValueRange{d});
   });
 
   Value firstBlock, endBlock;
   std::tie(firstBlock, endBlock) = keyBlockRange(rowBegin, rowEnd);
   SmallVector<Value> state = forLoop(
-      firstBlock, endBlock, idx(1), ValueRange{f32c(negInf), f32c(0.0f)},
+      firstBlock, endBlock, index(1), ValueRange{f32(negInf), f32(0.0f)},
       [&](Value keyBlock, ValueRange args) -> SmallVector<Value> {
         Value keyStart = mul(keyBlock, block);
         gpu::BarrierOp::create(b);
         auto stage = [&](Value tile, int64_t cols, int operand) {
-          forLoop(tid, idx(block * cols), idx(kThreads), [&](Value i) {
-            Value r = div(i, cols), c = rem(i, cols);
-            Value key = minI(add(keyStart, r), sub(keyLen, idx(1)));
+          forLoop(tid, index(block * cols), index(kThreads), [&](Value i) {
+            Value r = divU(i, cols), c = remU(i, cols);
+            Value key = minS(add(keyStart, r), sub(keyLen, index(1)));
             Value x = memref::LoadOp::create(
                 b, memrefs[operand],
                 ValueRange{globalIndex(operand, batch, kvHead, key, c)});
@@ -784,40 +714,37 @@ void KernelBuilder::buildSIMTKernel() {
         stage(keys, headDim, 1);
         stage(values, valueDim, 2);
         gpu::BarrierOp::create(b);
-        Value validKeys = minI(idx(block), sub(keyLen, keyStart));
+        Value validKeys = minS(index(block), sub(keyLen, keyStart));
         return forLoop(
-            idx(0), validKeys, idx(1), args,
+            index(0), validKeys, index(1), args,
             [&](Value n, ValueRange carried) -> SmallVector<Value> {
               Value dot = forLoop(
-                  idx(0), idx(headDim), idx(1), ValueRange{f32c(0.0f)},
+                  index(0), index(headDim), index(1), ValueRange{f32(0.0f)},
                   [&](Value d, ValueRange s) {
                     Value q = memref::LoadOp::create(b, query, ValueRange{d});
                     Value k = memref::LoadOp::create(b, keys, ValueRange{n, d});
                     return SmallVector<Value>{fma(q, k, s[0])};
                   })[0];
               Value score =
-                  select(visible(pos, add(keyStart, n)), dot, f32c(negInf));
+                  select(visible(pos, add(keyStart, n)), dot, f32(negInf));
               Value newMax = maxF(carried[0], score);
-              Value base = finiteOrZero(newMax);
-              Value rescale = exp2(subF(carried[0], base));
-              Value p = exp2(subF(score, base));
-              forLoop(idx(0), idx(valueDim), idx(1), [&](Value d) {
+              Value rescale = Softmax::rescale(*this, carried[0], newMax, exp);
+              Value p = Softmax::probability(
+                  *this, score, Softmax::shift(*this, newMax), exp);
+              forLoop(index(0), index(valueDim), index(1), [&](Value d) {
                 Value o = memref::LoadOp::create(b, acc, ValueRange{d});
                 Value v = memref::LoadOp::create(b, values, ValueRange{n, d});
                 memref::StoreOp::create(b, fma(p, v, mulF(o, rescale)), acc,
                                         ValueRange{d});
               });
-              return {newMax, addF(mulF(carried[1], rescale), p)};
+              return {newMax, Softmax::nextSum(*this, rescale, carried[1], p)};
             });
       });
 
   Value sum = state[1];
-  Value positive =
-      arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, sum, f32c(0.0f));
-  Value inverse =
-      select(positive, arith::DivFOp::create(b, f32c(1.0f), sum), f32c(0.0f));
+  Value inverse = Softmax::normalizer(*this, sum);
   ifThen(active, [&] {
-    forLoop(idx(0), idx(valueDim), idx(1), [&](Value d) {
+    forLoop(index(0), index(valueDim), index(1), [&](Value d) {
       Value o = memref::LoadOp::create(b, acc, ValueRange{d});
       memref::StoreOp::create(
           b, mulF(o, inverse), memrefs[3],
@@ -892,9 +819,7 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
   spec.elementType = op.getQueryType().getElementType();
   spec.headDim = op.getHeadDim();
   spec.valueDim = op.getValueHeadDim();
-  spec.queryHeads = op.getNumQueryHeads();
-  spec.kvHeads = op.getNumKVHeads();
-  spec.outHeads = op.getNumOutputHeads();
+  spec.heads = op.getHeadMapping();
   spec.mask = op.getEffectiveMask();
   spec.scale = op.getScaleOrDefault();
   spec.kvBlock = kvBlock;
@@ -918,7 +843,7 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
       return op.emitOpError("rows-per-warp must be 16 or 32, got ")
              << static_cast<int64_t>(rowsPerWarp);
     // Stacked heads must share a key/value head and fill whole warps.
-    int64_t group = spec.outPerKV();
+    int64_t group = spec.heads.outputsPerKVHead();
     int64_t heads = headsPerBlock;
     if (heads == 0) {
       heads = 1;
@@ -969,7 +894,7 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
   // keeps ptxas from trading registers (and spilling) for more blocks.
   func->setAttr("nvvm.minctasm", attrs.getI32IntegerAttr(2));
   auto launch = GPULaunchAttr::get(ctx, kThreads, spec.rowsPerHead(),
-                                   spec.headsPerBlock, spec.outHeads,
+                                   spec.headsPerBlock, spec.heads.outputHeads(),
                                    spec.sharedMemoryBytes());
   func->setAttr(gpu_abi::kLaunchAttrName, launch);
   {

@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "sqa/Transforms/OptionLimits.h"
 #include "sqa/Transforms/Passes.h"
 
 #include "OuterProductLoop.h"
@@ -264,7 +265,9 @@ void FlashBuilder::onlineSoftmax() {
   // of dependent max/add latencies.
   constexpr int64_t lanes = 4;
   float inf = std::numeric_limits<float>::infinity();
-  auto exp = [&](Value x) { return exp2(x); };
+  // exp2 gives ~2^-125, not 0, at -inf: the rules guard it.
+  Softmax::Exponential exp{[&](Value x) { return exp2(x); },
+                           /*zeroAtNegInf=*/false};
   forLoop(index(0), paddedRows, w, [&](Value r) {
     SmallVector<Value> partial(lanes, floatLike(zeroVector(), -inf));
     partial = forLoop(
@@ -464,11 +467,20 @@ struct LowerFlashAttentionPass
   using Base::Base;
 
   void runOnOperation() override {
-    if (vectorWidth <= 0 || rowsPerKernel <= 0 || vectorsPerKernel <= 0 ||
-        kvBlock <= 0 || kvBlock % rowsPerKernel != 0 || kvBlock % 4 != 0) {
+    // Ranges first: mr x nr tiles are unrolled at build time.
+    for (std::string error :
+         {checkOptionRange("vector-width", vectorWidth, 1, kMaxVectorWidth),
+          checkOptionRange("kv-block", kvBlock, 1, kMaxBlock),
+          checkOptionRange("mr", rowsPerKernel, 1, kMaxRowsPerKernel),
+          checkOptionRange("nr", vectorsPerKernel, 1, kMaxVectorsPerKernel)})
+      if (!error.empty()) {
+        emitError(getOperation()->getLoc()) << error;
+        return signalPassFailure();
+      }
+    if (kvBlock % rowsPerKernel != 0 || kvBlock % 4 != 0) {
       emitError(getOperation()->getLoc())
           << "kv-block (" << static_cast<int64_t>(kvBlock)
-          << ") must be a positive multiple of mr ("
+          << ") must be a multiple of mr ("
           << static_cast<int64_t>(rowsPerKernel) << ") and of 4";
       return signalPassFailure();
     }

@@ -7,11 +7,13 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "sqa/Transforms/OptionLimits.h"
 #include "sqa/Transforms/Passes.h"
 
 #include "OuterProductLoop.h"
 
 #include "mlir/IR/PatternMatch.h"
+#include "llvm/Support/CheckedArithmetic.h"
 
 namespace mlir::sqa {
 #define GEN_PASS_DEF_LOWERPROJECTIONS
@@ -19,6 +21,7 @@ namespace mlir::sqa {
 } // namespace mlir::sqa
 
 using namespace mlir;
+using namespace mlir::sqa;
 
 namespace {
 
@@ -212,6 +215,18 @@ struct LowerProjectionsPass
     : public sqa::impl::LowerProjectionsBase<LowerProjectionsPass> {
   using Base::Base;
   void runOnOperation() override {
+    // The micro-kernel is unrolled mr x nr times; the blocks size a scratch
+    // buffer of kc x nc f32.
+    for (std::string error :
+         {checkOptionRange("vector-width", vectorWidth, 1, kMaxVectorWidth),
+          checkOptionRange("mr", rowsPerKernel, 1, kMaxRowsPerKernel),
+          checkOptionRange("nr", vectorsPerKernel, 1, kMaxVectorsPerKernel),
+          checkOptionRange("kc", kBlock, 1, kMaxBlock),
+          checkOptionRange("nc", nBlock, 1, kMaxBlock)})
+      if (!error.empty()) {
+        emitError(getOperation()->getLoc()) << error;
+        return signalPassFailure();
+      }
     GemmShape shape{vectorWidth, rowsPerKernel, vectorsPerKernel, kBlock,
                     nBlock};
     SmallVector<linalg::BatchMatmulOp> ops;
@@ -221,6 +236,18 @@ struct LowerProjectionsPass
     });
     IRRewriter rewriter(&getContext());
     for (linalg::BatchMatmulOp op : ops) {
+      // Column blocks round N up to whole chunks: N must stay far from
+      // int64's limit (it does for any weight that fits in memory).
+      auto weightType = cast<MemRefType>(op.getDpsInputs()[1].getType());
+      int64_t k = weightType.getDimSize(0), n = weightType.getDimSize(1);
+      std::optional<int64_t> bytes = llvm::checkedMul(k, n);
+      if (bytes)
+        bytes = llvm::checkedMul(*bytes, int64_t(4));
+      if (!bytes || n > std::numeric_limits<int64_t>::max() / 2) {
+        op.emitOpError() << "weight of " << k << " x " << n
+                         << " elements is too large to index in int64";
+        return signalPassFailure();
+      }
       rewriter.setInsertionPoint(op);
       GemmBuilder(rewriter, op, shape).build();
       rewriter.eraseOp(op);

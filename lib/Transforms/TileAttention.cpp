@@ -1,5 +1,6 @@
 //===- TileAttention.cpp - Tile sqa.attention into an scf.forall ----------===//
 
+#include "sqa/Transforms/OptionLimits.h"
 #include "sqa/Transforms/Passes.h"
 
 #include "SQA/IR/SQAOps.h"
@@ -25,11 +26,15 @@ struct TileAttentionPass
   using Base::Base;
 
   void runOnOperation() override {
-    if (queryTile <= 0) {
-      emitError(getOperation()->getLoc()) << "query-tile must be positive, got "
-                                          << static_cast<int64_t>(queryTile);
-      return signalPassFailure();
-    }
+    // A tile is meant to fit a cache; the bounds keep the tile loops' index
+    // math (offset + tile) far from int64's limit.
+    for (std::string error :
+         {checkOptionRange("query-tile", queryTile, 1, kMaxQueryTile),
+          checkOptionRange("head-tile", headTile, 0, kMaxHeads)})
+      if (!error.empty()) {
+        emitError(getOperation()->getLoc()) << error;
+        return signalPassFailure();
+      }
     SmallVector<AttentionOp> ops;
     getOperation()->walk([&](AttentionOp op) {
       if (op.hasPureTensorSemantics())

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Call an sqa-aot library from Python with ctypes and numpy; no PyTorch.
+"""Call an sqa-aot library from Python with numpy; no PyTorch.
 
   sqa-aot --variant ssqa --heads 16 --head-dim 64 --causal bottom-right \\
           --name ssqa -o /tmp/sqa/libssqa.so
@@ -7,26 +7,20 @@
 
 The library's `<name>_config()` says which configuration it was built for;
 this script reads the head counts from it, runs one f32 forward pass in BHSD
-layout and compares with a few lines of numpy.
+layout through the package's ctypes wrapper (sqa_mlir.aot.AttentionLibrary)
+and compares with a few lines of numpy. (sqa_mlir.compile(...) does the
+sqa-aot step too, with a cache.)
 """
 
-import ctypes
+import os
 import sys
 import time
 
 import numpy as np
 
-
-def load(path, name):
-    lib = ctypes.CDLL(path)
-    forward = getattr(lib, name + "_forward")
-    forward.restype = ctypes.c_int
-    forward.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3
-    getattr(lib, name + "_error_string").restype = ctypes.c_char_p
-    getattr(lib, name + "_config").restype = ctypes.c_char_p
-    config = dict(item.split("=", 1) for item in
-                  getattr(lib, name + "_config")().decode().split())
-    return lib, forward, config
+# The package from this source tree when it is not installed.
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from sqa_mlir.aot import AttentionLibrary  # noqa: E402
 
 
 def numpy_attention(q, k, v, scale, causal):
@@ -45,8 +39,9 @@ def numpy_attention(q, k, v, scale, causal):
 
 def main():
     path, name = sys.argv[1], sys.argv[2]
-    lib, forward, config = load(path, name)
-    print("library:", getattr(lib, name + "_config")().decode())
+    lib = AttentionLibrary(path, name, "f32")
+    config = lib.settings
+    print("library:", lib.config())
     if config["dtype"] != "f32" or config["layout"] != "bhsd":
         sys.exit("this example expects an f32 BHSD library")
     hq, hkv = int(config["q_heads"]), int(config["kv_heads"])
@@ -63,21 +58,18 @@ def main():
     out = np.empty((B, hq, S, dv), dtype=np.float32)
 
     start = time.perf_counter()
-    status = forward(q.ctypes.data, k.ctypes.data, v.ctypes.data,
-                     out.ctypes.data, B, S, T)
+    status = lib.forward(q, k, v, out)
     elapsed = time.perf_counter() - start
     if status != 0:
-        sys.exit("forward failed: " +
-                 getattr(lib, name + "_error_string")(status).decode())
+        sys.exit("forward failed: " + lib.error_string(status))
 
     expected = numpy_attention(q, k, v, float(config["scale"]), causal)
     error = float(np.max(np.abs(out - expected)))
     print(f"B={B} S={S} T={T}: {elapsed * 1e3:.1f} ms, "
           f"max |out - numpy| = {error:.2e}")
     # An error in the library is reported, never a crash: try a null pointer.
-    status = forward(None, k.ctypes.data, v.ctypes.data, out.ctypes.data, B, S, T)
-    print(f"null query -> status {status}: "
-          f"{getattr(lib, name + '_error_string')(status).decode()}")
+    status = lib.forward_raw(None, k, v, out, B, S, T)
+    print(f"null query -> status {status}: {lib.error_string(status)}")
     if error > 1e-4:
         sys.exit("MISMATCH against numpy")
     print("OK: matches numpy")

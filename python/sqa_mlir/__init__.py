@@ -1,19 +1,20 @@
-"""Python helpers for testing sqa-mlir kernels.
+"""sqa_mlir: attention kernels compiled ahead of time by sqa-mlir.
 
-* ``sqa_mlir.reference``: an independent float64 numpy reference of
-  ``sqa.attention`` (explicit per-head loops and an explicit boolean mask),
-  bf16/f16 rounding helpers and the named head presets.
-* ``sqa_mlir.runner``: generates the MLIR for one attention configuration,
-  compiles it with ``sqa-opt --sqa-cpu-pipeline`` / ``mlir-translate`` /
-  ``clang`` into a shared library and calls it through ctypes.
-* ``sqa_mlir/check.py``: command-line checker used by the lit integration
-  tests in ``test/Integration/CPU``.
+* ``sqa_mlir.compile(**options)``: build (or load from the on-disk cache) the
+  CPU library for one configuration with ``sqa-aot`` and call it from numpy
+  (``sqa_mlir.compiler``).
+* ``sqa_mlir.aot``: ctypes wrappers of every library ``sqa-aot`` writes
+  (CPU, CUDA, whole attention layers) and ``build_library``.
+* ``sqa_mlir.reference`` / ``sqa_mlir.layer_reference``: float64 numpy
+  references of ``sqa.attention`` and ``sqa.attention_layer``, bf16/f16
+  storage helpers, head presets and output tolerances.
 * ``sqa_mlir.cuda_driver``: a ctypes wrapper over the CUDA driver
-  (libcuda.so.1) for device memory, streams and contexts;
-  ``sqa_mlir/check_cuda.py`` checks ``sqa-aot --target cuda`` libraries with
-  it (``test/Integration/CUDA``, ``test/AOT/cuda-no-gpu.test``).
+  (libcuda.so.1) for device memory, streams and contexts.
+
+The test checkers and test doubles live in the repository's test/lib.
 """
 
+from .compiler import Attention, CompileError, cache_dir, compile, find_sqa_aot  # noqa: F401
 from .reference import (  # noqa: F401
     DTYPES,
     VARIANTS,
@@ -28,11 +29,16 @@ from .reference import (  # noqa: F401
 )
 
 __all__ = [
+    "Attention",
+    "CompileError",
     "DTYPES",
     "VARIANTS",
     "attention",
     "bf16_to_f32",
+    "cache_dir",
+    "compile",
     "f32_to_bf16",
+    "find_sqa_aot",
     "from_storage",
     "head_mapping",
     "to_storage",

@@ -114,8 +114,12 @@ _OPTIONS = (
     "variant", "heads", "groups", "q_heads", "kv_heads", "head_dim",
     "value_head_dim", "dtype", "causal", "alignment", "window", "scale",
     "layout", "name", "cpu", "kernel",
+    # CPU flash-kernel tuning (sqa-aot --cpu-query-tile etc.; 0 or None: default).
+    "cpu_query_tile", "cpu_kv_block", "cpu_mr", "cpu_nr", "cpu_vector_width",
     # GPU libraries: target "cuda" with chip "sm_90" (sqa-aot --target/--chip).
     "target", "chip",
+    # GPU kernel tuning (sqa-aot --gpu-kv-block etc.).
+    "gpu_kv_block", "gpu_heads_per_block", "gpu_rows_per_warp",
     # Whole-layer libraries (sqa-aot --layer).
     "layer", "cross_attention", "rope", "rope_base", "rope_factor",
     "rope_original_max", "rope_offset", "rope_queries_only", "bias",
@@ -180,7 +184,9 @@ def build_library(sqa_aot: str, outdir: str, **config) -> str:
     Keywords (None: tool default): variant, heads, groups, q_heads, kv_heads,
     head_dim, value_head_dim, dtype, causal, alignment, window ((L, R) or
     "L,R"), scale, layout, name, cpu, kernel, target ("cpu" or "cuda") and
-    chip (with target="cuda", e.g. "sm_90"). The library is
+    chip (with target="cuda", e.g. "sm_90"), the CPU tuning options
+    cpu_query_tile, cpu_kv_block, cpu_mr, cpu_nr and the GPU ones
+    gpu_kv_block, gpu_heads_per_block, gpu_rows_per_warp. The library is
     ``outdir/lib<name>.so``, the header ``outdir/<name>.h``; a CUDA library
     is called through :class:`CUDAAttentionLibrary`.
 
@@ -308,7 +314,10 @@ def library_name(prefix: str = "sqa", **config) -> str:
         raise TypeError(f"unknown sqa-aot options: {sorted(unknown)}")
     short = {"heads": "h", "groups": "g", "q_heads": "q", "kv_heads": "kv",
              "head_dim": "d", "value_head_dim": "dv", "rope_base": "rb",
-             "rope_factor": "rf", "rope_original_max": "rom", "rope_offset": "ro"}
+             "rope_factor": "rf", "rope_original_max": "rom", "rope_offset": "ro",
+             "cpu_query_tile": "qt", "cpu_kv_block": "kb", "cpu_mr": "mr",
+             "cpu_nr": "nr", "gpu_kv_block": "gkb", "gpu_heads_per_block": "ghb",
+             "cpu_vector_width": "vw", "gpu_rows_per_warp": "grw"}
     parts = [prefix]
     for key in _OPTIONS:
         value = config.get(key)

@@ -42,6 +42,31 @@ STORAGE_DTYPES = {"f32": np.float32, "f16": np.float16, "bf16": np.uint16}
 EPSILON = {"f32": 2.0**-23, "f16": 2.0**-10, "bf16": 2.0**-7}
 
 
+# Tolerances of a kernel's output against this float64 reference computed from
+# the dtype-rounded inputs: |out - ref| <= atol + rtol * max(|ref|).
+#
+# f32: the kernel computes in f32 throughout; errors are a few f32 ulps of
+#   the accumulated sums (~1e-6 for our sizes), so atol 1e-4 + rtol 1e-4 has
+#   a wide margin and still catches any real bug (wrong head, mask, scale).
+#
+# f16 / bf16: scores, softmax and accumulation are in f32 (error ~1e-6, as
+#   above) but the result is rounded once to the element type: that alone
+#   costs up to 0.5 ulp, i.e. <= 0.5 * eps * |ref| (eps = 2^-10 for f16,
+#   2^-7 for bf16). If an implementation also rounds the probabilities P to
+#   the element type before P.V (as FlashAttention/IREE do), each term gains a
+#   relative error <= eps/2, which is random in sign and averages out over the
+#   T keys, adding well under one ulp of the largest output. So we allow
+#   2 ulps relative to max(|ref|): rtol = 2 * eps, plus a small atol
+#   (eps / 8) for outputs that are all close to 0. A wrong mask, head mapping
+#   or scale changes outputs by O(0.1..1), far above these bounds, and an
+#   accumulation in f16/bf16 over hundreds of keys exceeds them.
+TOLERANCES = {
+    "f32": (1e-4, 1e-4),                          # (atol, rtol)
+    "f16": (EPSILON["f16"] / 8, 2 * EPSILON["f16"]),
+    "bf16": (EPSILON["bf16"] / 8, 2 * EPSILON["bf16"]),
+}
+
+
 # ---------------------------------------------------------------------------
 # bf16 / f16 helpers
 # ---------------------------------------------------------------------------

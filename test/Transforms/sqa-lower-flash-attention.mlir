@@ -64,7 +64,7 @@ func.func @tile(%q: memref<1x2x?x24xbf16, strided<[?, ?, 24, 1], offset: ?>>,
   return
 }
 
-// BADBLOCK: kv-block (42) must be a positive multiple of mr (4) and of 4
+// BADBLOCK: kv-block (42) must be a multiple of mr (4) and of 4
 
 // f32 K and V are read in place: no K/V scratch, no transpose.
 // CHECK-LABEL: func @tile_f32

@@ -34,7 +34,7 @@
 // WIDE: sqa.attention {{.*}} : tensor<1x4x?x64xf32>, tensor<1x2x?x64xf32>, tensor<1x2x?x32xf32>)
 
 // BADHEADS: head tile (3) must divide the output heads (8)
-// BADROWS: query-tile must be positive, got 0
+// BADROWS: query-tile must be in [1, 65536], got 0
 func.func @gqa(%q: tensor<?x8x?x64xf32>, %k: tensor<?x4x?x64xf32>,
                %v: tensor<?x4x?x32xf32>, %o: tensor<?x8x?x32xf32>) -> tensor<?x8x?x32xf32> {
   %r = sqa.attention ins(%q, %k, %v : tensor<?x8x?x64xf32>, tensor<?x4x?x64xf32>, tensor<?x4x?x32xf32>)

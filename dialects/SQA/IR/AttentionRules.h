@@ -15,6 +15,7 @@
 //
 //   Int  index(int64_t)       Int add/sub/mul(Int, Int)
 //   Int  floorDiv/ceilDiv(Int, int64_t)   Int minS/maxS(Int, Int)
+//   Int  divU(Int, int64_t) (operands known non-negative)
 //   Bool slt/sle/sgt/sge(Int, Int)        Bool andI/orI(Bool, Bool)
 //   Bool trueValue()          Int select(Bool, Int, Int)
 //   Float floatLike(Float, double)        Float addF/subF/mulF/divF(..)
@@ -29,11 +30,10 @@
 
 #include "SQA/IR/SQAAttrs.h"
 
-#include "llvm/ADT/STLFunctionalExtras.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <utility>
 
@@ -131,11 +131,11 @@ struct HeadMapping {
 
   template <typename D>
   typename D::Int queryHeadOf(D &d, typename D::Int outputHead) const {
-    return d.floorDiv(outputHead, outputsPerQueryHead());
+    return d.divU(outputHead, outputsPerQueryHead());
   }
   template <typename D>
   typename D::Int kvHeadOf(D &d, typename D::Int outputHead) const {
-    return d.floorDiv(outputHead, outputsPerKVHead());
+    return d.divU(outputHead, outputsPerKVHead());
   }
   /// The first of the `outputsPerKVHead()` output heads of a kv head.
   template <typename D>
@@ -150,13 +150,17 @@ struct HeadMapping {
 
 /// The online softmax of one row (FlashAttention): a running maximum m, a
 /// running sum l of exp(s - m) and an accumulator O rescaled whenever m
-/// grows. Scores of hidden keys are -inf. `Exp` is the kernel's exponential
-/// (natural, or base 2 on scores pre-scaled by log2(e)); it need not be
-/// defined at -inf, every call below guards it.
+/// grows. Scores of hidden keys are -inf.
 template <typename D>
 struct OnlineSoftmax {
   using Float = typename D::Float;
-  using ExpFn = llvm::function_ref<Float(Float)>;
+  /// The kernel's exponential: natural, or base 2 on scores pre-scaled by
+  /// log2(e). Where it is not known to give 0 at -inf (polynomial
+  /// approximations), the rules guard it; hardware ex2 needs no guard.
+  struct Exponential {
+    std::function<Float(Float)> fn;
+    bool zeroAtNegInf = false;
+  };
 
   /// What scores are shifted by: the row maximum, or 0 while the row has
   /// seen only hidden keys (m = -inf), so that exp never sees -inf - -inf.
@@ -164,14 +168,16 @@ struct OnlineSoftmax {
     return d.selectF(d.isNegInf(rowMax), d.floatLike(rowMax, 0.0), rowMax);
   }
   /// exp(score - shift), 0 for a hidden key.
-  static Float probability(D &d, Float score, Float shift, ExpFn exp) {
-    return d.selectF(d.isNegInf(score), d.floatLike(score, 0.0),
-                     exp(d.subF(score, shift)));
+  static Float probability(D &d, Float score, Float shift, Exponential exp) {
+    Float p = exp.fn(d.subF(score, shift));
+    if (exp.zeroAtNegInf)
+      return p;
+    return d.selectF(d.isNegInf(score), d.floatLike(score, 0.0), p);
   }
   /// Factor that rescales the sum and accumulator when the maximum moves
   /// from `oldMax` to `newMax`: exp(oldMax - shift(newMax)), 0 if the row
   /// had seen nothing yet.
-  static Float rescale(D &d, Float oldMax, Float newMax, ExpFn exp) {
+  static Float rescale(D &d, Float oldMax, Float newMax, Exponential exp) {
     return probability(d, oldMax, shift(d, newMax), exp);
   }
   /// l' = alpha * l + (sum of the block's probabilities).
@@ -213,6 +219,7 @@ struct ScalarDomain {
     return (x % y != 0 && ((x < 0) != (y < 0))) ? q - 1 : q;
   }
   Int ceilDiv(Int x, int64_t y) { return -floorDiv(-x, y); }
+  Int divU(Int x, int64_t y) { return x / y; }
   Int minS(Int x, Int y) { return std::min(x, y); }
   Int maxS(Int x, Int y) { return std::max(x, y); }
   Bool slt(Int x, Int y) { return x < y; }

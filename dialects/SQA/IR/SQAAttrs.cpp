@@ -39,6 +39,14 @@ LogicalResult MaskAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   if (windowRight < -1)
     return emitError() << "window_right must be -1 (unbounded) or >= 0, got "
                        << windowRight;
+  // Kernels add the bounds to key positions in int64; a wider window sees
+  // every key of any sequence they can index, which -1 already says.
+  for (auto [name, bound] :
+       {std::pair<StringRef, int64_t>{"window_left", windowLeft},
+        {"window_right", windowRight}})
+    if (bound > kMaxWindow)
+      return emitError() << name << " (" << bound << ") exceeds " << kMaxWindow
+                         << " (2^40); use -1 for an unbounded window";
   return success();
 }
 
@@ -80,6 +88,10 @@ LogicalResult RopeAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   if (positionOffset < 0)
     return emitError() << "rope position_offset must be >= 0, got "
                        << positionOffset;
+  // Added to sequence positions in int64 at run time.
+  if (positionOffset > kMaxPositionOffset)
+    return emitError() << "rope position_offset (" << positionOffset
+                       << ") exceeds " << kMaxPositionOffset << " (2^40)";
   return success();
 }
 
@@ -96,6 +108,9 @@ std::string mlir::sqa::verifyHeadCounts(const HeadCounts &counts) {
     os << "query heads must be positive, got " << counts.query;
   else if (counts.kv <= 0)
     os << "key/value heads must be positive, got " << counts.kv;
+  else if (counts.total > kMaxHeads)
+    os << "total heads (" << counts.total << ") exceed the supported maximum ("
+       << kMaxHeads << ")";
   else if (counts.query > counts.total)
     os << "query heads (" << counts.query << ") must not exceed total heads ("
        << counts.total << ")";

@@ -24,9 +24,19 @@ struct HeadCounts {
   int64_t kv = 0;
 };
 
-/// Checks that the counts are positive, that neither exceeds `total`, and
-/// that the larger of query/kv is a multiple of the smaller. Returns an
-/// empty string on success, else a message naming the numbers.
+/// Limits on what the kernels index, so that their int64 index math cannot
+/// overflow (docs/design.md, "Size limits"): head counts and head dims fit
+/// 16 bits, so a product of heads, head dim and one sequence length stays
+/// below 2^32 times that length; window bounds and RoPE position offsets
+/// are added to sequence positions, so they stay far below 2^63.
+constexpr int64_t kMaxHeads = int64_t(1) << 16;
+constexpr int64_t kMaxHeadDim = int64_t(1) << 16;
+constexpr int64_t kMaxWindow = int64_t(1) << 40;
+constexpr int64_t kMaxPositionOffset = int64_t(1) << 40;
+
+/// Checks that the counts are positive, at most kMaxHeads, that neither exceeds
+/// `total`, and that the larger of query/kv is a multiple of the smaller.
+/// Returns an empty string on success, else a message naming the numbers.
 std::string verifyHeadCounts(const HeadCounts &counts);
 
 /// Resolves a named preset from the baseline head count (and the group count

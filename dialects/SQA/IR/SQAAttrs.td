@@ -62,6 +62,8 @@ def SQA_RopeAttr : SQA_Attr<"Rope", "rope"> {
       `original_max_positions`, the base becomes
       `base * (factor * L / original_max_positions - (factor - 1))^(d / (d - 2))`.
 
+    `position_offset` is at most 2^40 (added to positions in int64).
+
     ```mlir
     #sqa.rope<kind = rotary, base = 10000.0>
     #sqa.rope<kind = dynamic_ntk, factor = 2.0, original_max_positions = 1024>
@@ -99,7 +101,8 @@ def SQA_MaskAttr : SQA_Attr<"Mask", "mask"> {
     * `window_left` is -1 or `j >= i + offset - window_left`, and
     * `window_right` is -1 or `j <= i + offset + window_right`.
 
-    -1 means unbounded on that side. A query row that sees no key yields
+    -1 means unbounded on that side; a bound is at most 2^40 (kernels add
+    it to key positions in int64). A query row that sees no key yields
     zeros, never NaN.
 
     ```mlir
@@ -143,7 +146,8 @@ def SQA_HeadsAttr : SQA_Attr<"Heads", "heads"> {
     `total` is the baseline head count H that splits the model dimension
     (d_head = d_model / H); `query` and `kv` are the query heads Hq and the
     key/value heads Hkv. The larger of Hq and Hkv must be a multiple of the
-    smaller. Written either with numbers or as a named preset that resolves
+    smaller; `total` is at most 65536. Written either with numbers or as a
+    named preset that resolves
     to numbers from `total` (and `groups` for GQA):
 
     | preset  | query | kv     |

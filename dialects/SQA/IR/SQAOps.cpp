@@ -5,6 +5,7 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/OpImplementation.h"
+#include "llvm/Support/CheckedArithmetic.h"
 
 #include <cmath>
 
@@ -41,6 +42,58 @@ static LogicalResult verifyDimsAgree(AttentionOp op, ShapedType a,
   return op.emitOpError() << bName << " " << what << " (" << sb
                           << ") must match " << aName << " " << what << " ("
                           << sa << ")";
+}
+
+static std::string formatShape(ArrayRef<int64_t> shape);
+
+/// Rejects a static shape whose element count, byte size or (for a strided
+/// memref) largest linear index does not fit int64: every lowering computes
+/// them in int64. Dynamic dims are checked by the callers at run time.
+static LogicalResult verifyStaticExtent(Operation *op, StringRef name,
+                                        ShapedType type, int64_t elementBytes) {
+  int64_t count = 1;
+  for (int64_t size : type.getShape()) {
+    if (ShapedType::isDynamic(size))
+      continue;
+    std::optional<int64_t> next = llvm::checkedMul(count, size);
+    if (!next)
+      return op->emitOpError() << name << " " << formatShape(type.getShape())
+                               << " has more elements than int64 can count ("
+                               << count << " x " << size << " overflows)";
+    count = *next;
+  }
+  if (!llvm::checkedMul(count, elementBytes))
+    return op->emitOpError()
+           << name << " " << formatShape(type.getShape()) << " is " << count
+           << " elements of " << elementBytes
+           << " bytes: the byte size overflows int64";
+  auto memref = dyn_cast<MemRefType>(type);
+  if (!memref || !memref.hasStaticShape())
+    return success();
+  SmallVector<int64_t> strides;
+  int64_t offset;
+  if (failed(memref.getStridesAndOffset(strides, offset)) ||
+      ShapedType::isDynamic(offset) ||
+      llvm::any_of(strides, ShapedType::isDynamic))
+    return success();
+  // The largest element index: offset + sum((size - 1) * |stride|).
+  std::optional<int64_t> last = offset;
+  for (auto [size, stride] : llvm::zip_equal(memref.getShape(), strides)) {
+    std::optional<int64_t> step =
+        stride == std::numeric_limits<int64_t>::min()
+            ? std::nullopt
+            : llvm::checkedMul(size - 1, stride < 0 ? -stride : stride);
+    last = step && last ? llvm::checkedAdd(*last, *step) : std::nullopt;
+  }
+  if (!last || !llvm::checkedMul(*last, elementBytes))
+    return op->emitOpError() << name << " " << type
+                             << ": its largest element offset overflows int64";
+  return success();
+}
+
+/// Element size in bytes of the (already verified) float element type.
+static int64_t elementBytes(ShapedType type) {
+  return std::max<int64_t>(1, type.getElementTypeBitWidth() / 8);
 }
 
 LogicalResult AttentionOp::verify() {
@@ -97,7 +150,25 @@ LogicalResult AttentionOp::verify() {
       if (size <= 0)
         return emitOpError() << layout.name << " " << what
                              << " must be positive, got " << size;
+      int64_t limit = dim == 1 ? kMaxHeads : kMaxHeadDim;
+      if (size > limit)
+        return emitOpError()
+               << layout.name << " " << what << " (" << size
+               << ") exceeds the supported maximum (" << limit << ")";
     }
+    // An empty batch or sequence has nothing to compute, and the kernels
+    // assume at least one row and one key: static zeros are rejected here
+    // (dynamic ones by the callers at run time).
+    for (auto [dim, what] :
+         {std::pair<unsigned, StringRef>{0, "batch size"},
+          std::pair<unsigned, StringRef>{2, "sequence length"}})
+      if (type.getDimSize(dim) == 0)
+        return emitOpError()
+               << layout.name << " " << what << " (dim " << dim << " of "
+               << layout.shape << ") is a static 0; sizes must be positive";
+    if (failed(
+            verifyStaticExtent(*this, layout.name, type, elementBytes(type))))
+      return failure();
   }
 
   // Batch everywhere; sequence lengths and head dims pairwise.
@@ -251,12 +322,18 @@ LogicalResult AttentionLayerOp::verify() {
   int64_t modelDim = inputType.getDimSize(2);
   if (ShapedType::isDynamic(modelDim))
     return emitOpError() << "d_model (dim 2 of the input) must be static";
+  if (modelDim <= 0)
+    return emitOpError() << "d_model must be positive, got " << modelDim;
   HeadsAttr heads = getHeads();
   if (modelDim % heads.getTotal() != 0)
     return emitOpError() << "d_model (" << modelDim
                          << ") must be divisible by total heads ("
                          << heads.getTotal() << ")";
   int64_t headDim = modelDim / heads.getTotal();
+  if (headDim > kMaxHeadDim)
+    return emitOpError() << "head dim d_model / total heads (" << headDim
+                         << ") exceeds the supported maximum (" << kMaxHeadDim
+                         << ")";
   int64_t q = heads.getQuery() * headDim, kv = heads.getKv() * headDim;
   int64_t out = heads.getOutputHeads() * headDim;
 
@@ -271,6 +348,24 @@ LogicalResult AttentionLayerOp::verify() {
 
   int64_t batch = inputType.getDimSize(0), seqLen = inputType.getDimSize(1);
   int64_t dyn = ShapedType::kDynamic;
+  // As for sqa.attention: static empty batches and sequences are rejected.
+  std::pair<StringRef, int64_t> lengths[] = {{"input batch size", batch},
+                                             {"input sequence length", seqLen}};
+  for (auto [what, size] : lengths)
+    if (size == 0)
+      return emitOpError() << what << " is a static 0; sizes must be positive";
+  if (Value memory = getMemory())
+    if (cast<ShapedType>(memory.getType()).getRank() == 3 &&
+        cast<ShapedType>(memory.getType()).getDimSize(1) == 0)
+      return emitOpError()
+             << "memory sequence length is a static 0; sizes must be positive";
+  // The decomposition makes f32 copies of [B, S or T, <= d_model]: every
+  // operand's static extent must fit int64 even at 4 bytes per element.
+  for (OpOperand &operand : getOperation()->getOpOperands())
+    if (failed(verifyStaticExtent(
+            *this, "operand #" + std::to_string(operand.getOperandNumber()),
+            cast<ShapedType>(operand.get().getType()), 4)))
+      return failure();
   if (Value memory = getMemory())
     if (failed(verifyShape(*this, "memory", cast<ShapedType>(memory.getType()),
                            {batch, dyn, modelDim}, "[B, T, d_model]")))

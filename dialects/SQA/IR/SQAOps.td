@@ -31,6 +31,13 @@ def SQA_AttentionOp : SQA_Op<"attention", [
     operands share one element type (f32, f16 or bf16); scores, softmax and
     accumulation are computed in f32 and the result is rounded once.
 
+    Size limits (so that every lowering's int64 index math is exact):
+    Hq, Hkv <= 65536 and D, Dv <= 65536; every operand's static element
+    count, byte size and (for memrefs with a static strided layout) largest
+    element offset fit int64; static B, S and T are positive (an empty
+    batch or sequence is rejected, not computed; dynamic sizes are checked
+    at run time by the callers, e.g. `sqa-aot` libraries).
+
     Head mapping (PyTorch `repeat_interleave` convention; K and V are never
     repeated, the index is computed):
     * Hq >= Hkv (MHA, GQA, MQA, SQA): output head `h` uses query head `h`
@@ -136,6 +143,10 @@ def SQA_AttentionLayerOp : SQA_Op<"attention_layer", [
     and k, `sqa.attention` (with `mask` and `scale`, K/V never repeated),
     heads concatenated, `y = o w_o + b_o`. Matmuls accumulate in f32; q, k,
     v and the attention output are rounded to the element type.
+
+    Size limits as for `sqa.attention` (dh <= 65536, static B, S, T
+    positive), and every operand's static extent must fit int64 at 4 bytes
+    per element (the decomposition makes f32 copies).
 
     ```mlir
     %y = sqa.attention_layer ins(%x : tensor<?x?x256xf32>)

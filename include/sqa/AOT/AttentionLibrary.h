@@ -15,12 +15,29 @@
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OwningOpRef.h"
+#include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringRef.h"
 
 #include <optional>
 #include <string>
 
 namespace mlir::sqa::aot {
+
+/// Limits on what sqa-aot compiles; the sqa.attention verifier accepts at
+/// least this much. Head counts (total, query, key/value): a CUDA grid walks
+/// output heads in gridDim.y, at most 65535. Head dims: far beyond any model,
+/// and small enough that a row of scores or a weight row cannot overflow.
+constexpr int64_t kMaxHeads = 65535;
+constexpr int64_t kMaxHeadDim = 65536;
+/// CPU kernel knobs: query rows per parallel tile and keys per block; rows
+/// and vectors of the micro-kernel (past these it only spills registers).
+constexpr int64_t kMaxCPUTile = 65536;
+constexpr int64_t kMaxCPUMicroKernelRows = 16;
+constexpr int64_t kMaxCPUMicroKernelVectors = 8;
+/// Keys per shared-memory tile of a CUDA kernel.
+constexpr int64_t kMaxGPUKVBlock = 1024;
+/// Model layers counted by --print-config.
+constexpr int64_t kMaxLayers = 1 << 20;
 
 enum class ElementKind { F32, F16, BF16 };
 /// BHSD: [B, H, S, D] contiguous; BSHD: [B, S, H, D] (FlashAttention's).
@@ -107,12 +124,20 @@ struct CodegenOptions {
   int64_t gpuKVBlock = 64;
   int64_t gpuHeadsPerBlock = 0;
   int64_t gpuRowsPerWarp = 16;
+  /// CPU flash kernel tiling (sqa-cpu-pipeline's query-tile, kv-block, mr,
+  /// nr and vector-width); the pipeline's defaults when not set, and the
+  /// target's vector width (16 with AVX-512, else 8).
+  std::optional<int64_t> cpuQueryTile, cpuKVBlock, cpuMR, cpuNR, cpuVectorWidth;
 };
 
 /// Builds the kernel module for `config`: one function `<name>_kernel` over
 /// memrefs in the configured layout.
 OwningOpRef<ModuleOp> buildAttentionModule(MLIRContext &context,
                                            const AttentionConfig &config);
+
+/// The CUDA architectures a library can be built for: those the kernels'
+/// PTX ISA (8.0) can target.
+ArrayRef<StringRef> supportedChips();
 
 /// The generated C header and the C entry layer (argument checks, memref
 /// descriptors, error strings) of a library for `config`.

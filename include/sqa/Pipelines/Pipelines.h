@@ -6,10 +6,19 @@
 #include "mlir/Pass/Pass.h"
 #include "mlir/Pass/PassManager.h"
 
+#include <string>
+
 namespace mlir::sqa {
 
 #define GEN_PASS_DECL
 #include "sqa/Pipelines/Passes.h.inc"
+
+/// Checks every option against its valid set (include/sqa/Transforms/
+/// OptionLimits.h). Returns "" if all are valid, else a message naming the
+/// option and its value. The pipeline passes run it first; drivers that call
+/// the builders directly should too.
+std::string verifyCPUPipelineOptions(const SQACPUPipelineOptions &options);
+std::string verifyCUDAPipelineOptions(const SQACUDAPipelineOptions &options);
 
 /// Appends the CPU pipeline to `pm`, which must be anchored on builtin.module.
 void buildCPUPipeline(OpPassManager &pm, const SQACPUPipelineOptions &options);

@@ -228,31 +228,4 @@ def LowerAttentionToGPU : Pass<"sqa-lower-attention-to-gpu",
   ];
 }
 
-def EmulateGPUKernels : Pass<"sqa-emulate-gpu-kernels", "::mlir::ModuleOp"> {
-  let summary = "Testing aid: turn generated CUDA kernels into host functions "
-                "run by one CPU thread per GPU thread";
-  let description = [{
-    For machines without a GPU. Every `gpu.func` of the module's GPU modules
-    becomes a `func.func` of the same name (plus a trailing `memref<?xi8>`
-    shared-memory argument, `llvm.emit_c_interface`), and the GPU modules
-    and host functions are dropped. Thread and block ids, barriers, warp
-    shuffles, `nvgpu.ldmatrix`, `nvgpu.mma.sync` and `nvvm.mma.sync`
-    become calls to `sqa_emu_*` functions, which
-    `python/sqa_mlir/gpu_emulator.c` implements from the PTX ISA's
-    definitions with one pthread per GPU thread; `nvgpu.device_async_copy`
-    becomes a synchronous copy with the same zero fill. The rest of the
-    kernel is compiled unchanged for the host (e.g. by
-    `--sqa-cpu-pipeline`), so its index math, masking, softmax and
-    pipelining run as generated.
-  }];
-  let dependentDialects = [
-    "::mlir::arith::ArithDialect",
-    "::mlir::func::FuncDialect",
-    "::mlir::math::MathDialect",
-    "::mlir::memref::MemRefDialect",
-    "::mlir::ub::UBDialect",
-    "::mlir::vector::VectorDialect"
-  ];
-}
-
 #endif // SQA_TRANSFORMS_PASSES_TD

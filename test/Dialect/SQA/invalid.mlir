@@ -574,3 +574,175 @@ func.func private @attr() attributes {a = #sqa.rope<kind = dynamic_ntk, original
 
 // expected-error @+1 {{rope position_offset must be >= 0, got -3}}
 func.func private @attr() attributes {a = #sqa.rope<kind = rotary, position_offset = -3>}
+
+// -----
+
+// Size limits (docs/design.md): heads and head dims <= 65536, static
+// extents that fit int64, no static empty batch or sequence.
+
+func.func @f(%q: tensor<1x4611686018427387904x4x8xf32>, %k: tensor<1x1x4x8xf32>, %v: tensor<1x1x4x8xf32>, %o: tensor<1x4611686018427387904x4x8xf32>) -> tensor<1x4611686018427387904x4x8xf32> {
+  // expected-error @+1 {{query heads (4611686018427387904) exceeds the supported maximum (65536)}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<1x4611686018427387904x4x8xf32>, tensor<1x1x4x8xf32>, tensor<1x1x4x8xf32>) outs(%o : tensor<1x4611686018427387904x4x8xf32>) -> tensor<1x4611686018427387904x4x8xf32>
+  return %r : tensor<1x4611686018427387904x4x8xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x1x4x8xf32>, %k: tensor<1x131072x4x8xf32>, %v: tensor<1x131072x4x8xf32>, %o: tensor<1x131072x4x8xf32>) -> tensor<1x131072x4x8xf32> {
+  // expected-error @+1 {{key heads (131072) exceeds the supported maximum (65536)}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<1x1x4x8xf32>, tensor<1x131072x4x8xf32>, tensor<1x131072x4x8xf32>) outs(%o : tensor<1x131072x4x8xf32>) -> tensor<1x131072x4x8xf32>
+  return %r : tensor<1x131072x4x8xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x2x4x131072xf16>, %k: tensor<1x2x4x131072xf16>, %v: tensor<1x2x4x8xf16>, %o: tensor<1x2x4x8xf16>) -> tensor<1x2x4x8xf16> {
+  // expected-error @+1 {{query head dim (131072) exceeds the supported maximum (65536)}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<1x2x4x131072xf16>, tensor<1x2x4x131072xf16>, tensor<1x2x4x8xf16>) outs(%o : tensor<1x2x4x8xf16>) -> tensor<1x2x4x8xf16>
+  return %r : tensor<1x2x4x8xf16>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x2x4x8xf16>, %k: tensor<1x2x4x8xf16>, %v: tensor<1x2x4x65537xf16>, %o: tensor<1x2x4x65537xf16>) -> tensor<1x2x4x65537xf16> {
+  // expected-error @+1 {{value head dim (65537) exceeds the supported maximum (65536)}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<1x2x4x8xf16>, tensor<1x2x4x8xf16>, tensor<1x2x4x65537xf16>) outs(%o : tensor<1x2x4x65537xf16>) -> tensor<1x2x4x65537xf16>
+  return %r : tensor<1x2x4x65537xf16>
+}
+
+// -----
+
+func.func @f(%q: tensor<2x1x4611686018427387904x8xf32>, %k: tensor<2x1x4611686018427387904x8xf32>, %v: tensor<2x1x4611686018427387904x8xf32>, %o: tensor<2x1x4611686018427387904x8xf32>) -> tensor<2x1x4611686018427387904x8xf32> {
+  // expected-error @+1 {{query [2, 1, 4611686018427387904, 8] has more elements than int64 can count (2 x 4611686018427387904 overflows)}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x1x4611686018427387904x8xf32>, tensor<2x1x4611686018427387904x8xf32>, tensor<2x1x4611686018427387904x8xf32>) outs(%o : tensor<2x1x4611686018427387904x8xf32>) -> tensor<2x1x4611686018427387904x8xf32>
+  return %r : tensor<2x1x4611686018427387904x8xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x1x1152921504606846976x4xf32>, %k: tensor<1x1x4x4xf32>, %v: tensor<1x1x4x4xf32>, %o: tensor<1x1x1152921504606846976x4xf32>) -> tensor<1x1x1152921504606846976x4xf32> {
+  // expected-error @+1 {{query [1, 1, 1152921504606846976, 4] is 4611686018427387904 elements of 4 bytes: the byte size overflows int64}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<1x1x1152921504606846976x4xf32>, tensor<1x1x4x4xf32>, tensor<1x1x4x4xf32>) outs(%o : tensor<1x1x1152921504606846976x4xf32>) -> tensor<1x1x1152921504606846976x4xf32>
+  return %r : tensor<1x1x1152921504606846976x4xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<0x2x4x8xf32>, %k: tensor<0x2x4x8xf32>, %v: tensor<0x2x4x8xf32>, %o: tensor<0x2x4x8xf32>) -> tensor<0x2x4x8xf32> {
+  // expected-error @+1 {{query batch size (dim 0 of [B, Hq, S, D]) is a static 0; sizes must be positive}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<0x2x4x8xf32>, tensor<0x2x4x8xf32>, tensor<0x2x4x8xf32>) outs(%o : tensor<0x2x4x8xf32>) -> tensor<0x2x4x8xf32>
+  return %r : tensor<0x2x4x8xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x2x0x8xf32>, %k: tensor<1x2x4x8xf32>, %v: tensor<1x2x4x8xf32>, %o: tensor<1x2x0x8xf32>) -> tensor<1x2x0x8xf32> {
+  // expected-error @+1 {{query sequence length (dim 2 of [B, Hq, S, D]) is a static 0; sizes must be positive}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<1x2x0x8xf32>, tensor<1x2x4x8xf32>, tensor<1x2x4x8xf32>) outs(%o : tensor<1x2x0x8xf32>) -> tensor<1x2x0x8xf32>
+  return %r : tensor<1x2x0x8xf32>
+}
+
+// -----
+
+func.func @f(%q: tensor<1x2x4x8xf32>, %k: tensor<1x2x0x8xf32>, %v: tensor<1x2x0x8xf32>, %o: tensor<1x2x4x8xf32>) -> tensor<1x2x4x8xf32> {
+  // expected-error @+1 {{key sequence length (dim 2 of [B, Hkv, T, D]) is a static 0; sizes must be positive}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<1x2x4x8xf32>, tensor<1x2x0x8xf32>, tensor<1x2x0x8xf32>) outs(%o : tensor<1x2x4x8xf32>) -> tensor<1x2x4x8xf32>
+  return %r : tensor<1x2x4x8xf32>
+}
+
+// -----
+
+func.func @f(%q: memref<1x2x4x8xf32>, %k: memref<1x2x0x8xf32>, %v: memref<1x2x0x8xf32>, %o: memref<1x2x4x8xf32>) {
+  // expected-error @+1 {{key sequence length (dim 2 of [B, Hkv, T, D]) is a static 0; sizes must be positive}}
+  sqa.attention ins(%q, %k, %v : memref<1x2x4x8xf32>, memref<1x2x0x8xf32>, memref<1x2x0x8xf32>) outs(%o : memref<1x2x4x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x1x4611686018427387904x8xf32>, %k: memref<2x1x4611686018427387904x8xf32>, %v: memref<2x1x4611686018427387904x8xf32>, %o: memref<2x1x4611686018427387904x8xf32>) {
+  // expected-error @+1 {{query [2, 1, 4611686018427387904, 8] has more elements than int64 can count (2 x 4611686018427387904 overflows)}}
+  sqa.attention ins(%q, %k, %v : memref<2x1x4611686018427387904x8xf32>, memref<2x1x4611686018427387904x8xf32>, memref<2x1x4611686018427387904x8xf32>) outs(%o : memref<2x1x4611686018427387904x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<1x1x4x8xf32, strided<[32, 32, 8, 1], offset: 9223372036854775708>>, %k: memref<1x1x4x8xf32>, %v: memref<1x1x4x8xf32>, %o: memref<1x1x4x8xf32>) {
+  // expected-error @+1 {{query 'memref<1x1x4x8xf32, strided<[32, 32, 8, 1], offset: 9223372036854775708>>': its largest element offset overflows int64}}
+  sqa.attention ins(%q, %k, %v : memref<1x1x4x8xf32, strided<[32, 32, 8, 1], offset: 9223372036854775708>>, memref<1x1x4x8xf32>, memref<1x1x4x8xf32>) outs(%o : memref<1x1x4x8xf32>)
+  return
+}
+
+// -----
+
+// expected-error @+1 {{window_left (1099511627777) exceeds 1099511627776 (2^40); use -1 for an unbounded window}}
+func.func private @attr() attributes {a = #sqa.mask<window_left = 1099511627777>}
+
+// -----
+
+// expected-error @+1 {{window_right (9223372036854775807) exceeds 1099511627776 (2^40); use -1 for an unbounded window}}
+func.func private @attr() attributes {a = #sqa.mask<window_right = 9223372036854775807>}
+
+// -----
+
+// expected-error @+1 {{rope position_offset (9223372036854775807) exceeds 1099511627776 (2^40)}}
+func.func private @attr() attributes {a = #sqa.rope<kind = rotary, position_offset = 9223372036854775807>}
+
+// -----
+
+// expected-error @+1 {{total heads (4611686018427387904) exceed the supported maximum (65536)}}
+func.func private @attr() attributes {a = #sqa.heads<total = 4611686018427387904, query = 4611686018427387904, kv = 1>}
+
+// -----
+
+// expected-error @+1 {{preset 'mqa': total heads (131072) exceed the supported maximum (65536)}}
+func.func private @attr() attributes {a = #sqa.heads<mqa, total = 131072>}
+
+// -----
+
+func.func @f(%x: tensor<2x8x0xf32>, %wq: tensor<0x0xf32>, %wk: tensor<0x0xf32>, %wv: tensor<0x0xf32>, %wo: tensor<0x0xf32>, %o: tensor<2x8x0xf32>) {
+  // expected-error @+1 {{d_model must be positive, got 0}}
+  %y = sqa.attention_layer ins(%x : tensor<2x8x0xf32>) weights(%wq, %wk, %wv, %wo : tensor<0x0xf32>, tensor<0x0xf32>, tensor<0x0xf32>, tensor<0x0xf32>) outs(%o : tensor<2x8x0xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x8x0xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x131072xf32>, %wq: tensor<131072x131072xf32>, %wk: tensor<131072x131072xf32>, %wv: tensor<131072x131072xf32>, %wo: tensor<131072x131072xf32>, %o: tensor<2x8x131072xf32>) {
+  // expected-error @+1 {{head dim d_model / total heads (131072) exceeds the supported maximum (65536)}}
+  %y = sqa.attention_layer ins(%x : tensor<2x8x131072xf32>) weights(%wq, %wk, %wv, %wo : tensor<131072x131072xf32>, tensor<131072x131072xf32>, tensor<131072x131072xf32>, tensor<131072x131072xf32>) outs(%o : tensor<2x8x131072xf32>) {heads = #sqa.heads<total = 1, query = 1, kv = 1>} -> tensor<2x8x131072xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<0x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %o: tensor<0x8x64xf32>) {
+  // expected-error @+1 {{input batch size is a static 0; sizes must be positive}}
+  %y = sqa.attention_layer ins(%x : tensor<0x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) outs(%o : tensor<0x8x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<0x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x0x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %o: tensor<2x0x64xf32>) {
+  // expected-error @+1 {{input sequence length is a static 0; sizes must be positive}}
+  %y = sqa.attention_layer ins(%x : tensor<2x0x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) outs(%o : tensor<2x0x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x0x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %o: tensor<2x8x64xf32>, %m: tensor<2x0x64xf32>) {
+  // expected-error @+1 {{memory sequence length is a static 0; sizes must be positive}}
+  %y = sqa.attention_layer ins(%x : tensor<2x8x64xf32>) memory(%m : tensor<2x0x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) outs(%o : tensor<2x8x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<36028797018963968x2x64xf16>, %wq: tensor<64x32xf16>, %wk: tensor<64x16xf16>, %wv: tensor<64x16xf16>, %wo: tensor<32x64xf16>, %o: tensor<36028797018963968x2x64xf16>) {
+  // expected-error @+1 {{operand #0 [36028797018963968, 2, 64] is 4611686018427387904 elements of 4 bytes: the byte size overflows int64}}
+  %y = sqa.attention_layer ins(%x : tensor<36028797018963968x2x64xf16>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf16>, tensor<64x16xf16>, tensor<64x16xf16>, tensor<32x64xf16>) outs(%o : tensor<36028797018963968x2x64xf16>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<36028797018963968x2x64xf16>
+  return
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check a ``sqa-aot --target cuda`` library against the numpy reference.
 
-  python3 python/sqa_mlir/check_cuda.py --sqa-aot build/bin/sqa-aot \\
+  python3 test/lib/python/check_cuda.py --sqa-aot build/bin/sqa-aot \\
       --variant ssqa --heads 16 --head-dim 64 --dtype bf16 --causal top-left
 
 Builds one CUDA library for the configuration (``--target cuda --chip
@@ -71,15 +71,14 @@ import tempfile
 import threading
 import traceback
 
-if __package__ in (None, ""):
-    # Run as a script: make `import sqa_mlir` work without PYTHONPATH.
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import testpaths  # noqa: E402,F401  (makes sqa_mlir importable)
 
 import numpy as np  # noqa: E402
 
 from sqa_mlir import aot, cuda_driver, reference  # noqa: E402
-from sqa_mlir.check import TOLERANCES, parse_shapes, parse_window  # noqa: E402
-from sqa_mlir.check_aot import ALIGNMENT_CHOICES, Setup  # noqa: E402
+from sqa_mlir.cli import parse_shapes, parse_window  # noqa: E402
+from sqa_mlir.reference import TOLERANCES  # noqa: E402
+from check_aot import ALIGNMENT_CHOICES, Setup  # noqa: E402
 from sqa_mlir.reference import from_storage, nan_storage  # noqa: E402
 
 EXIT_NO_GPU = 77

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check a library built by ``sqa-aot`` against the numpy reference.
 
-  python3 python/sqa_mlir/check_aot.py --sqa-aot build/bin/sqa-aot \\
+  python3 test/lib/python/check_aot.py --sqa-aot build/bin/sqa-aot \\
       --variant sqa --heads 16 --head-dim 32 --layout bshd \\
       --causal bottom-right --shapes 2x5x9,1x9x5
 
@@ -30,14 +30,13 @@ import shutil
 import sys
 import tempfile
 
-if __package__ in (None, ""):
-    # Run as a script: make `import sqa_mlir` work without PYTHONPATH.
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import testpaths  # noqa: E402,F401  (makes sqa_mlir importable)
 
 import numpy as np  # noqa: E402
 
 from sqa_mlir import aot, reference  # noqa: E402
-from sqa_mlir.check import TOLERANCES, parse_shapes, parse_window  # noqa: E402
+from sqa_mlir.cli import parse_shapes, parse_window  # noqa: E402
+from sqa_mlir.reference import TOLERANCES  # noqa: E402
 from sqa_mlir.reference import from_storage, nan_storage, to_storage  # noqa: E402
 
 # Both spellings are accepted: sqa-aot's top-left and reference.py's top_left.

@@ -7,10 +7,13 @@
  * runs the kernel of the same name from the emulated kernel library named by
  * $SQA_FAKE_CUDA_KERNELS (sqa-opt --sqa-emulate-gpu-kernels + gpu_emulator.c,
  * see check_gpu_emulated.py), synchronously. It checks what a real driver
- * would reject: the block size, dynamic shared memory above 48 KiB without
- * cuFuncSetAttribute, and the kernel's parameter layout (4 memrefs of
- * 5 words, then 15 int64). The device reports itself as sm_90.
+ * would reject: dynamic shared memory above 48 KiB without
+ * cuFuncSetAttribute, and the kernel's parameter layout, which it reads from
+ * GPUKernelABI.def (build with -I<repo>/include); the emulator checks the
+ * block size. The device reports itself as sm_90.
  */
+#include "gpu_abi.h"
+
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,16 +33,6 @@ enum {
   INVALID_HANDLE = 400
 };
 
-typedef struct {
-  void *allocated, *aligned;
-  int64_t offset, size, stride;
-} memref1;
-
-typedef int (*launch_fn)(void *kernel, int64_t grid_x, int64_t grid_y,
-                         int64_t shared_bytes, void *q, void *k, void *v,
-                         void *out, const int64_t *sizes,
-                         const int64_t *scalars);
-
 struct fake_function {
   void *kernel;
   int max_dynamic_shared;
@@ -49,7 +42,7 @@ static int initialized;
 static int context_token;
 static __thread void *current_context;
 static void *kernels;
-static launch_fn launch;
+static sqa_emu_launch_fn launch;
 
 static const char *error_name(CUresult r) {
   switch (r) {
@@ -177,7 +170,7 @@ CUresult cuModuleLoadData(void **module, const void *image) {
               path ? dlerror() : "unset");
       return INVALID_IMAGE;
     }
-    launch = (launch_fn)dlsym(kernels, "sqa_emu_launch");
+    launch = (sqa_emu_launch_fn)dlsym(kernels, "sqa_emu_launch");
     if (!launch) return INVALID_IMAGE;
   }
   *module = kernels;
@@ -211,8 +204,7 @@ CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz,
   (void)stream;
   struct fake_function *f = function;
   if (!f || !params || extra) return INVALID_VALUE;
-  if (bx != 128 || by != 1 || bz != 1 || gz != 1 || gx == 0 || gy == 0 ||
-      gy > 65535) {
+  if (by != 1 || bz != 1 || gz != 1 || gx == 0 || gy == 0 || gy > 65535) {
     fprintf(stderr, "fake libcuda: unexpected launch geometry (%u,%u,%u) x (%u,%u,%u)\n",
             gx, gy, gz, bx, by, bz);
     return INVALID_VALUE;
@@ -222,15 +214,14 @@ CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz,
             "cuFuncSetAttribute (limit %d)\n", shared, f->max_dynamic_shared);
     return INVALID_VALUE;
   }
-  void *buffers[4];
-  int64_t sizes[4], scalars[15];
-  for (int i = 0; i < 4; ++i) {
-    memref1 m;
-    m.allocated = *(void **)params[5 * i];
-    m.aligned = *(void **)params[5 * i + 1];
-    m.offset = *(int64_t *)params[5 * i + 2];
-    m.size = *(int64_t *)params[5 * i + 3];
-    m.stride = *(int64_t *)params[5 * i + 4];
+  /* params[i] points to parameter word i (GPUKernelABI.def's order). */
+  void *buffers[SQA_NUM_BUFFERS];
+  int64_t sizes[SQA_NUM_BUFFERS], scalars[SQA_NUM_SCALARS];
+  for (int i = 0; i < SQA_NUM_BUFFERS; ++i) {
+    void **words = params + i * SQA_MEMREF_WORDS;
+    sqa_gpu_memref m;
+#define SQA_GPU_MEMREF_WORD(name, c_type) m.name = *(c_type *)words[SQA_WORD_##name];
+#include "sqa/Transforms/GPUKernelABI.def"
     if (m.offset != 0 || m.stride != 1 || m.size <= 0 || !m.aligned) {
       fprintf(stderr, "fake libcuda: bad memref parameter %d\n", i);
       return INVALID_VALUE;
@@ -238,10 +229,10 @@ CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz,
     buffers[i] = m.aligned;
     sizes[i] = m.size;
   }
-  for (int i = 0; i < 15; ++i)
-    scalars[i] = *(int64_t *)params[20 + i];
-  return launch(f->kernel, gx, gy, shared, buffers[0], buffers[1], buffers[2],
-                buffers[3], sizes, scalars)
+  for (int i = 0; i < SQA_NUM_SCALARS; ++i)
+    scalars[i] = *(int64_t *)params[SQA_NUM_BUFFERS * SQA_MEMREF_WORDS + i];
+  return launch((sqa_emulated_kernel)f->kernel, gx, gy, bx, shared, buffers,
+                sizes, scalars)
              ? LAUNCH_FAILED
              : OK;
 }

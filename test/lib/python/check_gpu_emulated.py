@@ -2,14 +2,17 @@
 
 For machines without a GPU. The kernel comes from
 ``sqa-aot --target cuda --emit mlir`` (the GPU IR before NVVM);
-``sqa-opt --sqa-emulate-gpu-kernels`` turns it into a host function whose
-warp-collective operations (ldmatrix, mma.sync, shuffles, barriers) call
-gpu_emulator.c, which implements them from the PTX ISA with one pthread per
+``sqa-test-opt --sqa-emulate-gpu-kernels`` (a test pass) turns it into a
+host function whose warp-collective operations (ldmatrix, mma.sync,
+shuffles, barriers) call test/lib/cuda/gpu_emulator.c, which implements them from the PTX ISA with one pthread per
 GPU thread. Everything else -- index math, cp.async tiles and zero fill,
 masking, online softmax, P.V on register fragments, the store -- runs as
 generated. What this cannot show: timing, races that the GPU's weaker
 memory model would expose, and the NVVM/ptxas back end (the lit tests
 check the PTX and ptxas output separately).
+
+The kernel is called as GPUKernelABI.def says (its buffer and scalar lists,
+read here) on the grid its #sqa.gpu_launch attribute says.
 
 Prints one PASS/FAIL line per shape, like check.py, and exits 1 on failure.
 """
@@ -27,17 +30,14 @@ import tempfile
 
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from sqa_mlir import reference as ref  # type: ignore
-    from sqa_mlir.aot import aot_arguments  # type: ignore
-    from sqa_mlir.check import parse_shapes, parse_window  # type: ignore
-else:
-    from . import reference as ref
-    from .aot import aot_arguments
-    from .check import parse_shapes, parse_window
+import testpaths  # noqa: E402,F401  (makes sqa_mlir importable)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from sqa_mlir import reference as ref  # noqa: E402
+from sqa_mlir.aot import aot_arguments  # noqa: E402
+from sqa_mlir.cli import parse_shapes, parse_window  # noqa: E402
+
+INCLUDE_DIR = os.path.join(testpaths.REPO_ROOT, "include")
+ABI_DEF = os.path.join(INCLUDE_DIR, "sqa", "Transforms", "GPUKernelABI.def")
 
 # The kernel rounds P to the element type before P.V (as FlashAttention
 # does), on top of the rounding of the output: allow 4 ulps of the element
@@ -54,12 +54,47 @@ def run(cmd):
     return result.stdout
 
 
+class KernelABI:
+    """GPUKernelABI.def's lists: buffer and scalar names in parameter order."""
+
+    def __init__(self, path=ABI_DEF):
+        text = open(path).read()
+
+        def entries(macro):
+            return re.findall(rf"^{macro}\((\w+),\s*([^)]*?)\)\s*$", text, re.M)
+
+        self.buffers = [c_name for _, c_name in entries("SQA_GPU_BUFFER")]
+        self.scalars = [c_name for _, c_name in entries("SQA_GPU_SCALAR")]
+        if not self.buffers or not self.scalars:
+            raise RuntimeError(f"{path}: no SQA_GPU_BUFFER/SQA_GPU_SCALAR entries")
+
+    def scalar_values(self, values):
+        """The scalars in ABI order from a name -> value dict."""
+        missing = [n for n in self.scalars if n not in values]
+        if missing:
+            raise RuntimeError(f"GPUKernelABI.def has scalars this checker does not "
+                               f"know how to set: {missing}")
+        return [values[n] for n in self.scalars]
+
+
+def launch_geometry(text):
+    """{kernel name: #sqa.gpu_launch parameters} of the emitted GPU module."""
+    kernels = {}
+    for name, params in re.findall(
+            r"gpu\.func @(\w+)\([^\n]*?sqa\.gpu_launch = #sqa\.gpu_launch<([^>]*)>",
+            text):
+        kernels[name] = {k: int(v) for k, v in re.findall(r"(\w+) = (\d+)", params)}
+    return kernels
+
+
 def build(args, workdir):
-    """Builds the emulated kernel library; returns (library, kernel attrs)."""
+    """Builds the emulated kernel library; returns (library, name, launch)."""
     config = dict(q_heads=args.q_heads, kv_heads=args.kv_heads,
                   head_dim=args.head_dim, value_head_dim=args.value_head_dim,
                   dtype=args.dtype, layout=args.layout, name=args.name,
-                  target="cuda")
+                  target="cuda", gpu_kv_block=args.gpu_kv_block or None,
+                  gpu_heads_per_block=args.gpu_heads_per_block or None,
+                  gpu_rows_per_warp=args.gpu_rows_per_warp or None)
     if args.causal:
         config["causal"] = args.alignment
     elif args.alignment != "top_left":
@@ -67,29 +102,23 @@ def build(args, workdir):
     if args.window != (-1, -1):
         config["window"] = f"{args.window[0]},{args.window[1]}"
     kernel_mlir = os.path.join(workdir, "kernel.mlir")
-    cmd = [args.sqa_aot, *aot_arguments(**config), "--emit", "mlir",
-           "-o", kernel_mlir]
-    if args.gpu_kv_block:
-        cmd.append(f"--gpu-kv-block={args.gpu_kv_block}")
-    if args.gpu_heads_per_block:
-        cmd.append(f"--gpu-heads-per-block={args.gpu_heads_per_block}")
-    if args.gpu_rows_per_warp:
-        cmd.append(f"--gpu-rows-per-warp={args.gpu_rows_per_warp}")
-    run(cmd)
-    text = open(kernel_mlir).read()
-    attrs = {key: int(value) for key, value in re.findall(
-        r"\b(rows_per_block|heads_per_block|shared_memory_bytes) = (\d+)", text)}
-    name = re.search(r"gpu\.func @(\w+)", text).group(1)
+    run([args.sqa_aot, *aot_arguments(**config), "--emit", "mlir", "-o", kernel_mlir])
+    kernels = launch_geometry(open(kernel_mlir).read())
+    if len(kernels) != 1:
+        raise RuntimeError(f"expected one gpu.func with #sqa.gpu_launch, found "
+                           f"{sorted(kernels)}")
+    (name, launch), = kernels.items()
     llvm_mlir = os.path.join(workdir, "emulated.llvm.mlir")
-    run([args.sqa_opt, kernel_mlir, "--sqa-emulate-gpu-kernels",
+    run([args.sqa_test_opt, kernel_mlir, "--sqa-emulate-gpu-kernels",
          "--sqa-cpu-pipeline=emit-c-interface=false", "-o", llvm_mlir])
     llvm_ir = os.path.join(workdir, "emulated.ll")
     run([args.mlir_translate, "--mlir-to-llvmir", llvm_mlir, "-o", llvm_ir])
     lib = os.path.join(workdir, "libemulated.so")
     run([args.clang, "-O2", "-shared", "-fPIC", "-fuse-ld=lld",
-         "--rtlib=compiler-rt", "-Wno-override-module", "-o", lib, llvm_ir,
-         os.path.join(HERE, "gpu_emulator.c"), "-lpthread", "-lm"])
-    return lib, name, attrs
+         "--rtlib=compiler-rt", "-Wno-override-module", "-I", INCLUDE_DIR,
+         "-o", lib, llvm_ir, os.path.join(testpaths.CUDA_TEST_LIB, "gpu_emulator.c"),
+         "-lpthread", "-lm"])
+    return lib, name, launch
 
 
 def strides(shape_bhsd, layout):
@@ -100,10 +129,13 @@ def strides(shape_bhsd, layout):
     return [S * H * D, D, H * D]
 
 
-def check_shape(lib, kernel, attrs, args, B, S, T, rng):
+def check_shape(lib, kernel, launch, abi, args, B, S, T, rng):
     Hq, Hkv, D, Dv = args.q_heads, args.kv_heads, args.head_dim, args.value_head_dim
     H = max(Hq, Hkv)
     shapes = [(B, Hq, S, D), (B, Hkv, T, D), (B, Hkv, T, Dv), (B, H, S, Dv)]
+    if len(abi.buffers) != len(shapes):
+        raise RuntimeError(f"GPUKernelABI.def lists buffers {abi.buffers}; this "
+                           "checker knows q, k, v, out")
     values = [ref.to_storage(rng.uniform(-1, 1, s), args.dtype) for s in shapes[:3]]
     as_layout = (lambda x: np.ascontiguousarray(x.transpose(0, 2, 1, 3))
                  if args.layout == "bshd" else x)
@@ -111,18 +143,24 @@ def check_shape(lib, kernel, attrs, args, B, S, T, rng):
     out_shape = shapes[3] if args.layout == "bhsd" else (B, S, H, Dv)
     out = ref.nan_storage(out_shape, args.dtype)
     buffers.append(out)
-    sizes = (ctypes.c_int64 * 4)(*[x.size for x in buffers])
-    diagonal = T - S if args.alignment == "bottom_right" else 0
-    scalars = [S, T, diagonal]
-    for s in shapes:
-        scalars += strides(s, args.layout)
-    scalars = (ctypes.c_int64 * 15)(*scalars)
-    rows, heads = attrs["rows_per_block"], attrs["heads_per_block"]
+    named = {"q_len": S, "kv_len": T,
+             "diagonal": T - S if args.alignment == "bottom_right" else 0}
+    for buffer, shape in zip(abi.buffers, shapes):
+        for dim, stride in zip(("batch", "head", "pos"), strides(shape, args.layout)):
+            named[f"{buffer}_stride_{dim}"] = stride
+    scalars = abi.scalar_values(named)
+    pointers = (ctypes.c_void_p * len(buffers))(*[x.ctypes.data for x in buffers])
+    sizes = (ctypes.c_int64 * len(buffers))(*[x.size for x in buffers])
+    scalars = (ctypes.c_int64 * len(scalars))(*scalars)
+    if launch["output_heads"] != H:
+        raise RuntimeError(f"#sqa.gpu_launch says {launch['output_heads']} output "
+                           f"heads; the configuration has {H}")
+    rows = launch["rows_per_block"]
     grid_x = (S + rows - 1) // rows * B
-    grid_y = H // heads
-    status = lib.sqa_emu_launch(kernel, grid_x, grid_y,
-                                attrs["shared_memory_bytes"],
-                                *[x.ctypes.data for x in buffers], sizes, scalars)
+    grid_y = launch["output_heads"] // launch["heads_per_block"]
+    status = lib.sqa_emu_launch(kernel, grid_x, grid_y, launch["threads"],
+                                launch["shared_memory_bytes"], pointers, sizes,
+                                scalars)
     label = (f"{args.dtype} Hq={Hq} Hkv={Hkv} D={D} Dv={Dv} {args.layout}"
              f" causal={int(args.causal)} align={args.alignment}"
              f" window={args.window[0]},{args.window[1]} B={B} S={S} T={T}")
@@ -144,7 +182,8 @@ def check_shape(lib, kernel, attrs, args, B, S, T, rng):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sqa-aot", required=True)
-    p.add_argument("--sqa-opt", required=True)
+    p.add_argument("--sqa-test-opt", required=True,
+                   help="sqa-opt built with the test passes (test/CMakeLists.txt)")
     p.add_argument("--mlir-translate", required=True)
     p.add_argument("--clang", required=True)
     p.add_argument("--q-heads", type=int, required=True)
@@ -170,24 +209,24 @@ def main(argv=None) -> int:
                    help="symbol prefix, as sqa-aot --name (the kernel is NAME_kernel_attention)")
     p.add_argument("--library-out", metavar="PATH",
                    help="only build the emulated kernel library and copy it to PATH "
-                        "(for fake_libcuda.c's $SQA_FAKE_CUDA_KERNELS)")
+                        "(for test/lib/cuda/fake_libcuda.c's $SQA_FAKE_CUDA_KERNELS)")
     args = p.parse_args(argv)
     if args.value_head_dim is None:
         args.value_head_dim = args.head_dim
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory(prefix="sqa-emu-") as workdir:
-        path, name, attrs = build(args, workdir)
+        path, name, launch = build(args, workdir)
         if args.library_out:
             shutil.copyfile(path, args.library_out)
             print(f"wrote {args.library_out} (kernel {name})")
             return 0
+        abi = KernelABI()
         lib = ctypes.CDLL(path)
         lib.sqa_emu_launch.restype = ctypes.c_int
-        lib.sqa_emu_launch.argtypes = [ctypes.c_void_p, ctypes.c_int64,
-                                       ctypes.c_int64, ctypes.c_int64] + \
-            [ctypes.c_void_p] * 4 + [ctypes.c_void_p, ctypes.c_void_p]
+        lib.sqa_emu_launch.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 4 + \
+            [ctypes.c_void_p] * 3
         kernel = ctypes.cast(getattr(lib, f"_mlir_ciface_{name}"), ctypes.c_void_p)
-        results = [check_shape(lib, kernel, attrs, args, B, S, T, rng)
+        results = [check_shape(lib, kernel, launch, abi, args, B, S, T, rng)
                    for B, S, T in args.shapes]
     failed = results.count(False)
     print(f"{len(results) - failed} passed, {failed} failed")

@@ -14,8 +14,7 @@ import math
 import os
 import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import testpaths  # noqa: E402,F401  (makes sqa_mlir importable)
 
 import numpy as np  # noqa: E402
 

@@ -2,30 +2,33 @@
 //
 // A testing aid for machines without a GPU. Each kernel of
 // `gpu.module @sqa_kernels` becomes a host function that one CPU thread per
-// GPU thread runs (python/sqa_mlir/gpu_emulator.c launches the grid).
+// GPU thread runs (test/lib/cuda/gpu_emulator.c launches the grid).
 // Warp-collective operations become calls into that runtime, which
 // implements them from the PTX ISA's definitions (ldmatrix, mma.sync m16n8k16
 // fragment layouts, shfl.sync.bfly); cp.async becomes a synchronous copy
 // with the same zero fill. Everything else (index math, softmax, masking,
 // the loop structure) is the generated kernel itself, compiled for the host.
 //
+// A test pass, as upstream keeps its own in test/lib: only `sqa-test-opt`
+// registers it, so the product's sqa-opt and libraries do not carry it.
+//
 //===----------------------------------------------------------------------===//
 
 #include "sqa/Transforms/GPUKernelABI.h"
-#include "sqa/Transforms/Passes.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/UB/IR/UBOps.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
-
-namespace mlir::sqa {
-#define GEN_PASS_DEF_EMULATEGPUKERNELS
-#include "sqa/Transforms/Passes.h.inc"
-} // namespace mlir::sqa
+#include "mlir/Pass/Pass.h"
 
 using namespace mlir;
 using namespace mlir::sqa;
@@ -276,10 +279,28 @@ LogicalResult Emulator::run() {
 
 namespace {
 struct EmulateGPUKernelsPass
-    : public sqa::impl::EmulateGPUKernelsBase<EmulateGPUKernelsPass> {
+    : public PassWrapper<EmulateGPUKernelsPass, OperationPass<ModuleOp>> {
+  MLIR_DEFINE_EXPLICIT_INTERNAL_INLINE_TYPE_ID(EmulateGPUKernelsPass)
+
+  StringRef getArgument() const final { return "sqa-emulate-gpu-kernels"; }
+  StringRef getDescription() const final {
+    return "Test pass: turn generated CUDA kernels into host functions run by "
+           "one CPU thread per GPU thread (test/lib/cuda/gpu_emulator.c)";
+  }
+  void getDependentDialects(DialectRegistry &registry) const override {
+    registry
+        .insert<arith::ArithDialect, func::FuncDialect, math::MathDialect,
+                memref::MemRefDialect, ub::UBDialect, vector::VectorDialect>();
+  }
   void runOnOperation() override {
     if (failed(Emulator(getOperation()).run()))
       signalPassFailure();
   }
 };
 } // namespace
+
+namespace mlir::sqa::test {
+void registerEmulateGPUKernelsPass() {
+  PassRegistration<EmulateGPUKernelsPass>();
+}
+} // namespace mlir::sqa::test

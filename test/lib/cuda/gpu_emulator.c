@@ -15,6 +15,8 @@
  * Each collective publishes the lane's inputs, waits for the warp, computes
  * the lane's outputs and waits again.
  */
+#include "gpu_abi.h"
+
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,16 +26,7 @@
 #define THREADS_PER_BLOCK 128
 #define WARPS (THREADS_PER_BLOCK / 32)
 
-typedef struct {
-  void *allocated, *aligned;
-  int64_t offset, size, stride;
-} memref1;
-
-typedef void (*kernel_fn)(memref1 *, memref1 *, memref1 *, memref1 *,
-                          int64_t, int64_t, int64_t, int64_t, int64_t,
-                          int64_t, int64_t, int64_t, int64_t, int64_t,
-                          int64_t, int64_t, int64_t, int64_t, int64_t,
-                          memref1 *);
+typedef sqa_gpu_memref memref1;
 
 typedef struct {
   pthread_barrier_t barrier;
@@ -158,7 +151,7 @@ int32_t sqa_emu_result_i32(int32_t i) { return result_i32[i]; }
 float sqa_emu_result_f32(int32_t i) { return result_f32[i]; }
 
 typedef struct {
-  kernel_fn kernel;
+  sqa_emulated_kernel kernel;
   int64_t tid, bx, by;
   memref1 *operands;
   const int64_t *scalars;
@@ -172,21 +165,26 @@ static void *run_thread(void *p) {
   block_id[1] = a->by;
   block_id[2] = 0;
   const int64_t *s = a->scalars;
-  a->kernel(&a->operands[0], &a->operands[1], &a->operands[2],
-            &a->operands[3], s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
-            s[8], s[9], s[10], s[11], s[12], s[13], s[14], a->shared);
+  a->kernel(
+#define SQA_GPU_BUFFER(Name, c_name) &a->operands[SQA_BUFFER_##Name],
+#include "sqa/Transforms/GPUKernelABI.def"
+#define SQA_GPU_SCALAR(Name, c_name) s[SQA_SCALAR_##Name],
+#include "sqa/Transforms/GPUKernelABI.def"
+      a->shared);
   return 0;
 }
 
-/* Runs the grid (grid_x, grid_y) of 128-thread blocks, one block at a time.
- * q, k, v, out are host arrays with `sizes` elements each; scalars are the
- * kernel's 15 index arguments. Returns 0 on success. */
-int sqa_emu_launch(kernel_fn kernel, int64_t grid_x, int64_t grid_y,
-                   int64_t shared_bytes, void *q, void *k, void *v, void *out,
+/* See sqa_emu_launch_fn in gpu_abi.h. */
+int sqa_emu_launch(sqa_emulated_kernel kernel, int64_t grid_x, int64_t grid_y,
+                   int64_t threads, int64_t shared_bytes, void *const *buffers,
                    const int64_t *sizes, const int64_t *scalars) {
-  memref1 operands[4];
-  void *buffers[4] = {q, k, v, out};
-  for (int i = 0; i < 4; ++i) {
+  if (threads != THREADS_PER_BLOCK) {
+    fprintf(stderr, "gpu_emulator: blocks of %lld threads; the emulator runs %d\n",
+            (long long)threads, THREADS_PER_BLOCK);
+    return 1;
+  }
+  memref1 operands[SQA_NUM_BUFFERS];
+  for (int i = 0; i < SQA_NUM_BUFFERS; ++i) {
     operands[i].allocated = operands[i].aligned = buffers[i];
     operands[i].offset = 0;
     operands[i].size = sizes[i];

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check a whole-layer library built by ``sqa-aot --layer`` against numpy.
 
-  python3 python/sqa_mlir/check_layer.py --sqa-aot build/bin/sqa-aot \\
+  python3 test/lib/python/check_layer.py --sqa-aot build/bin/sqa-aot \\
       --variant sqa --heads 16 --head-dim 16 --cross-attention \\
       --rope rotary --rope-queries-only --bias q,k,v,o --causal top-left \\
       --shapes 2x12x20,1x5x3
@@ -44,15 +44,13 @@ import shutil
 import sys
 import tempfile
 
-if __package__ in (None, ""):
-    # Run as a script: make `import sqa_mlir` work without PYTHONPATH.
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import testpaths  # noqa: E402,F401  (makes sqa_mlir importable)
 
 import numpy as np  # noqa: E402
 
 from sqa_mlir import aot, reference  # noqa: E402
 from sqa_mlir import layer_reference as L  # noqa: E402
-from sqa_mlir.check import parse_window  # noqa: E402
+from sqa_mlir.cli import parse_window  # noqa: E402
 from sqa_mlir.reference import from_storage, nan_storage, to_storage  # noqa: E402
 
 ALIGNMENT_CHOICES = ("top-left", "bottom-right", "top_left", "bottom_right")

@@ -1,0 +1,214 @@
+//===- CSources.cpp - C header and entry layers of CPU libraries ----------===//
+//
+// Fills the templates under lib/AOT/templates for a configuration: the
+// header, the C entry layer (argument checks, memref descriptors) of an
+// attention or layer library, and the entry points every library has.
+//
+//===----------------------------------------------------------------------===//
+
+#include "DriverSupport.h"
+#include "sqa/AOT/AttentionLibrary.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace mlir;
+using namespace mlir::sqa;
+using namespace mlir::sqa::aot;
+
+static StringRef cElementType(ElementKind kind) {
+  // f16 and bf16 travel as their 16-bit patterns: C has no portable type.
+  return kind == ElementKind::F32 ? "float" : "uint16_t";
+}
+
+/// The placeholders every template may use.
+static TemplateValues commonValues(const AttentionConfig &config) {
+  return {{"name", config.name},
+          {"upper", StringRef(config.name).upper()},
+          {"config", config.describe()},
+          {"chip", config.chip}};
+}
+
+namespace {
+/// One operand of a layer kernel, in ABI order.
+struct LayerOperand {
+  StringRef name;
+  int rank;
+  /// Rows and columns of a weight or bias (rows 1); activations have none.
+  int64_t rows = 0, cols = 0;
+  bool present = true;
+};
+} // namespace
+
+static SmallVector<LayerOperand> layerOperands(const AttentionConfig &config) {
+  const AttentionConfig::Layer &layer = *config.layer;
+  int64_t d = config.modelDim(), dh = config.headDim;
+  int64_t nq = config.heads.query * dh, nkv = config.heads.kv * dh,
+          nout = config.outputHeads() * dh;
+  return {{"x", 3},
+          {"memory", 3, 0, 0, layer.crossAttention},
+          {"w_q", 2, d, nq},
+          {"w_k", 2, d, nkv},
+          {"w_v", 2, d, nkv},
+          {"w_o", 2, nout, d},
+          {"b_q", 1, 1, nq, layer.biasQ},
+          {"b_k", 1, 1, nkv, layer.biasK},
+          {"b_v", 1, 1, nkv, layer.biasV},
+          {"b_o", 1, 1, d, layer.biasO},
+          {"out", 3}};
+}
+
+/// The parameter list of `NAME_layer_forward`.
+static std::string layerParameters(const AttentionConfig &config) {
+  std::string t = "const " + config.name + "_element_t *";
+  return t + "x, " + t + "memory,\n    " + t + "w_q, " + t + "w_k, " + t +
+         "w_v, " + t + "w_o,\n    " + t + "b_q, " + t + "b_k, " + t + "b_v, " +
+         t + "b_o,\n    " + config.name +
+         "_element_t *out, int64_t batch, int64_t seq_len, int64_t mem_len";
+}
+
+std::string aot::generateHeader(const AttentionConfig &config) {
+  bool bshd = config.layout == Layout::BSHD;
+  auto shape = [&](StringRef heads, StringRef len, StringRef dim) {
+    return bshd
+               ? llvm::formatv("[batch][{0}][{1}][{2}]", len, heads, dim).str()
+               : llvm::formatv("[batch][{0}][{1}][{2}]", heads, len, dim).str();
+  };
+  TemplateValues values = commonValues(config);
+  bool cuda = config.target == Target::CUDA;
+  std::string prototypes;
+  if (config.layer) {
+    values["d_model"] = std::to_string(config.modelDim());
+    values["layer_params"] = layerParameters(config);
+    prototypes = fillTemplate("header-forward-layer.h.in", values);
+  } else if (cuda) {
+    values["alignment_note"] =
+        config.elementKind == ElementKind::F32
+            ? ""
+            : ", 16-byte aligned (the kernel copies 16-byte chunks)";
+    prototypes = fillTemplate("header-forward-cuda.h.in", values);
+  } else {
+    prototypes = fillTemplate("header-forward-cpu.h.in", values);
+  }
+  values["prototypes"] = prototypes;
+  values["target_note"] = fillTemplate(
+      cuda ? "header-note-cuda.h.in" : "header-note-cpu.h.in", values);
+  values["layout"] = bshd ? "BSHD" : "BHSD";
+  values["element_type"] = cElementType(config.elementKind).str();
+  values["element_note"] = config.elementKind == ElementKind::F32
+                               ? ""
+                               : (config.elementKind == ElementKind::F16
+                                      ? " (IEEE half bit patterns)"
+                                      : " (bfloat16 bit patterns)");
+  values["q_shape"] = shape("Q_HEADS", "q_len", "HEAD_DIM");
+  values["k_shape"] = shape("KV_HEADS", "kv_len", "HEAD_DIM");
+  values["v_shape"] = shape("KV_HEADS", "kv_len", "VALUE_HEAD_DIM");
+  values["out_shape"] = shape("OUT_HEADS", "q_len", "VALUE_HEAD_DIM");
+  values["total_heads"] = std::to_string(config.heads.total);
+  values["q_heads"] = std::to_string(config.heads.query);
+  values["kv_heads"] = std::to_string(config.heads.kv);
+  values["out_heads"] = std::to_string(config.outputHeads());
+  values["head_dim"] = std::to_string(config.headDim);
+  values["value_head_dim"] = std::to_string(config.valueHeadDim);
+  return fillTemplate("header.h.in", values);
+}
+
+static std::string generateLayerEntryLayer(const AttentionConfig &config) {
+  const AttentionConfig::Layer &layer = *config.layer;
+  SmallVector<LayerOperand> operands = layerOperands(config);
+  int64_t d = config.modelDim();
+  TemplateValues values = commonValues(config);
+  values["layer_params"] = layerParameters(config);
+  values["d_model_x8"] = std::to_string(d * 8);
+
+  std::string kernelParams, ignored, nullChecks, overlaps, descriptors,
+      kernelArgs;
+  llvm::raw_string_ostream descriptorOS(descriptors);
+  for (const LayerOperand &operand : operands) {
+    bool bias = operand.name.starts_with("b_");
+    if (!operand.present) {
+      // Unconfigured operands are ignored.
+      ignored += operand.name == "memory"
+                     ? "  (void)mem_len;\n  memory = NULL;\n"
+                     : ("  " + operand.name + " = NULL;\n").str();
+      continue;
+    }
+    kernelParams += (kernelParams.empty() ? "memref" : ", memref") +
+                    std::to_string(operand.rank) + " *";
+    if (operand.name != "memory" && !bias)
+      nullChecks += (nullChecks.empty() ? "!" : " || !") + operand.name.str();
+    kernelArgs += (kernelArgs.empty() ? "&m" : ", &m") +
+                  operand.name.take_front(operand.rank == 3 ? 1 : 3).str();
+    if (operand.rank == 3) {
+      StringRef len = operand.name == "memory" ? "mem_len" : "seq_len";
+      descriptorOS << "  memref3 m" << operand.name.front() << " = {(void *)"
+                   << operand.name << ", (void *)" << operand.name
+                   << ", 0, {batch, " << len << ", " << d << "}, {" << len
+                   << " * " << d << ", " << d << ", 1}};\n";
+    } else if (operand.rank == 2) {
+      descriptorOS << "  memref2 m" << operand.name << " = {(void *)"
+                   << operand.name << ", (void *)" << operand.name << ", 0, {"
+                   << operand.rows << ", " << operand.cols << "}, {"
+                   << operand.cols << ", 1}};\n";
+    } else {
+      descriptorOS << "  memref1 m" << operand.name << " = {(void *)"
+                   << operand.name << ", (void *)" << operand.name << ", 0, {"
+                   << operand.cols << "}, {1}};\n";
+    }
+  }
+  // Memory and the biases after the always-present pointers, as before.
+  if (layer.crossAttention)
+    nullChecks += " || !memory";
+  for (const LayerOperand &operand : operands)
+    if (operand.rank != 3) {
+      if (operand.rank == 1 && operand.present)
+        nullChecks += " || !" + operand.name.str();
+      overlaps += " ||\n      overlaps(out, act_bytes, " + operand.name.str() +
+                  ", " + std::to_string(operand.rows * operand.cols) +
+                  " * elem)";
+    }
+  values["kernel_params"] = kernelParams;
+  values["ignored"] = ignored;
+  values["null_checks"] = nullChecks;
+  values["size_checks"] = std::string("batch <= 0 || seq_len <= 0") +
+                          (layer.crossAttention ? " || mem_len <= 0" : "");
+  values["memory_bytes"] = layer.crossAttention
+                               ? fillTemplate("entry-layer-memory.c.in", values)
+                               : "";
+  values["overlaps"] = overlaps;
+  values["descriptors"] = descriptors;
+  values["kernel_args"] = kernelArgs;
+  return fillTemplate("entry-layer.c.in", values);
+}
+
+std::string aot::generateEntryLayer(const AttentionConfig &config) {
+  if (config.layer)
+    return generateLayerEntryLayer(config) + generateCommonEntries(config);
+  bool bshd = config.layout == Layout::BSHD;
+  auto dims = [&](int64_t heads, StringRef len, int64_t dim) {
+    return bshd ? llvm::formatv("batch, {0}, {1}, {2}", len, heads, dim).str()
+                : llvm::formatv("batch, {0}, {1}, {2}", heads, len, dim).str();
+  };
+  TemplateValues values = commonValues(config);
+  values["q_dims"] = dims(config.heads.query, "q_len", config.headDim);
+  values["k_dims"] = dims(config.heads.kv, "kv_len", config.headDim);
+  values["v_dims"] = dims(config.heads.kv, "kv_len", config.valueHeadDim);
+  values["out_dims"] = dims(config.outputHeads(), "q_len", config.valueHeadDim);
+  values["out_heads"] = std::to_string(config.outputHeads());
+  return fillTemplate("entry-attention.c.in", values) +
+         generateCommonEntries(config);
+}
+
+std::string aot::generateCommonEntries(const AttentionConfig &config) {
+  bool cuda = config.target == Target::CUDA;
+  bool half = config.elementKind != ElementKind::F32;
+  TemplateValues values = commonValues(config);
+  values["overflow_note"] = cuda ? ", or the grid is too large" : "";
+  values["misaligned_message"] =
+      cuda && half ? "a pointer is not 16-byte aligned"
+                   : "a pointer is not aligned to the element size";
+  values["cuda_cases"] =
+      cuda ? fillTemplate("common-cuda-cases.c.in", values) : "";
+  return fillTemplate("common.c.in", values);
+}

@@ -1,0 +1,200 @@
+//===- ModuleBuilder.cpp - The kernel module of a configuration -----------===//
+//
+// Builds `<name>_kernel` with OpBuilder: memref arguments in the library's
+// layout, viewed as BHSD tensors, one sqa.attention (or sqa.attention_layer)
+// op, and the result materialized into the output argument.
+//
+//===----------------------------------------------------------------------===//
+
+#include "sqa/AOT/AttentionLibrary.h"
+
+#include "SQA/IR/SQADialect.h"
+#include "SQA/IR/SQAOps.h"
+
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Verifier.h"
+
+using namespace mlir;
+using namespace mlir::sqa;
+using namespace mlir::sqa::aot;
+
+static Type elementType(MLIRContext *context, ElementKind kind) {
+  switch (kind) {
+  case ElementKind::F32:
+    return Float32Type::get(context);
+  case ElementKind::F16:
+    return Float16Type::get(context);
+  case ElementKind::BF16:
+    return BFloat16Type::get(context);
+  }
+  llvm_unreachable("unknown element kind");
+}
+
+/// `#sqa.mask` of the configuration, or null when it hides no key.
+static MaskAttr maskAttr(MLIRContext *context, const AttentionConfig &config) {
+  if (!config.causal && config.windowLeft < 0 && config.windowRight < 0)
+    return {};
+  return MaskAttr::get(context, config.causal, config.alignment,
+                       config.windowLeft, config.windowRight);
+}
+
+static FloatAttr scaleAttr(OpBuilder &b, const AttentionConfig &config) {
+  return config.scale ? b.getF32FloatAttr(*config.scale) : FloatAttr();
+}
+
+static HeadsAttr headsAttr(MLIRContext *context,
+                           const AttentionConfig &config) {
+  return HeadsAttr::get(context, config.heads.total, config.heads.query,
+                        config.heads.kv);
+}
+
+/// A kernel function with `argTypes` and the C interface, the builder at the
+/// start of its body.
+static func::FuncOp createKernel(OpBuilder &b, ModuleOp module,
+                                 const AttentionConfig &config,
+                                 TypeRange argTypes) {
+  b.setInsertionPointToEnd(module.getBody());
+  auto func = func::FuncOp::create(b, module.getLoc(), config.name + "_kernel",
+                                   b.getFunctionType(argTypes, {}));
+  func->setAttr("llvm.emit_c_interface", b.getUnitAttr());
+  b.setInsertionPointToStart(func.addEntryBlock());
+  return func;
+}
+
+/// The tensor a kernel argument (or its BHSD view) holds; `writable` for the
+/// destination.
+static Value toTensor(OpBuilder &b, Location loc, Value memref, bool writable) {
+  auto type = cast<MemRefType>(memref.getType());
+  auto tensorType =
+      RankedTensorType::get(type.getShape(), type.getElementType());
+  return bufferization::ToTensorOp::create(
+      b, loc, tensorType, memref, b.getUnitAttr(),
+      writable ? b.getUnitAttr() : UnitAttr());
+}
+
+static void materialize(OpBuilder &b, Location loc, Value result,
+                        Value destination) {
+  bufferization::MaterializeInDestinationOp::create(
+      b, loc, TypeRange(), result, destination, /*restrict=*/true,
+      /*writable=*/true);
+  func::ReturnOp::create(b, loc);
+}
+
+static OwningOpRef<ModuleOp> buildCoreModule(MLIRContext &context,
+                                             const AttentionConfig &config) {
+  OpBuilder b(&context);
+  Location loc = FileLineColLoc::get(b.getStringAttr("sqa-aot-config"), 1, 1);
+  OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
+  Type element = elementType(&context, config.elementKind);
+  bool bshd = config.layout == Layout::BSHD;
+  int64_t dyn = ShapedType::kDynamic;
+  // q, k, v, out: (heads, dim) of each, in ABI order.
+  std::pair<int64_t, int64_t> shapes[] = {
+      {config.heads.query, config.headDim},
+      {config.heads.kv, config.headDim},
+      {config.heads.kv, config.valueHeadDim},
+      {config.outputHeads(), config.valueHeadDim}};
+  SmallVector<Type> argTypes;
+  for (auto [heads, dim] : shapes)
+    argTypes.push_back(bshd ? MemRefType::get({dyn, dyn, heads, dim}, element)
+                            : MemRefType::get({dyn, heads, dyn, dim}, element));
+  func::FuncOp func = createKernel(b, *module, config, argTypes);
+
+  // BSHD arguments are read through a [B, H, S, D] transposed view.
+  AffineMap toBHSD =
+      AffineMap::getPermutationMap(ArrayRef<unsigned>{0, 2, 1, 3}, &context);
+  SmallVector<Value> views, tensors;
+  for (auto [i, arg] : llvm::enumerate(func.getArguments())) {
+    Value view = arg;
+    if (bshd)
+      view =
+          memref::TransposeOp::create(b, loc, arg, AffineMapAttr::get(toBHSD));
+    views.push_back(view);
+    tensors.push_back(toTensor(b, loc, view, /*writable=*/i == 3));
+  }
+  auto op = AttentionOp::create(
+      b, loc, TypeRange{tensors[3].getType()}, tensors[0], tensors[1],
+      tensors[2], tensors[3], /*diagonal_offset=*/Value(), scaleAttr(b, config),
+      maskAttr(&context, config), headsAttr(&context, config));
+  materialize(b, loc, op->getResult(0), views[3]);
+  return module;
+}
+
+static OwningOpRef<ModuleOp> buildLayerModule(MLIRContext &context,
+                                              const AttentionConfig &config) {
+  const AttentionConfig::Layer &layer = *config.layer;
+  OpBuilder b(&context);
+  Location loc = FileLineColLoc::get(b.getStringAttr("sqa-aot-layer"), 1, 1);
+  OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
+  Type element = elementType(&context, config.elementKind);
+  int64_t dyn = ShapedType::kDynamic, d = config.modelDim(),
+          dh = config.headDim, nq = config.heads.query * dh,
+          nkv = config.heads.kv * dh, nout = config.outputHeads() * dh;
+  auto act = MemRefType::get({dyn, dyn, d}, element);
+  auto mat = [&](int64_t r, int64_t c) {
+    return MemRefType::get({r, c}, element);
+  };
+  auto vec = [&](int64_t n) { return MemRefType::get({n}, element); };
+  // The operands in ABI order with whether the configuration has them;
+  // absent ones are not arguments.
+  struct Operand {
+    MemRefType type;
+    bool present;
+  } operands[] = {{act, true},
+                  {act, layer.crossAttention},
+                  {mat(d, nq), true},
+                  {mat(d, nkv), true},
+                  {mat(d, nkv), true},
+                  {mat(nout, d), true},
+                  {vec(nq), layer.biasQ},
+                  {vec(nkv), layer.biasK},
+                  {vec(nkv), layer.biasV},
+                  {vec(d), layer.biasO},
+                  {act, true}};
+  constexpr unsigned kNumOperands = std::size(operands);
+  SmallVector<Type> argTypes;
+  for (const Operand &operand : operands)
+    if (operand.present)
+      argTypes.push_back(operand.type);
+  func::FuncOp func = createKernel(b, *module, config, argTypes);
+
+  Value memrefs[kNumOperands], tensors[kNumOperands];
+  unsigned next = 0;
+  for (unsigned i = 0; i < kNumOperands; ++i) {
+    if (!operands[i].present)
+      continue;
+    memrefs[i] = func.getArgument(next++);
+    tensors[i] = toTensor(b, loc, memrefs[i], i + 1 == kNumOperands);
+  }
+  RopeAttr rope;
+  if (layer.rope)
+    rope = RopeAttr::get(&context, *layer.rope, llvm::APFloat(layer.ropeBase),
+                         llvm::APFloat(layer.ropeFactor),
+                         layer.ropeOriginalMaxPositions,
+                         layer.ropePositionOffset, layer.ropeQueriesOnly);
+  Value out = tensors[kNumOperands - 1];
+  auto op = AttentionLayerOp::create(
+      b, loc, out.getType(), tensors[0], tensors[1], tensors[2], tensors[3],
+      tensors[4], tensors[5], tensors[6], tensors[7], tensors[8], tensors[9],
+      out, headsAttr(&context, config), rope, maskAttr(&context, config),
+      scaleAttr(b, config));
+  materialize(b, loc, op.getResult(), memrefs[kNumOperands - 1]);
+  return module;
+}
+
+OwningOpRef<ModuleOp> aot::buildAttentionModule(MLIRContext &context,
+                                                const AttentionConfig &config) {
+  context.loadDialect<SQADialect, func::FuncDialect, memref::MemRefDialect,
+                      bufferization::BufferizationDialect>();
+  OwningOpRef<ModuleOp> module = config.layer
+                                     ? buildLayerModule(context, config)
+                                     : buildCoreModule(context, config);
+  // The verifier is the last word on what the configuration may be.
+  if (failed(verify(*module)))
+    return nullptr;
+  return module;
+}
