@@ -8,15 +8,17 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "sqa/Transforms/OptionLimits.h"
 #include "sqa/Transforms/Passes.h"
 
 #include "OuterProductLoop.h"
 #include "SQA/IR/SQAOps.h"
 #include "SQA/Utils/LoweringBuilder.h"
 
-#include "mlir/Dialect/Math/Transforms/Passes.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/PatternMatch.h"
-#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 #include <limits>
 
@@ -30,12 +32,21 @@ using namespace mlir::sqa;
 
 namespace {
 
+/// mr: keys per Q.K^T micro-kernel and value columns per P.V micro-kernel;
+/// nr: vectors of query rows per micro-kernel.
 struct KernelShape {
-  int64_t vectorWidth, kvBlock, rows, vectors;
+  int64_t vectorWidth, kvBlock, mr, nr;
 };
 
 /// Emits the loops for one op on the shared lowering vocabulary; the vector
 /// helpers below are this backend's own leaves.
+///
+/// Every scratch buffer is row-transposed: query rows run along vector lanes
+/// (Q^T [D, M], S^T and P^T [kv-block, M], O^T [Dv, M]). Then the row max,
+/// row sum and rescale factor of `vector-width` rows are one vector each, so
+/// the online softmax has no horizontal reduction at all; K and V are read
+/// as broadcast scalars in their own row-major layout, so f32 K/V need no
+/// packing and no transpose (f16/bf16 blocks are converted once per block).
 class FlashBuilder : public LoweringBuilder {
 public:
   FlashBuilder(RewriterBase &rewriter, AttentionOp op, KernelShape shape)
@@ -51,9 +62,6 @@ private:
   }
   Value zeroVector() {
     return arith::ConstantOp::create(b, loc, b.getZeroAttr(vecType));
-  }
-  Value broadcast(Value scalar) {
-    return vector::BroadcastOp::create(b, loc, vecType, scalar);
   }
   Value loadVector(Value memref, ValueRange indices) {
     return vector::LoadOp::create(b, loc, vecType, memref, indices);
@@ -79,14 +87,22 @@ private:
   Value diagonalOfRow(Value r) {
     return add(remU(r, queryLen), diagonalOffset);
   }
+  Value exp2(Value x);
+  /// max without NaN handling (scores are finite or -inf by construction):
+  /// one vmaxps instead of maxnum's compare-and-blend.
+  Value maxNoNaN(Value x, Value y) {
+    return arith::MaxNumFOp::create(b, loc, x, y, arith::FastMathFlags::nnan);
+  }
 
   void packQuery(Value batch, Value outHead0);
-  void packKeysAndValues(Value batch, Value kvHead, Value keyStart,
-                         Value validKeys);
-  void scoreKernel();
+  void packKeysAndValues(Value batch, Value kvHead, Value keyStart);
+  Value keyScalar(Value batch, Value kvHead, Value key, Value n, Value d);
+  Value valueScalar(Value batch, Value kvHead, Value key, Value n, Value d);
+  void scoreKernel(Value batch, Value kvHead, Value keyStart);
   void maskBlock(Value keyStart, Value validKeys);
   void onlineSoftmax();
-  void accumulateKernel();
+  void accumulateKernel(Value batch, Value kvHead, Value keyStart,
+                        Value validKeys);
   void writeOutput(Value batch, Value outHead0);
 
   RewriterBase &b;
@@ -99,16 +115,48 @@ private:
   // Problem sizes and scratch buffers, set by build().
   int64_t headDim = 0, valueDim = 0, paddedValueDim = 0;
   HeadMapping heads;
-  Value queryLen, keyLen, rows, paddedRows, diagonalOffset;
+  Value queryLen, keyLen, lastKey, rows, paddedRows, diagonalOffset;
   MaskBounds mask;
-  Value packedQuery, acc, rowMax, rowSum, rescale, scores, packedKeys,
+  // f32 K/V are read in place; other types are converted block by block.
+  bool packKV = false;
+  Value queryT, accT, rowMax, rowSum, rescale, scoresT, packedKeys,
       packedValues;
 };
 
 } // namespace
 
+/// 2^x for x <= 0 on a vector: 2^round(x) put into the exponent field times
+/// a degree-6 Taylor polynomial of 2^f, |f| <= 1/2 (relative error < 2e-7).
+/// x is clamped at -125, so -inf gives ~2^-125 (the softmax rule's select
+/// turns hidden keys into exact zeros). About a third of the instructions of
+/// the general math.exp expansion: no overflow, NaN or denormal handling,
+/// which scores shifted by their row maximum never need.
+Value FlashBuilder::exp2(Value x) {
+  auto intType = VectorType::get({shape.vectorWidth}, b.getI32Type());
+  x = maxNoNaN(x, floatLike(x, -125.0));
+  Value n = math::RoundEvenOp::create(b, loc, x);
+  Value f = subF(x, n);
+  static constexpr double ln2 = 0.6931471805599453;
+  double coefficient[7];
+  coefficient[0] = 1.0;
+  for (int k = 1; k <= 6; ++k)
+    coefficient[k] = coefficient[k - 1] * ln2 / k;
+  Value p = floatLike(x, coefficient[6]);
+  for (int k = 5; k >= 0; --k)
+    p = math::FmaOp::create(b, loc, p, f, floatLike(x, coefficient[k]));
+  Value exponent = arith::ShLIOp::create(
+      b, loc, arith::FPToSIOp::create(b, loc, intType, n),
+      arith::ConstantOp::create(
+          b, loc, DenseElementsAttr::get(intType, b.getI32IntegerAttr(23))));
+  Value bits = arith::AddIOp::create(
+      b, loc, arith::BitcastOp::create(b, loc, intType, p), exponent);
+  return arith::BitcastOp::create(b, loc, vecType, bits);
+}
+
+/// Q^T[d, r] = scale * log2(e) * q[r, d] (so the softmax runs in base 2);
+/// padding rows are 0.
 void FlashBuilder::packQuery(Value batch, Value outHead0) {
-  Value scale = f32(op.getScaleOrDefault());
+  Value scale = f32(op.getScaleOrDefault() * 1.4426950408889634);
   forLoop(index(0), paddedRows, 1, [&](Value r) {
     ifThenElse(
         slt(r, rows),
@@ -118,63 +166,74 @@ void FlashBuilder::packQuery(Value batch, Value outHead0) {
           Value pos = remU(r, queryLen);
           forLoop(index(0), index(headDim), 1, [&](Value d) {
             Value x = loadF32(op.getQuery(), {batch, head, pos, d});
-            store(mulF(x, scale), packedQuery, {r, d});
+            store(mulF(x, scale), queryT, {d, r});
           });
         },
         [&] {
-          forLoop(index(0), index(headDim), 1,
-                  [&](Value d) { store(f32(0.0f), packedQuery, {r, d}); });
-        });
-  });
-}
-
-void FlashBuilder::packKeysAndValues(Value batch, Value kvHead, Value keyStart,
-                                     Value validKeys) {
-  forLoop(index(0), index(shape.kvBlock), 1, [&](Value n) {
-    ifThenElse(
-        slt(n, validKeys),
-        [&] {
-          Value key = add(keyStart, n);
-          // K transposed: keys contiguous, so Q.K^T is an outer product.
           forLoop(index(0), index(headDim), 1, [&](Value d) {
-            store(loadF32(op.getKey(), {batch, kvHead, key, d}), packedKeys,
-                  {d, n});
+            store(f32(0.0f), queryT, {d, r});
           });
-          forLoop(index(0), index(valueDim), 1, [&](Value d) {
-            store(loadF32(op.getValue(), {batch, kvHead, key, d}),
-                  packedValues, {n, d});
-          });
-        },
-        [&] {
-          // Keys past T: zero K and V (their scores are masked to -inf).
-          forLoop(index(0), index(headDim), 1,
-                  [&](Value d) { store(f32(0.0f), packedKeys, {d, n}); });
-          forLoop(index(0), index(paddedValueDim), shape.vectorWidth,
-                  [&](Value d) { storeVector(zeroVector(), packedValues, {n, d}); });
         });
   });
 }
 
-/// scores[r, n] = sum_d q[r, d] * k[n, d] on mr x nr register tiles.
-void FlashBuilder::scoreKernel() {
-  int64_t mr = shape.rows, nr = shape.vectors, w = shape.vectorWidth;
-  forLoop(index(0), paddedRows, mr, [&](Value r0) {
-    forLoop(index(0), index(shape.kvBlock), nr * w, [&](Value c0) {
-      SmallVector<Value> cols, rowIdx;
+/// f16/bf16 only: the block's keys and values converted to f32, row-major
+/// (no transpose). Keys past T repeat the last key; their scores are masked
+/// and their values never read.
+void FlashBuilder::packKeysAndValues(Value batch, Value kvHead,
+                                     Value keyStart) {
+  forLoop(index(0), index(shape.kvBlock), 1, [&](Value n) {
+    Value key = minS(add(keyStart, n), lastKey);
+    forLoop(index(0), index(headDim), 1, [&](Value d) {
+      store(loadF32(op.getKey(), {batch, kvHead, key, d}), packedKeys, {n, d});
+    });
+    forLoop(index(0), index(valueDim), 1, [&](Value d) {
+      store(loadF32(op.getValue(), {batch, kvHead, key, d}), packedValues,
+            {n, d});
+    });
+  });
+}
+
+Value FlashBuilder::keyScalar(Value batch, Value kvHead, Value key, Value n,
+                              Value d) {
+  if (packKV)
+    return load(packedKeys, {n, d});
+  return load(op.getKey(), {batch, kvHead, key, d});
+}
+
+Value FlashBuilder::valueScalar(Value batch, Value kvHead, Value key, Value n,
+                                Value d) {
+  if (packKV)
+    return load(packedValues, {n, d});
+  return load(op.getValue(), {batch, kvHead, key, d});
+}
+
+/// S^T[n, r] = sum_d k[n, d] * Q^T[d, r] on register tiles of mr keys x nr
+/// row vectors: keys are broadcast scalars, rows are lanes.
+void FlashBuilder::scoreKernel(Value batch, Value kvHead, Value keyStart) {
+  int64_t mr = shape.mr, nr = shape.nr, w = shape.vectorWidth;
+  forLoop(index(0), paddedRows, nr * w, [&](Value r0) {
+    forLoop(index(0), index(shape.kvBlock), mr, [&](Value n0) {
+      SmallVector<Value> rowCols, ns, keys;
       for (int64_t v = 0; v < nr; ++v)
-        cols.push_back(add(c0, v * w));
-      for (int64_t i = 0; i < mr; ++i)
-        rowIdx.push_back(add(r0, i));
+        rowCols.push_back(add(r0, v * w));
+      for (int64_t i = 0; i < mr; ++i) {
+        ns.push_back(add(n0, i));
+        // Keys past T read the last key; maskBlock hides their scores.
+        keys.push_back(packKV ? Value() : minS(add(keyStart, ns[i]), lastKey));
+      }
       SmallVector<Value> init(mr * nr, zeroVector());
       SmallVector<Value> sums = emitOuterProductLoop(
           b, loc, index(0), index(headDim), init, mr, nr, vecType,
           [&](Value d, int64_t v) {
-            return loadVector(packedKeys, {d, cols[v]});
+            return loadVector(queryT, {d, rowCols[v]});
           },
-          [&](Value d, int64_t i) { return load(packedQuery, {rowIdx[i], d}); });
+          [&](Value d, int64_t i) {
+            return keyScalar(batch, kvHead, keys[i], ns[i], d);
+          });
       for (int64_t i = 0; i < mr; ++i)
         for (int64_t v = 0; v < nr; ++v)
-          storeVector(sums[i * nr + v], scores, {rowIdx[i], cols[v]});
+          storeVector(sums[i * nr + v], scoresT, {ns[i], rowCols[v]});
     });
   });
 }
@@ -188,76 +247,123 @@ void FlashBuilder::maskBlock(Value keyStart, Value validKeys) {
     forLoop(index(0), index(shape.kvBlock), 1, [&](Value n) {
       Value visible = slt(n, validKeys);
       if (mask.isRestrictive())
-        visible =
-            andI(visible, isKeyVisible(*this, mask, diagonal, add(keyStart, n)));
-      store(select(visible, load(scores, {r, n}), negInf), scores, {r, n});
+        visible = andI(visible,
+                       isKeyVisible(*this, mask, diagonal, add(keyStart, n)));
+      store(select(visible, load(scoresT, {n, r}), negInf), scoresT, {n, r});
     });
   });
 }
 
-/// Online softmax of one block, per row: new max, rescale factor for the
-/// accumulator, probabilities in place of the scores, running sum. The
-/// recurrence is OnlineSoftmax's; the row reductions are this kernel's.
+/// Online softmax of one block for `vector-width` rows at a time: the rows'
+/// maxima, rescale factors and sums are vectors (lanes = rows), so there is
+/// no horizontal reduction; exp is the vector exp2 above. The recurrence is
+/// OnlineSoftmax's.
 void FlashBuilder::onlineSoftmax() {
   using Softmax = OnlineSoftmax<LoweringBuilder>;
   int64_t w = shape.vectorWidth;
+  // Independent partial maxima/sums, so the loops are not one long chain
+  // of dependent max/add latencies.
+  constexpr int64_t lanes = 4;
   float inf = std::numeric_limits<float>::infinity();
-  auto expFn = [&](Value x) { return this->exp(x); };
-  // The polynomial exp is not trusted at -inf: the rules guard it.
-  Softmax::Exponential exp{expFn, /*zeroAtNegInf=*/false};
-  forLoop(index(0), paddedRows, 1, [&](Value r) {
-    Value blockMaxVec =
-        forLoop(index(0), index(shape.kvBlock), w, {broadcast(f32(-inf))},
-                [&](Value c, ValueRange m) -> SmallVector<Value> {
-                  return {maxF(m[0], loadVector(scores, {r, c}))};
-                })[0];
-    Value blockMax = vector::ReductionOp::create(
-        b, loc, vector::CombiningKind::MAXNUMF, blockMaxVec);
-    Value oldMax = load(rowMax, {r});
-    Value newMax = maxF(oldMax, blockMax);
+  // exp2 gives ~2^-125, not 0, at -inf: the rules guard it.
+  Softmax::Exponential exp{[&](Value x) { return exp2(x); },
+                           /*zeroAtNegInf=*/false};
+  forLoop(index(0), paddedRows, w, [&](Value r) {
+    SmallVector<Value> partial(lanes, floatLike(zeroVector(), -inf));
+    partial = forLoop(
+        index(0), index(shape.kvBlock), lanes, partial,
+        [&](Value n, ValueRange m) -> SmallVector<Value> {
+          SmallVector<Value> next;
+          for (int64_t j = 0; j < lanes; ++j)
+            next.push_back(maxNoNaN(m[j], loadVector(scoresT, {add(n, j), r})));
+          return next;
+        });
+    Value blockMax = maxNoNaN(maxNoNaN(partial[0], partial[1]),
+                              maxNoNaN(partial[2], partial[3]));
+    Value oldMax = loadVector(rowMax, {r});
+    Value newMax = maxNoNaN(oldMax, blockMax);
     Value alpha = Softmax::rescale(*this, oldMax, newMax, exp);
-    Value shiftVec = broadcast(Softmax::shift(*this, newMax));
-    Value sumVec =
-        forLoop(index(0), index(shape.kvBlock), w, {zeroVector()},
-                [&](Value c, ValueRange sum) -> SmallVector<Value> {
-                  Value p = Softmax::probability(
-                      *this, loadVector(scores, {r, c}), shiftVec, exp);
-                  storeVector(p, scores, {r, c});
-                  return {addF(sum[0], p)};
-                })[0];
-    Value blockSum =
-        vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, sumVec);
-    store(Softmax::nextSum(*this, alpha, load(rowSum, {r}), blockSum), rowSum,
-          {r});
-    store(newMax, rowMax, {r});
-    store(alpha, rescale, {r});
+    Value shift = Softmax::shift(*this, newMax);
+    // Two partial sums: the exp polynomial's constants need the registers.
+    SmallVector<Value> sums(2, zeroVector());
+    sums = forLoop(index(0), index(shape.kvBlock), 2, sums,
+                   [&](Value n, ValueRange sum) -> SmallVector<Value> {
+                     SmallVector<Value> next;
+                     for (int64_t j = 0; j < 2; ++j) {
+                       Value nj = add(n, j);
+                       Value p = Softmax::probability(
+                           *this, loadVector(scoresT, {nj, r}), shift, exp);
+                       storeVector(p, scoresT, {nj, r});
+                       next.push_back(addF(sum[j], p));
+                     }
+                     return next;
+                   });
+    Value blockSum = addF(sums[0], sums[1]);
+    storeVector(
+        Softmax::nextSum(*this, alpha, loadVector(rowSum, {r}), blockSum),
+        rowSum, {r});
+    storeVector(newMax, rowMax, {r});
+    storeVector(alpha, rescale, {r});
   });
 }
 
-/// acc[r, :] = alpha[r] * acc[r, :] + sum_n p[r, n] * v[n, :] on register
-/// tiles.
-void FlashBuilder::accumulateKernel() {
-  int64_t mr = shape.rows, nr = shape.vectors, w = shape.vectorWidth;
-  forLoop(index(0), paddedRows, mr, [&](Value r0) {
-    forLoop(index(0), index(paddedValueDim), nr * w, [&](Value c0) {
-      SmallVector<Value> cols, rowIdx, init;
-      for (int64_t v = 0; v < nr; ++v)
-        cols.push_back(add(c0, v * w));
+/// O^T[c, r] = alpha[r] * O^T[c, r] + sum_n v[n, c] * P^T[n, r] on register
+/// tiles of mr value columns x nr row vectors, over the block's valid keys
+/// only. The rescale is skipped when no row of the tile changed its max.
+void FlashBuilder::accumulateKernel(Value batch, Value kvHead, Value keyStart,
+                                    Value validKeys) {
+  int64_t mr = shape.mr, nr = shape.nr, w = shape.vectorWidth;
+  forLoop(index(0), paddedRows, nr * w, [&](Value r0) {
+    SmallVector<Value> rowCols, alphas;
+    Value changed;
+    for (int64_t v = 0; v < nr; ++v) {
+      rowCols.push_back(add(r0, v * w));
+      alphas.push_back(loadVector(rescale, {rowCols[v]}));
+      Value lanesChanged =
+          arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNE, alphas[v],
+                                floatLike(alphas[v], 1.0));
+      changed = changed ? orI(changed, lanesChanged) : lanesChanged;
+    }
+    changed =
+        vector::ReductionOp::create(b, loc, vector::CombiningKind::OR, changed);
+    forLoop(index(0), index(paddedValueDim), mr, [&](Value c0) {
+      SmallVector<Value> cs, valueCols;
       for (int64_t i = 0; i < mr; ++i) {
-        rowIdx.push_back(add(r0, i));
-        Value alpha = broadcast(load(rescale, {rowIdx[i]}));
-        for (int64_t v = 0; v < nr; ++v)
-          init.push_back(mulF(alpha, loadVector(acc, {rowIdx[i], cols[v]})));
+        cs.push_back(add(c0, i));
+        // Padding columns read the last value column; never written out.
+        valueCols.push_back(
+            valueDim % mr == 0 ? cs[i] : minS(cs[i], index(valueDim - 1)));
       }
-      SmallVector<Value> sums = emitOuterProductLoop(
-          b, loc, index(0), index(shape.kvBlock), init, mr, nr, vecType,
-          [&](Value n, int64_t v) {
-            return loadVector(packedValues, {n, cols[v]});
+      SmallVector<Type> types(mr * nr, vecType);
+      SmallVector<Value> init = ifThenElse(
+          changed, types,
+          [&] {
+            SmallVector<Value> scaled;
+            for (int64_t i = 0; i < mr; ++i)
+              for (int64_t v = 0; v < nr; ++v)
+                scaled.push_back(
+                    mulF(alphas[v], loadVector(accT, {cs[i], rowCols[v]})));
+            return scaled;
           },
-          [&](Value n, int64_t i) { return load(scores, {rowIdx[i], n}); });
+          [&] {
+            SmallVector<Value> same;
+            for (int64_t i = 0; i < mr; ++i)
+              for (int64_t v = 0; v < nr; ++v)
+                same.push_back(loadVector(accT, {cs[i], rowCols[v]}));
+            return same;
+          });
+      SmallVector<Value> sums = emitOuterProductLoop(
+          b, loc, index(0), validKeys, init, mr, nr, vecType,
+          [&](Value n, int64_t v) {
+            return loadVector(scoresT, {n, rowCols[v]});
+          },
+          [&](Value n, int64_t i) {
+            Value key = packKV ? Value() : add(keyStart, n);
+            return valueScalar(batch, kvHead, key, n, valueCols[i]);
+          });
       for (int64_t i = 0; i < mr; ++i)
         for (int64_t v = 0; v < nr; ++v)
-          storeVector(sums[i * nr + v], acc, {rowIdx[i], cols[v]});
+          storeVector(sums[i * nr + v], accT, {cs[i], rowCols[v]});
     });
   });
 }
@@ -270,7 +376,7 @@ void FlashBuilder::writeOutput(Value batch, Value outHead0) {
     Value inverse =
         OnlineSoftmax<LoweringBuilder>::normalizer(*this, load(rowSum, {r}));
     forLoop(index(0), index(valueDim), 1, [&](Value d) {
-      Value y = mulF(load(acc, {r, d}), inverse);
+      Value y = mulF(load(accT, {d, r}), inverse);
       if (elementType != f32Type)
         y = arith::TruncFOp::create(b, loc, elementType, y);
       store(y, op.getInit(), {batch, head, pos, d});
@@ -279,76 +385,79 @@ void FlashBuilder::writeOutput(Value batch, Value outHead0) {
 }
 
 void FlashBuilder::build() {
-  int64_t w = shape.vectorWidth;
+  int64_t w = shape.vectorWidth, mr = shape.mr;
   headDim = op.getHeadDim();
   valueDim = op.getValueHeadDim();
-  int64_t chunk = shape.vectors * w;
-  paddedValueDim = (valueDim + chunk - 1) / chunk * chunk;
+  paddedValueDim = (valueDim + mr - 1) / mr * mr;
+  packKV = op.getKeyType().getElementType() != f32Type ||
+           op.getValueType().getElementType() != f32Type;
   heads = op.getHeadMapping();
   // The output heads of one kv head are stacked into one block of rows.
   int64_t stackedHeads = heads.outputsPerKVHead();
 
   mask = MaskBounds::get(op.getEffectiveMask());
-  diagonalOffset = op.getEffectiveMask() ? op.buildDiagonalOffset(b, loc)
-                                         : index(0);
+  diagonalOffset =
+      op.getEffectiveMask() ? op.buildDiagonalOffset(b, loc) : index(0);
   Value batchSize = dim(op.getQuery(), 0);
   queryLen = dim(op.getQuery(), 2);
   keyLen = dim(op.getKey(), 2);
+  lastKey = sub(keyLen, index(1));
   rows = mul(queryLen, stackedHeads);
-  paddedRows = mul(ceilDiv(rows, shape.rows), shape.rows);
+  int64_t rowChunk = shape.nr * w;
+  paddedRows = mul(ceilDiv(rows, rowChunk), rowChunk);
 
   int64_t kvBlock = shape.kvBlock;
-  packedQuery = alloc({ShapedType::kDynamic, headDim}, {paddedRows});
-  acc = alloc({ShapedType::kDynamic, paddedValueDim}, {paddedRows});
+  queryT = alloc({headDim, ShapedType::kDynamic}, {paddedRows});
+  accT = alloc({paddedValueDim, ShapedType::kDynamic}, {paddedRows});
   rowMax = alloc({ShapedType::kDynamic}, {paddedRows});
   rowSum = alloc({ShapedType::kDynamic}, {paddedRows});
   rescale = alloc({ShapedType::kDynamic}, {paddedRows});
-  scores = alloc({ShapedType::kDynamic, kvBlock}, {paddedRows});
-  packedKeys = alloc({headDim, kvBlock}, {});
-  packedValues = alloc({kvBlock, paddedValueDim}, {});
-  // Padding columns of V stay zero for the whole op.
-  forLoop(index(0), index(kvBlock), 1, [&](Value n) {
-    forLoop(index(0), index(paddedValueDim), w,
-            [&](Value d) { storeVector(zeroVector(), packedValues, {n, d}); });
-  });
+  scoresT = alloc({kvBlock, ShapedType::kDynamic}, {paddedRows});
+  SmallVector<Value> buffers = {queryT, accT, rowMax, rowSum, rescale, scoresT};
+  if (packKV) {
+    packedKeys = alloc({kvBlock, headDim}, {});
+    packedValues = alloc({kvBlock, valueDim}, {});
+    buffers.append({packedKeys, packedValues});
+  }
 
   // Every row of the tile shares the key range of positions [0, S).
   Value firstDiagonal = diagonalOffset;
   Value lastDiagonal = add(diagonalOffset, sub(queryLen, index(1)));
   Value firstBlock, endBlock;
-  std::tie(firstBlock, endBlock) = keyBlockRange(
-      *this, mask, firstDiagonal, lastDiagonal, keyLen, kvBlock);
+  std::tie(firstBlock, endBlock) =
+      keyBlockRange(*this, mask, firstDiagonal, lastDiagonal, keyLen, kvBlock);
 
   float inf = std::numeric_limits<float>::infinity();
   forLoop(index(0), batchSize, 1, [&](Value batch) {
     forLoop(index(0), index(heads.kvHeads), 1, [&](Value kvHead) {
       Value outHead0 = heads.firstOutputHeadOfKV(*this, kvHead);
       packQuery(batch, outHead0);
-      forLoop(index(0), paddedRows, 1, [&](Value r) {
-        store(f32(-inf), rowMax, {r});
-        store(f32(0.0f), rowSum, {r});
-        forLoop(index(0), index(paddedValueDim), w,
-                [&](Value d) { storeVector(zeroVector(), acc, {r, d}); });
+      forLoop(index(0), paddedRows, w, [&](Value r) {
+        storeVector(floatLike(zeroVector(), -inf), rowMax, {r});
+        storeVector(zeroVector(), rowSum, {r});
+        forLoop(index(0), index(paddedValueDim), 1, [&](Value c) {
+          storeVector(zeroVector(), accT, {c, r});
+        });
       });
       forLoop(firstBlock, endBlock, 1, [&](Value block) {
         Value keyStart = mul(block, kvBlock);
         Value validKeys = minS(index(kvBlock), sub(keyLen, keyStart));
-        packKeysAndValues(batch, kvHead, keyStart, validKeys);
-        scoreKernel();
+        if (packKV)
+          packKeysAndValues(batch, kvHead, keyStart);
+        scoreKernel(batch, kvHead, keyStart);
         // Only blocks that run past T or cross a mask bound for some row
         // pay for element-wise masking.
         ifThen(blockNeedsMask(*this, mask, keyStart, kvBlock, keyLen,
                               firstDiagonal, lastDiagonal),
                [&] { maskBlock(keyStart, validKeys); });
         onlineSoftmax();
-        accumulateKernel();
+        accumulateKernel(batch, kvHead, keyStart, validKeys);
       });
       writeOutput(batch, outHead0);
     });
   });
 
-  for (Value buffer : {packedQuery, acc, rowMax, rowSum, rescale, scores,
-                       packedKeys, packedValues})
+  for (Value buffer : buffers)
     memref::DeallocOp::create(b, loc, buffer);
 }
 
@@ -358,12 +467,21 @@ struct LowerFlashAttentionPass
   using Base::Base;
 
   void runOnOperation() override {
-    if (vectorWidth <= 0 || rowsPerKernel <= 0 || vectorsPerKernel <= 0 ||
-        kvBlock <= 0 || kvBlock % (vectorWidth * vectorsPerKernel) != 0) {
+    // Ranges first: mr x nr tiles are unrolled at build time.
+    for (std::string error :
+         {checkOptionRange("vector-width", vectorWidth, 1, kMaxVectorWidth),
+          checkOptionRange("kv-block", kvBlock, 1, kMaxBlock),
+          checkOptionRange("mr", rowsPerKernel, 1, kMaxRowsPerKernel),
+          checkOptionRange("nr", vectorsPerKernel, 1, kMaxVectorsPerKernel)})
+      if (!error.empty()) {
+        emitError(getOperation()->getLoc()) << error;
+        return signalPassFailure();
+      }
+    if (kvBlock % rowsPerKernel != 0 || kvBlock % 4 != 0) {
       emitError(getOperation()->getLoc())
           << "kv-block (" << static_cast<int64_t>(kvBlock)
-          << ") must be a positive multiple of nr * vector-width ("
-          << vectorsPerKernel * vectorWidth << ")";
+          << ") must be a multiple of mr ("
+          << static_cast<int64_t>(rowsPerKernel) << ") and of 4";
       return signalPassFailure();
     }
     KernelShape shape{vectorWidth, kvBlock, rowsPerKernel, vectorsPerKernel};
@@ -380,16 +498,6 @@ struct LowerFlashAttentionPass
       FlashBuilder(rewriter, op, shape).build();
       rewriter.eraseOp(op);
     }
-    if (ops.empty())
-      return;
-    // exp on vectors becomes a polynomial in vector ops instead of one libm
-    // call per lane.
-    RewritePatternSet patterns(&getContext());
-    populateMathPolynomialApproximationPatterns(patterns, [](StringRef name) {
-      return name == "exp" || name == "math.exp";
-    });
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
-      return signalPassFailure();
   }
 };
 } // namespace

@@ -49,10 +49,10 @@ def SQACPUPipeline : Pass<"sqa-cpu-pipeline", "::mlir::ModuleOp"> {
            "Query rows per parallel tile">,
     Option<"kvBlock", "kv-block", "int64_t", /*default=*/"64",
            "Keys per block of the online softmax">,
-    Option<"rowsPerKernel", "mr", "int64_t", /*default=*/"6",
-           "Rows per micro-kernel">,
+    Option<"rowsPerKernel", "mr", "int64_t", /*default=*/"4",
+           "Keys / value columns per flash micro-kernel">,
     Option<"vectorsPerKernel", "nr", "int64_t", /*default=*/"2",
-           "Vectors per row per micro-kernel">
+           "Vectors of query rows per flash micro-kernel">
   ];
 }
 

@@ -125,16 +125,22 @@ def LowerFlashAttention : Pass<"sqa-lower-flash-attention"> {
   let description = [{
     Rewrites every buffer-form `sqa.attention` (typically one tile from
     `sqa-tile-attention`) into FlashAttention-2's online softmax over
-    key/value blocks, with register-blocked vector micro-kernels:
+    key/value blocks, with register-blocked vector micro-kernels. Query rows
+    run along vector lanes in every scratch buffer (Q^T, S^T = P^T, O^T):
 
     * The query heads that share a key/value head are stacked into one
-      block of M rows, so each key/value block is packed once (K transposed,
-      V padded, both converted to f32) and used by every head of the group.
-    * Q.K^T: `mr` rows x `nr` vectors of f32 accumulators, reduction over D
-      with broadcast-FMA (outer products).
-    * Online softmax per row in f32: running max and sum, vectorized exp
-      (polynomial approximation), rescaling of the accumulator.
-    * P.V: `mr` rows x `nr` vectors of the output accumulator.
+      block of M rows, so each key/value block is read once for every head
+      of the group.
+    * Q.K^T: `mr` keys x `nr` row vectors of f32 accumulators, reduction
+      over D; keys are broadcast scalars read from K in place (no packing,
+      no transpose for f32; f16/bf16 blocks are converted to f32 once per
+      block).
+    * Online softmax in f32, base 2 (Q pre-scaled by log2 e), on
+      `vector-width` rows at a time: row max, sum and rescale factor are
+      vectors, so there is no horizontal reduction; exp2 is a short
+      polynomial.
+    * P.V: `mr` value columns x `nr` row vectors of the output accumulator;
+      its rescale is skipped when no row of the tile changed its max.
     * Causal and window masks: key blocks outside every row's range are not
       visited; only blocks that cross a bound are masked element-wise.
 
@@ -144,11 +150,11 @@ def LowerFlashAttention : Pass<"sqa-lower-flash-attention"> {
     Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"8",
            "f32 lanes per vector: 8 for AVX2, 16 for AVX-512">,
     Option<"kvBlock", "kv-block", "int64_t", /*default=*/"64",
-           "Keys per block; a multiple of nr * vector-width">,
-    Option<"rowsPerKernel", "mr", "int64_t", /*default=*/"6",
-           "Rows per micro-kernel (register blocking)">,
+           "Keys per block; a multiple of mr and of 4">,
+    Option<"rowsPerKernel", "mr", "int64_t", /*default=*/"4",
+           "Keys (Q.K^T) and value columns (P.V) per micro-kernel">,
     Option<"vectorsPerKernel", "nr", "int64_t", /*default=*/"2",
-           "Vectors per row in a micro-kernel (register blocking)">
+           "Vectors of query rows per micro-kernel">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
