@@ -89,14 +89,6 @@ KNOWN = [
     # crashes its custom parser (mlir-opt too), before any pass of ours runs.
     ("upstream-parser", ("crash",), None,
      r"MLIR Parser: custom op parser '(?!sqa\.)[\w.]+'(?![\s\S]*Pass)"),
-    # sqa-lower-flash-attention's own options are validated by its owner
-    # (the kernel refactoring): mr/nr near 2^62 unroll for ever.
-    ("flash-options", ("crash", "hang"),
-     r"--sqa-lower-flash-attention=(mr|nr|vector-width|kv-block)=", None),
-    # ASan builds only: Emulator::rewrite visits llvm.extractvalue users of
-    # nvvm.mma.sync after erasing them (EmulateGPUKernels.cpp).
-    ("emulate-use-after-free", ("crash",), None,
-     r"heap-use-after-free \S*EmulateGPUKernels\.cpp"),
 ]
 
 
