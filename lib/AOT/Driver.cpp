@@ -456,6 +456,14 @@ int aot::runDriver(const DriverOptions &options, llvm::raw_ostream &outs,
 
   if (options.output.empty())
     return failWith("give an output path with -o");
+  // The one compile step, into `path`, for both kinds of destination.
+  auto compileTo = [&](StringRef path, std::string &error) {
+    return cuda ? compileCUDALibrary(*module, codegen, config, path.str(),
+                                     error)
+                : compileModule(*module, codegen,
+                                fromConfig ? &config : nullptr, path.str(),
+                                error);
+  };
   if (options.output == "-") {
     // Text goes to standard output (FileCheck, pipes); it is compiled to a
     // temporary file first, so a failure still prints nothing.
@@ -470,12 +478,7 @@ int aot::runDriver(const DriverOptions &options, llvm::raw_ostream &outs,
       return failWith("cannot create a temporary file: " + ec.message());
     llvm::FileRemover remover(temporary);
     std::string error;
-    bool compiled =
-        cuda ? compileCUDALibrary(*module, codegen, config,
-                                  temporary.str().str(), error)
-             : compileModule(*module, codegen, fromConfig ? &config : nullptr,
-                             temporary.str().str(), error);
-    if (!compiled)
+    if (!compileTo(temporary, error))
       return failWith(error);
     auto buffer = llvm::MemoryBuffer::getFile(temporary);
     if (!buffer)
@@ -500,10 +503,7 @@ int aot::runDriver(const DriverOptions &options, llvm::raw_ostream &outs,
     if (header.empty() || !writeFile(header, generateHeader(config), error))
       return failWith(error);
   }
-  bool compiled =
-      cuda ? compileCUDALibrary(*module, codegen, config, artifact, error)
-           : compileModule(*module, codegen, fromConfig ? &config : nullptr,
-                           artifact, error);
+  bool compiled = compileTo(artifact, error);
   if (!compiled || !outputs.commit(error))
     return failWith(error);
   return 0;
