@@ -196,7 +196,16 @@ std::string aot::generateEntryLayer(const AttentionConfig &config) {
   values["v_dims"] = dims(config.heads.kv, "kv_len", config.valueHeadDim);
   values["out_dims"] = dims(config.outputHeads(), "q_len", config.valueHeadDim);
   values["out_heads"] = std::to_string(config.outputHeads());
+  // NAME_forward_strided's [B, H, S, D] views.
+  values["q_heads"] = std::to_string(config.heads.query);
+  values["kv_heads"] = std::to_string(config.heads.kv);
+  values["head_dim"] = std::to_string(config.headDim);
+  values["value_head_dim"] = std::to_string(config.valueHeadDim);
+  values["layout"] = bshd ? "BSHD" : "BHSD";
+  values["head_axis"] = bshd ? "2" : "1";
+  values["pos_axis"] = bshd ? "1" : "2";
   return fillTemplate("entry-attention.c.in", values) +
+         fillTemplate("memref-copy.c.in", values) +
          generateCommonEntries(config);
 }
 

@@ -84,6 +84,16 @@ static void materialize(OpBuilder &b, Location loc, Value result,
   func::ReturnOp::create(b, loc);
 }
 
+/// `memref<?xHEADSx?xDIM, strided<[?, ?, ?, 1]>>`: a [B, H, S, D] view with
+/// element strides chosen per call, the head dim contiguous.
+static MemRefType stridedBHSDType(MLIRContext *context, int64_t heads,
+                                  int64_t dim, Type element) {
+  int64_t dyn = ShapedType::kDynamic;
+  return MemRefType::get(
+      {dyn, heads, dyn, dim}, element,
+      StridedLayoutAttr::get(context, /*offset=*/0, {dyn, dyn, dyn, 1}));
+}
+
 static OwningOpRef<ModuleOp> buildCoreModule(MLIRContext &context,
                                              const AttentionConfig &config) {
   OpBuilder b(&context);
@@ -98,10 +108,16 @@ static OwningOpRef<ModuleOp> buildCoreModule(MLIRContext &context,
       {config.heads.kv, config.headDim},
       {config.heads.kv, config.valueHeadDim},
       {config.outputHeads(), config.valueHeadDim}};
+  // CPU kernels take [B, H, S, D] views with any element strides of batch,
+  // head and position (the head dim contiguous): the C entry layer passes
+  // BHSD, BSHD or sliced (fused-QKV) operands without copies.
+  bool strided = config.target == Target::CPU;
   SmallVector<Type> argTypes;
   for (auto [heads, dim] : shapes)
-    argTypes.push_back(bshd ? MemRefType::get({dyn, dyn, heads, dim}, element)
-                            : MemRefType::get({dyn, heads, dyn, dim}, element));
+    argTypes.push_back(strided ? stridedBHSDType(&context, heads, dim, element)
+                       : bshd
+                           ? MemRefType::get({dyn, dyn, heads, dim}, element)
+                           : MemRefType::get({dyn, heads, dyn, dim}, element));
   func::FuncOp func = createKernel(b, *module, config, argTypes);
 
   // BSHD arguments are read through a [B, H, S, D] transposed view.
@@ -110,7 +126,7 @@ static OwningOpRef<ModuleOp> buildCoreModule(MLIRContext &context,
   SmallVector<Value> views, tensors;
   for (auto [i, arg] : llvm::enumerate(func.getArguments())) {
     Value view = arg;
-    if (bshd)
+    if (bshd && !strided)
       view =
           memref::TransposeOp::create(b, loc, arg, AffineMapAttr::get(toBHSD));
     views.push_back(view);

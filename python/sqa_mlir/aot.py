@@ -82,6 +82,8 @@ SQA_ERROR_INVALID_SIZE = 2
 SQA_ERROR_SIZE_OVERFLOW = 3
 SQA_ERROR_MISALIGNED = 4
 SQA_ERROR_ALIASING = 5
+# NAME_forward_strided: a negative stride, or out's elements overlap.
+SQA_ERROR_INVALID_STRIDE = 10
 
 STATUS_NAMES = {
     SQA_OK: "SQA_OK",
@@ -90,6 +92,7 @@ STATUS_NAMES = {
     SQA_ERROR_SIZE_OVERFLOW: "SQA_ERROR_SIZE_OVERFLOW",
     SQA_ERROR_MISALIGNED: "SQA_ERROR_MISALIGNED",
     SQA_ERROR_ALIASING: "SQA_ERROR_ALIASING",
+    SQA_ERROR_INVALID_STRIDE: "SQA_ERROR_INVALID_STRIDE",
 }
 
 # Further codes of `--target cuda` libraries only (the CPU libraries never
@@ -211,6 +214,11 @@ def build_library(sqa_aot: str, outdir: str, **config) -> str:
     return path
 
 
+# The three element strides (batch, head, position) of a strided operand.
+_STRIDES = ctypes.c_int64 * 3
+_STRIDES_POINTER = ctypes.POINTER(ctypes.c_int64)
+
+
 def _pointer(a) -> Optional[int]:
     """Address of a numpy array's first element, an int address, or None."""
     if a is None:
@@ -261,6 +269,46 @@ class AttentionLibrary(_Library):
         super().__init__(path, name, dtype)
         self._forward = self._bind("forward", ctypes.c_int,
                                    [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3)
+        # NAME_forward_strided: CPU attention libraries from sqa-aot with
+        # strided entry points (absent from older libraries).
+        self.has_strided = hasattr(self.lib, f"{name}_forward_strided")
+        if self.has_strided:
+            self._forward_strided = self._bind(
+                "forward_strided", ctypes.c_int,
+                [ctypes.c_void_p, _STRIDES_POINTER] * 4 + [ctypes.c_int64] * 3)
+
+    def forward_strided_raw(self, q, q_strides, k, k_strides, v, v_strides, out,
+                            out_strides, batch: int, q_len: int, kv_len: int) -> int:
+        """Call NAME_forward_strided as is: pointers are integer addresses
+        (None: NULL), strides 3 element strides (batch, head, position) or
+        None (NULL). No checking here: the library checks."""
+        def strides(s):
+            return None if s is None else _STRIDES(*(int(x) for x in s))
+        return int(self._forward_strided(q, strides(q_strides), k, strides(k_strides),
+                                         v, strides(v_strides), out,
+                                         strides(out_strides), int(batch), int(q_len),
+                                         int(kv_len)))
+
+    def forward_strided(self, q, k, v, out) -> int:
+        """Compute ``out`` from numpy views in [B, H, S, D] axis order with any
+        strides whose last axis is contiguous (``x.transpose(0, 2, 1, 3)``
+        of a BSHD array, slices of a fused QKV projection); no copies.
+        Returns the status."""
+        arrays = (("q", q), ("k", k), ("v", v), ("out", out))
+        for what, a in arrays:
+            if not isinstance(a, np.ndarray) or a.ndim != 4:
+                raise TypeError(f"{what} must be a rank-4 numpy array")
+            if a.dtype != self.storage:
+                raise TypeError(f"{what} has dtype {a.dtype}; the {self.dtype} "
+                                f"library takes {self.storage}")
+            if a.shape[3] > 1 and a.strides[3] != a.itemsize:
+                raise ValueError(f"{what}'s last axis must be contiguous")
+            if any(st % a.itemsize for st in a.strides):
+                raise ValueError(f"{what}'s strides are not whole elements")
+        args = []
+        for _, a in arrays:
+            args += [a.ctypes.data, [st // a.itemsize for st in a.strides[:3]]]
+        return self.forward_strided_raw(*args, q.shape[0], q.shape[2], k.shape[2])
 
     def _check_array(self, what: str, a) -> None:
         if a is None or isinstance(a, int):
