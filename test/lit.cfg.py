@@ -99,6 +99,21 @@ except (OSError, subprocess.CalledProcessError):
     pass
 if clang:
     config.available_features.add("host-cc")
+# `torch`: PyTorch imports (the sqa_mlir.torch tests; CI may not install it).
+try:
+    subprocess.check_call([python, "-c", "import torch"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, timeout=300)
+    config.available_features.add("torch")
+except (OSError, subprocess.SubprocessError):
+    lit_config.note("torch does not import: the sqa_mlir.torch tests are unsupported")
+# `sqa-backward`: sqa-aot writes NAME_forward_lse/NAME_backward (its embedded
+# C templates name them), which the gradient tests need.
+try:
+    with open(sqa_aot, "rb") as f:
+        if b"_forward_lse(" in f.read():
+            config.available_features.add("sqa-backward")
+except OSError:
+    pass
 # `pip install ./python` offline (--no-build-isolation) needs a setuptools
 # that builds wheels: >= 70.1 alone, or an older one with `wheel`.
 try:

@@ -1,0 +1,350 @@
+"""PyTorch ops over sqa-aot libraries: a drop-in for
+``scaled_dot_product_attention`` with any query/key-value head counts.
+
+  import torch
+  from sqa_mlir.torch import attention
+  out = attention(q, k, v, causal="top_left")   # q [B, 8, S, 64], k/v [B, 4, T, 64]
+
+Heads follow SDPA's ``enable_gqa=True``: with Hq >= Hkv (Hq a multiple of
+Hkv) query head h uses key/value head h // (Hq // Hkv); with Hkv > Hq
+(reverse SQA, which SDPA lacks) the output has Hkv heads and head h uses
+query head h // (Hkv // Hq). ``causal`` is None, "top_left" (SDPA's
+``is_causal``) or "bottom_right"; ``window`` (left, right) keeps keys within
+that many positions of the query's diagonal (-1: unbounded); ``scale``
+defaults to 1/sqrt(head_dim); ``layout`` "bhsd" ([B, H, S, D], SDPA's) or
+"bshd" ([B, S, H, D]).
+
+Each configuration (heads, dims, dtype, mask, scale, layout, device) is
+compiled once by ``sqa-aot`` through :func:`sqa_mlir.compile`'s on-disk
+cache. CPU tensors go through NAME_forward_strided, so views (BSHD/BHSD
+transposes, q/k/v sliced from a fused projection) reach the kernel without
+copies. Gradients use the library's NAME_forward_lse/NAME_backward when it
+exports them (contiguous operands; views are copied for that path). CUDA
+tensors go through ``--target cuda`` libraries on the current stream
+(forward only).
+
+The op is ``torch.ops.sqa_mlir.attention_forward`` (a
+``torch.library.custom_op`` with a fake kernel, so ``torch.compile`` traces
+it without graph breaks) and ``torch.ops.sqa_mlir.attention_backward``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import List, Optional, Tuple
+
+import torch
+
+from . import aot, compiler
+
+__all__ = ["BackwardUnavailable", "attention", "backward_available", "library_for",
+           "sdpa_reference"]
+
+_DTYPES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
+_CAUSAL = (None, "top_left", "bottom_right")
+_LAYOUTS = ("bhsd", "bshd")
+
+
+class BackwardUnavailable(NotImplementedError):
+    """The configuration's library has no NAME_forward_lse/NAME_backward."""
+
+
+class _Kernels:
+    """One loaded library with the entry points this module calls."""
+
+    def __init__(self, library, strided: bool):
+        self.library = library
+        self.name = library.name
+        lib = library.lib
+        self.forward_strided = library._forward_strided if strided else None
+        self.forward = library._forward
+        self.forward_lse = self._optional(
+            lib, "forward_lse",
+            [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 3)
+        self.backward = self._optional(
+            lib, "backward", [ctypes.c_void_p] * 9 + [ctypes.c_int64] * 3)
+
+    def _optional(self, lib, suffix, argtypes):
+        fn = getattr(lib, f"{self.name}_{suffix}", None)
+        if fn is not None:
+            fn.restype = ctypes.c_int
+            fn.argtypes = argtypes
+        return fn
+
+    def check(self, what: str, status: int) -> None:
+        if status != aot.SQA_OK:
+            detail = self.library.error_string(status)
+            if hasattr(self.library, "last_error"):
+                detail += f" ({self.library.last_error()})"
+            raise RuntimeError(f"{self.name}_{what}: status {status}: {detail}")
+
+
+_libraries = {}
+_lock = threading.Lock()
+
+
+def _cuda_chip(device: torch.device) -> str:
+    major, minor = torch.cuda.get_device_capability(device)
+    return f"sm_{major}{minor}"
+
+
+def _options(device: torch.device, dtype: torch.dtype, q_heads: int, kv_heads: int,
+             head_dim: int, value_head_dim: int, causal: Optional[str],
+             window: Optional[Tuple[int, int]], scale: Optional[float],
+             layout: str) -> dict:
+    opts = dict(q_heads=q_heads, kv_heads=kv_heads, head_dim=head_dim,
+                value_head_dim=value_head_dim, dtype=_DTYPES[dtype],
+                causal=causal, window=window, scale=scale, layout=layout)
+    if device.type == "cuda":
+        opts.update(target="cuda", chip=_cuda_chip(device))
+    opts["name"] = aot.library_name("sqa_torch", **opts)
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+def _load(options: dict) -> _Kernels:
+    key = tuple(sorted(options.items()))
+    with _lock:
+        kernels = _libraries.get(key)
+        if kernels is None:
+            path, _ = compiler.build_cached(options)
+            if options.get("target") == "cuda":
+                library = aot.CUDAAttentionLibrary(path, options["name"],
+                                                   options["dtype"])
+                kernels = _Kernels(library, strided=False)
+            else:
+                library = aot.AttentionLibrary(path, options["name"], options["dtype"])
+                kernels = _Kernels(library, strided=library.has_strided)
+            _libraries[key] = kernels
+    return kernels
+
+
+def _bhsd(t: torch.Tensor, layout: str) -> torch.Tensor:
+    """[B, H, S, D] view of a tensor in ``layout`` (no copy)."""
+    return t if layout == "bhsd" else t.transpose(1, 2)
+
+
+def _check(q, k, v, causal, window, layout):
+    """Shapes as (B, Hq, Hkv, S, T, D, Dv, Hout); raises on bad input."""
+    for what, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{what} must be a torch.Tensor, not {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{what} must have rank 4, got shape {tuple(t.shape)}")
+    if not q.dtype == k.dtype == v.dtype or q.dtype not in _DTYPES:
+        raise TypeError(f"q, k, v must share one dtype of float32, float16, "
+                        f"bfloat16; got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not q.device == k.device == v.device:
+        raise ValueError(f"q, k, v are on different devices: {q.device}, {k.device}, "
+                         f"{v.device}")
+    if q.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {q.device}")
+    if causal not in _CAUSAL:
+        raise ValueError(f"causal must be one of {_CAUSAL}, got {causal!r}")
+    if layout not in _LAYOUTS:
+        raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
+    if window is not None and len(window) != 2:
+        raise ValueError(f"window must be (left, right), got {window!r}")
+    qb, kb, vb = (_bhsd(t, layout) for t in (q, k, v))
+    B, Hq, S, D = qb.shape
+    Bk, Hkv, T, Dk = kb.shape
+    Bv, Hv, Tv, Dv = vb.shape
+    if not B == Bk == Bv:
+        raise ValueError(f"q, k, v batch sizes differ: {B}, {Bk}, {Bv}")
+    if Hv != Hkv or Tv != T:
+        raise ValueError(f"k {tuple(k.shape)} and v {tuple(v.shape)} disagree on "
+                         f"heads or length ({layout})")
+    if Dk != D:
+        raise ValueError(f"q and k head dims differ: {D}, {Dk}")
+    if Hq < 1 or Hkv < 1 or (Hq % Hkv and Hkv % Hq):
+        raise ValueError(f"query heads ({Hq}) and key/value heads ({Hkv}) must "
+                         f"divide one another")
+    return B, Hq, Hkv, S, T, D, Dv, max(Hq, Hkv)
+
+
+def library_for(q, k, v, *, causal=None, window=None, scale=None,
+                layout="bhsd") -> _Kernels:
+    """The loaded library :func:`attention` calls for these operands."""
+    B, Hq, Hkv, S, T, D, Dv, _ = _check(q, k, v, causal, window, layout)
+    window = None if window is None else (int(window[0]), int(window[1]))
+    return _load(_options(q.device, q.dtype, Hq, Hkv, D, Dv, causal, window,
+                          None if scale is None else float(scale), layout))
+
+
+def _strides(t: torch.Tensor):
+    s = t.stride()
+    return aot._STRIDES(s[0], s[1], s[2])
+
+
+def _unit_inner(t: torch.Tensor) -> torch.Tensor:
+    # The kernels read the head dim contiguously (as FlashAttention does).
+    return t if t.stride(-1) == 1 or t.size(-1) == 1 else t.contiguous()
+
+
+def _out_shape(B, H, S, Dv, layout):
+    return (B, H, S, Dv) if layout == "bhsd" else (B, S, H, Dv)
+
+
+def _window_list(window) -> Optional[List[int]]:
+    return None if window is None else [int(window[0]), int(window[1])]
+
+
+@torch.library.custom_op("sqa_mlir::attention_forward", mutates_args=())
+def attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                      causal: Optional[str], window: Optional[List[int]],
+                      scale: Optional[float], layout: str,
+                      need_lse: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(out, lse): out in ``layout``; lse [B, Hout, S] float32 when
+    ``need_lse`` (for the backward), else an empty tensor."""
+    B, Hq, Hkv, S, T, D, Dv, H = _check(q, k, v, causal, window, layout)
+    out = torch.empty(_out_shape(B, H, S, Dv, layout), dtype=q.dtype, device=q.device)
+    lse = torch.empty((B, H, S) if need_lse else (0,), dtype=torch.float32,
+                      device=q.device)
+    if B == 0 or S == 0:
+        return out, lse
+    if T == 0:
+        raise ValueError("k and v have no positions (kv_len 0)")
+    kernels = library_for(q, k, v, causal=causal, window=window, scale=scale,
+                          layout=layout)
+    if need_lse:
+        if kernels.forward_lse is None:
+            raise BackwardUnavailable(
+                f"{kernels.name} has no {kernels.name}_forward_lse: this sqa-aot "
+                f"builds no backward libraries (issue 13)")
+        q, k, v = (t.contiguous() for t in (q, k, v))
+        status = kernels.forward_lse(q.data_ptr(), k.data_ptr(), v.data_ptr(),
+                                     out.data_ptr(), lse.data_ptr(), B, S, T)
+        kernels.check("forward_lse", status)
+    elif kernels.forward_strided is not None:
+        qb, kb, vb = (_unit_inner(_bhsd(t, layout)) for t in (q, k, v))
+        ob = _bhsd(out, layout)
+        status = kernels.forward_strided(qb.data_ptr(), _strides(qb), kb.data_ptr(),
+                                         _strides(kb), vb.data_ptr(), _strides(vb),
+                                         ob.data_ptr(), _strides(ob), B, S, T)
+        kernels.check("forward_strided", status)
+    elif q.device.type == "cuda":
+        q, k, v = (t.contiguous() for t in (q, k, v))
+        stream = torch.cuda.current_stream(q.device).cuda_stream
+        status = kernels.library.forward_raw(q.data_ptr(), k.data_ptr(), v.data_ptr(),
+                                             out.data_ptr(), B, S, T, stream)
+        kernels.check("forward", status)
+    else:
+        q, k, v = (t.contiguous() for t in (q, k, v))
+        status = kernels.forward(q.data_ptr(), k.data_ptr(), v.data_ptr(),
+                                 out.data_ptr(), B, S, T)
+        kernels.check("forward", status)
+    return out, lse
+
+
+@attention_forward.register_fake
+def _(q, k, v, causal, window, scale, layout, need_lse):
+    B, Hq, Hkv, S, T, D, Dv, H = _check(q, k, v, causal, window, layout)
+    out = q.new_empty(_out_shape(B, H, S, Dv, layout))
+    lse = q.new_empty((B, H, S) if need_lse else (0,), dtype=torch.float32)
+    return out, lse
+
+
+@torch.library.custom_op("sqa_mlir::attention_backward", mutates_args=())
+def attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                       out: torch.Tensor, d_out: torch.Tensor, lse: torch.Tensor,
+                       causal: Optional[str], window: Optional[List[int]],
+                       scale: Optional[float], layout: str
+                       ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv) through the library's NAME_backward."""
+    B, Hq, Hkv, S, T, D, Dv, H = _check(q, k, v, causal, window, layout)
+    q, k, v, out, d_out, lse = (t.contiguous() for t in (q, k, v, out, d_out, lse))
+    dq, dk, dv = (torch.empty_like(t) for t in (q, k, v))
+    if B == 0 or S == 0:
+        return dq.zero_(), dk.zero_(), dv.zero_()
+    kernels = library_for(q, k, v, causal=causal, window=window, scale=scale,
+                          layout=layout)
+    if kernels.backward is None:
+        raise BackwardUnavailable(f"{kernels.name} has no {kernels.name}_backward "
+                                  f"(issue 13)")
+    status = kernels.backward(q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
+                              d_out.data_ptr(), lse.data_ptr(), dq.data_ptr(),
+                              dk.data_ptr(), dv.data_ptr(), B, S, T)
+    kernels.check("backward", status)
+    return dq, dk, dv
+
+
+@attention_backward.register_fake
+def _(q, k, v, out, d_out, lse, causal, window, scale, layout):
+    return (torch.empty_like(q, memory_format=torch.contiguous_format),
+            torch.empty_like(k, memory_format=torch.contiguous_format),
+            torch.empty_like(v, memory_format=torch.contiguous_format))
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, causal, window, scale, layout, need_lse = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, out, lse)
+    ctx.config = (causal, window, scale, layout, need_lse)
+
+
+def _backward(ctx, d_out, d_lse):
+    q, k, v, out, lse = ctx.saved_tensors
+    causal, window, scale, layout, need_lse = ctx.config
+    if not need_lse:
+        raise BackwardUnavailable(
+            "sqa_mlir.torch: the forward ran without lse (call attention() with "
+            "grad enabled and inputs that require grad)")
+    dq, dk, dv = attention_backward(q, k, v, out, d_out, lse, causal, window, scale,
+                                    layout)
+    return dq, dk, dv, None, None, None, None, None
+
+
+attention_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+def backward_available(q, k, v, **config) -> bool:
+    """Whether the library for these operands has forward_lse and backward."""
+    kernels = library_for(q, k, v, **config)
+    return kernels.forward_lse is not None and kernels.backward is not None
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+              causal=None, window=None,
+              scale: Optional[float] = None, layout: str = "bhsd") -> torch.Tensor:
+    """softmax(q k^T * scale + mask) v with SDPA's head conventions (see the
+    module docstring); returns [B, max(Hq, Hkv), S, Dv] (bshd: [B, S, H, Dv])."""
+    # SDPA's is_causal spelling: True is top-left.
+    if causal is True:
+        causal = "top_left"
+    elif causal is False:
+        causal = None
+    if causal not in _CAUSAL:
+        raise ValueError(f"causal must be one of {_CAUSAL} (or a bool), got {causal!r}")
+    need_lse = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad
+                                            or v.requires_grad)
+    out, _ = attention_forward(q, k, v, causal, _window_list(window),
+                               None if scale is None else float(scale), layout,
+                               need_lse)
+    return out
+
+
+def sdpa_reference(q, k, v, *, causal=None, window=None, scale=None, layout="bhsd"):
+    """The same attention through ``torch.nn.functional.
+    scaled_dot_product_attention`` (an explicit mask for windows and
+    bottom-right causal; heads repeated for reverse SQA): what
+    :func:`attention` is a drop-in for."""
+    qb, kb, vb = (_bhsd(t, layout) for t in (q, k, v))
+    Hq, Hkv, S, T = qb.shape[1], kb.shape[1], qb.shape[2], kb.shape[2]
+    if Hkv > Hq:
+        qb = qb.repeat_interleave(Hkv // Hq, dim=1)
+    mask = None
+    if causal is not None or window is not None:
+        left, right = window if window is not None else (-1, -1)
+        i = torch.arange(S, device=q.device)[:, None]
+        j = torch.arange(T, device=q.device)[None, :]
+        diag = i + (T - S if causal == "bottom_right" else 0)
+        mask = torch.ones(S, T, dtype=torch.bool, device=q.device)
+        if causal is not None:
+            mask &= j <= diag
+        if left >= 0:
+            mask &= j >= diag - left
+        if right >= 0:
+            mask &= j <= diag + right
+    out = torch.nn.functional.scaled_dot_product_attention(
+        qb, kb, vb, attn_mask=mask, scale=scale, enable_gqa=Hq != Hkv)
+    return _bhsd(out, layout)
