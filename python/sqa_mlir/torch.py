@@ -31,6 +31,7 @@ it without graph breaks) and ``torch.ops.sqa_mlir.attention_backward``.
 from __future__ import annotations
 
 import ctypes
+import json
 import threading
 from typing import List, Optional, Tuple
 
@@ -38,7 +39,8 @@ import torch
 
 from . import aot, compiler
 
-__all__ = ["BackwardUnavailable", "attention", "backward_available", "library_for",
+__all__ = ["BackwardUnavailable", "SQALayer", "attention", "backward_available",
+           "layer_forward", "library_for",
            "sdpa_reference"]
 
 _DTYPES = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
@@ -348,3 +350,176 @@ def sdpa_reference(q, k, v, *, causal=None, window=None, scale=None, layout="bhs
     out = torch.nn.functional.scaled_dot_product_attention(
         qb, kb, vb, attn_mask=mask, scale=scale, enable_gqa=Hq != Hkv)
     return _bhsd(out, layout)
+
+
+# ---------------------------------------------------------------------------
+# The whole attention layer
+# ---------------------------------------------------------------------------
+
+_BIASES = ("q", "k", "v", "o")
+
+
+def _layer_kernels(options: dict):
+    key = ("layer",) + tuple(sorted(options.items()))
+    with _lock:
+        library = _libraries.get(key)
+        if library is None:
+            path, _ = compiler.build_cached(options)
+            library = aot.LayerLibrary(path, options["name"], options["dtype"])
+            _libraries[key] = library
+    return library
+
+
+@torch.library.custom_op("sqa_mlir::layer_forward", mutates_args=())
+def layer_forward(x: torch.Tensor, memory: Optional[torch.Tensor], w_q: torch.Tensor,
+                  w_k: torch.Tensor, w_v: torch.Tensor, w_o: torch.Tensor,
+                  b_q: Optional[torch.Tensor], b_k: Optional[torch.Tensor],
+                  b_v: Optional[torch.Tensor], b_o: Optional[torch.Tensor],
+                  config: str) -> torch.Tensor:
+    """NAME_layer_forward: y [B, S, d_model] from x (and memory); weights in
+    nn.Linear's [out, in] form; ``config`` the JSON of the sqa-aot layer
+    options. Forward only (SQALayer differentiates the composite path)."""
+    options = json.loads(config)
+    if x.device.type != "cpu":
+        raise ValueError(f"layer libraries run on the CPU; x is on {x.device}")
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    B, S, _ = x.shape
+    if B == 0 or S == 0:
+        return out
+    memory = None if memory is None else memory.contiguous()
+    # The library computes x @ W with W [in, out] row-major.
+    w_q, w_k, w_v, w_o = (w.t().contiguous() for w in (w_q, w_k, w_v, w_o))
+    biases = [None if b is None else b.contiguous() for b in (b_q, b_k, b_v, b_o)]
+    library = _layer_kernels(options)
+    ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
+    status = library.layer_forward_raw(
+        ptr(x), ptr(memory), ptr(w_q), ptr(w_k), ptr(w_v), ptr(w_o),
+        *(ptr(b) for b in biases), ptr(out), B, S,
+        0 if memory is None else memory.shape[1])
+    if status != aot.SQA_OK:
+        raise RuntimeError(f"{library.name}_layer_forward: status {status}: "
+                           f"{library.error_string(status)}")
+    return out
+
+
+@layer_forward.register_fake
+def _(x, memory, w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, config):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+class SQALayer(torch.nn.Module):
+    """A whole attention layer: q/k/v projections (optional biases), RoPE,
+    attention with any head counts, output projection; the parameters are
+    ``q_proj``, ``k_proj``, ``v_proj``, ``out_proj`` (``nn.Linear``), so a
+    state dict of the same layer written with nn.Linear + SDPA loads as is.
+
+    d_model = heads * head_dim (``heads`` the baseline head count), q_heads
+    and kv_heads as in :func:`attention`; ``rope`` None, a kind ("rotary",
+    "linear", "dynamic_ntk") or a dict as
+    :func:`sqa_mlir.layer_reference.normalize_rope` takes; ``bias`` a subset
+    of "qkvo"; ``cross_attention``: keys and values from ``memory``.
+
+    Without gradients the forward is one call of the compiled layer library
+    (``sqa-aot --layer``); when gradients are needed it is the same layer
+    composed of the projections, RoPE and :func:`attention` (whose backward
+    comes from the attention library).
+    """
+
+    def __init__(self, heads: int, q_heads: int, kv_heads: int, head_dim: int, *,
+                 rope=None, bias="", cross_attention: bool = False, causal=None,
+                 window=None, scale: Optional[float] = None, device=None,
+                 dtype=None):
+        super().__init__()
+        from . import layer_reference
+        if bias is True:
+            bias = _BIASES
+        bias = "".join(b for b in _BIASES if b in set(bias or ""))
+        self.heads, self.q_heads, self.kv_heads = heads, q_heads, kv_heads
+        self.head_dim, self.out_heads = head_dim, max(q_heads, kv_heads)
+        self.d_model = heads * head_dim
+        self.rope = layer_reference.normalize_rope(rope)
+        self.bias, self.cross_attention = bias, cross_attention
+        self.causal = "top_left" if causal is True else (None if causal is False
+                                                          else causal)
+        if self.causal not in _CAUSAL:
+            raise ValueError(f"causal must be one of {_CAUSAL}, got {causal!r}")
+        self.window = None if window is None else (int(window[0]), int(window[1]))
+        self.scale = None if scale is None else float(scale)
+        kw = dict(device=device, dtype=dtype)
+        d = self.d_model
+        self.q_proj = torch.nn.Linear(d, q_heads * head_dim, bias="q" in bias, **kw)
+        self.k_proj = torch.nn.Linear(d, kv_heads * head_dim, bias="k" in bias, **kw)
+        self.v_proj = torch.nn.Linear(d, kv_heads * head_dim, bias="v" in bias, **kw)
+        self.out_proj = torch.nn.Linear(self.out_heads * head_dim, d, bias="o" in bias,
+                                        **kw)
+        # The layer library's options per dtype, made here rather than in
+        # forward so that torch.compile traces no JSON.
+        self._configs = {dt: self._options(dt) for dt in _DTYPES}
+
+    def _options(self, dtype: torch.dtype) -> str:
+        if dtype not in _DTYPES:
+            raise TypeError(f"unsupported dtype {dtype}")
+        opts = dict(layer=True, heads=self.heads, q_heads=self.q_heads,
+                    kv_heads=self.kv_heads, head_dim=self.head_dim,
+                    dtype=_DTYPES[dtype], causal=self.causal, window=self.window,
+                    scale=self.scale, bias=",".join(self.bias) or None,
+                    cross_attention=self.cross_attention or None)
+        if self.rope is not None:
+            r = self.rope
+            opts.update(rope=r["kind"], rope_base=r["base"], rope_factor=r["factor"],
+                        rope_original_max=r["original_max"], rope_offset=r["offset"],
+                        rope_queries_only=r["queries_only"] or None)
+        opts = {k: v for k, v in opts.items() if v is not None}
+        if "window" in opts:
+            opts["window"] = list(opts["window"])
+        opts["name"] = aot.library_name("sqa_torch_layer", **opts)
+        return json.dumps(opts, sort_keys=True)
+
+    def _apply_rope(self, t: torch.Tensor, S: int, T: int) -> torch.Tensor:
+        """rotate_half RoPE of a [B, H, L, dh] tensor (positions and base as
+        :func:`sqa_mlir.layer_reference.rope_positions_and_base`)."""
+        from . import layer_reference
+        pos, base = layer_reference.rope_positions_and_base(
+            self.rope, t.shape[2], self.head_dim, S, T)
+        half = self.head_dim // 2
+        inv = base ** (-2.0 * torch.arange(half, dtype=torch.float64) / self.head_dim)
+        angle = torch.as_tensor(pos, dtype=torch.float64)[:, None] * inv[None, :]
+        cos = angle.cos().to(device=t.device, dtype=t.dtype)
+        sin = angle.sin().to(device=t.device, dtype=t.dtype)
+        lo, hi = t[..., :half], t[..., half:]
+        return torch.cat([lo * cos - hi * sin, hi * cos + lo * sin], dim=-1)
+
+    def composite(self, x: torch.Tensor, memory: Optional[torch.Tensor] = None):
+        """The layer from nn.Linear projections, RoPE and :func:`attention`."""
+        B, S, _ = x.shape
+        src = x if memory is None else memory
+        T = src.shape[1]
+        q = self.q_proj(x).view(B, S, self.q_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(src).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(src).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
+        if self.rope is not None:
+            q = self._apply_rope(q, S, T)
+            if not self.rope["queries_only"]:
+                k = self._apply_rope(k, S, T)
+        a = attention(q, k, v, causal=self.causal, window=self.window,
+                      scale=self.scale)
+        return self.out_proj(a.transpose(1, 2).reshape(B, S, -1))
+
+    def forward(self, x: torch.Tensor, memory: Optional[torch.Tensor] = None):
+        if x.dim() != 3 or x.shape[-1] != self.d_model:
+            raise ValueError(f"x must be [B, S, {self.d_model}], got {tuple(x.shape)}")
+        if (memory is not None) != self.cross_attention:
+            raise ValueError("memory is required with cross_attention and only then")
+        params = (self.q_proj.weight, self.k_proj.weight, self.v_proj.weight,
+                  self.out_proj.weight)
+        grad = torch.is_grad_enabled() and (
+            x.requires_grad or (memory is not None and memory.requires_grad)
+            or any(p.requires_grad for p in self.parameters()))
+        if grad or x.device.type != "cpu":
+            return self.composite(x, memory)
+        biases = [getattr(self, f"{n}_proj").bias
+                  for n in ("q", "k", "v", "out")]
+        if x.dtype not in self._configs:
+            raise TypeError(f"unsupported dtype {x.dtype}")
+        return layer_forward(x, memory, *params, *biases, self._configs[x.dtype])
