@@ -502,9 +502,14 @@ class SQALayer(torch.nn.Module):
             q = self._apply_rope(q, S, T)
             if not self.rope["queries_only"]:
                 k = self._apply_rope(k, S, T)
-        a = attention(q, k, v, causal=self.causal, window=self.window,
-                      scale=self.scale)
+        a = self.attend(q, k, v)
         return self.out_proj(a.transpose(1, 2).reshape(B, S, -1))
+
+    def attend(self, q, k, v):
+        """The attention step of :meth:`composite` on [B, H, L, dh] tensors
+        (a subclass may swap in another implementation, e.g. SDPA)."""
+        return attention(q, k, v, causal=self.causal, window=self.window,
+                         scale=self.scale)
 
     def forward(self, x: torch.Tensor, memory: Optional[torch.Tensor] = None):
         if x.dim() != 3 or x.shape[-1] != self.d_model:
