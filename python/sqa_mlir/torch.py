@@ -164,13 +164,28 @@ def _check(q, k, v, causal, window, layout):
     return B, Hq, Hkv, S, T, D, Dv, max(Hq, Hkv)
 
 
+# (device, dtype, Hq, Hkv, D, Dv, causal, window, scale, layout) -> kernels:
+# the per-call lookup, without building option dicts and names.
+_by_shape = {}
+
+
+def _kernels(q, Hq, Hkv, D, Dv, causal, window, scale, layout) -> _Kernels:
+    window = None if window is None else (int(window[0]), int(window[1]))
+    scale = None if scale is None else float(scale)
+    key = (q.device, q.dtype, Hq, Hkv, D, Dv, causal, window, scale, layout)
+    kernels = _by_shape.get(key)
+    if kernels is None:
+        kernels = _load(_options(q.device, q.dtype, Hq, Hkv, D, Dv, causal, window,
+                                 scale, layout))
+        _by_shape[key] = kernels
+    return kernels
+
+
 def library_for(q, k, v, *, causal=None, window=None, scale=None,
                 layout="bhsd") -> _Kernels:
     """The loaded library :func:`attention` calls for these operands."""
     B, Hq, Hkv, S, T, D, Dv, _ = _check(q, k, v, causal, window, layout)
-    window = None if window is None else (int(window[0]), int(window[1]))
-    return _load(_options(q.device, q.dtype, Hq, Hkv, D, Dv, causal, window,
-                          None if scale is None else float(scale), layout))
+    return _kernels(q, Hq, Hkv, D, Dv, causal, window, scale, layout)
 
 
 def _strides(t: torch.Tensor):
@@ -206,8 +221,7 @@ def attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         return out, lse
     if T == 0:
         raise ValueError("k and v have no positions (kv_len 0)")
-    kernels = library_for(q, k, v, causal=causal, window=window, scale=scale,
-                          layout=layout)
+    kernels = _kernels(q, Hq, Hkv, D, Dv, causal, window, scale, layout)
     if need_lse:
         if kernels.forward_lse is None:
             raise BackwardUnavailable(
@@ -258,8 +272,7 @@ def attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     dq, dk, dv = (torch.empty_like(t) for t in (q, k, v))
     if B == 0 or S == 0:
         return dq.zero_(), dk.zero_(), dv.zero_()
-    kernels = library_for(q, k, v, causal=causal, window=window, scale=scale,
-                          layout=layout)
+    kernels = _kernels(q, Hq, Hkv, D, Dv, causal, window, scale, layout)
     if kernels.backward is None:
         raise BackwardUnavailable(f"{kernels.name} has no {kernels.name}_backward "
                                   f"(issue 13)")
