@@ -108,17 +108,21 @@ static OwningOpRef<ModuleOp> buildCoreModule(MLIRContext &context,
       {config.heads.kv, config.headDim},
       {config.heads.kv, config.valueHeadDim},
       {config.outputHeads(), config.valueHeadDim}};
-  // CPU kernels take [B, H, S, D] views with any element strides of batch,
-  // head and position (the head dim contiguous): the C entry layer passes
-  // BHSD, BSHD or sliced (fused-QKV) operands without copies.
-  bool strided = config.target == Target::CPU;
+  // Contiguous buffers in the configured layout.
   SmallVector<Type> argTypes;
   for (auto [heads, dim] : shapes)
-    argTypes.push_back(strided ? stridedBHSDType(&context, heads, dim, element)
-                       : bshd
-                           ? MemRefType::get({dyn, dyn, heads, dim}, element)
-                           : MemRefType::get({dyn, heads, dyn, dim}, element));
-  func::FuncOp func = createKernel(b, *module, config, argTypes);
+    argTypes.push_back(bshd ? MemRefType::get({dyn, dyn, heads, dim}, element)
+                            : MemRefType::get({dyn, heads, dyn, dim}, element));
+  // The CPU forward kernel takes [B, H, S, D] views with any element strides
+  // of batch, head and position instead (the head dim contiguous): the C
+  // entry layer passes BHSD, BSHD or sliced (fused-QKV) operands without
+  // copies.
+  bool strided = config.target == Target::CPU;
+  SmallVector<Type> stridedTypes;
+  for (auto [heads, dim] : shapes)
+    stridedTypes.push_back(stridedBHSDType(&context, heads, dim, element));
+  func::FuncOp func =
+      createKernel(b, *module, config, strided ? stridedTypes : argTypes);
 
   // BSHD arguments are read through a [B, H, S, D] transposed view.
   AffineMap toBHSD =
