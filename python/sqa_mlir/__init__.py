@@ -10,6 +10,8 @@
   storage helpers, head presets and output tolerances.
 * ``sqa_mlir.cuda_driver``: a ctypes wrapper over the CUDA driver
   (libcuda.so.1) for device memory, streams and contexts.
+* ``sqa_mlir.torch`` (needs PyTorch; not imported here): ``attention``, a
+  custom op with SDPA's conventions and autograd, and ``SQALayer``.
 
 The test checkers and test doubles live in the repository's test/lib.
 """
