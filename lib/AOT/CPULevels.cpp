@@ -109,12 +109,15 @@ void aot::renameForCPULevel(llvm::Module &module, const CPULevel &level,
       function.addFnAttr("target-features", features);
   }
   // Every level defines the same symbols: only the trampolines keep the
-  // plain names.
+  // plain names. Local functions (OpenMP bodies) get the suffix too, so the
+  // assembly names each level's loops.
   for (llvm::GlobalValue &value : module.global_values()) {
-    if (value.isDeclaration() || value.hasLocalLinkage())
+    if (value.isDeclaration() ||
+        (value.hasLocalLinkage() && !isa<llvm::Function>(value)))
       continue;
     value.setName(value.getName() + "_" + level.name);
-    value.setVisibility(llvm::GlobalValue::HiddenVisibility);
+    if (!value.hasLocalLinkage())
+      value.setVisibility(llvm::GlobalValue::HiddenVisibility);
   }
 }
 
