@@ -106,6 +106,10 @@ lowerToLLVMIR(ModuleOp module, const CodegenOptions &options,
       machine.getMCSubtargetInfo()->checkFeatures("+avx512f") ? 16 : 8;
   if (options.cpuVectorWidth)
     pipelineOptions.vectorWidth = *options.cpuVectorWidth;
+  // bf16 attention: vdpbf16ps where the level has it (the pass falls back
+  // to the f32 kernels where the shape does not allow it).
+  pipelineOptions.bf16Dot =
+      machine.getMCSubtargetInfo()->checkFeatures("+avx512bf16");
   if (options.cpuQueryTile)
     pipelineOptions.queryTile = *options.cpuQueryTile;
   if (options.cpuKVBlock)
