@@ -76,6 +76,10 @@ config.substitutions.append(
     ("%sqa-check-layer", checker("check_layer.py", "--sqa-aot", sqa_aot)))
 config.substitutions.append(
     ("%sqa-check-aot", checker("check_aot.py", "--sqa-aot", sqa_aot)))
+config.substitutions.append(
+    ("%sqa-check-bf16-dot-emulated",
+     checker("check_bf16_dot_emulated.py", "--sqa-aot", sqa_aot, "--clang", clang or "clang",
+             "--llvm-lib-dir", config.llvm_lib_dir)))
 config.substitutions.append(("%sqa-check", checker("check.py", "--sqa-aot", sqa_aot)))
 
 config.substitutions.append(("%host-cc", clang or "clang"))

@@ -236,7 +236,9 @@ bool aot::compileModule(ModuleOp module, const CodegenOptions &options,
   // With a generated entry layer, only its functions form the library's API.
   if (config)
     for (llvm::Function &function : *llvmModule)
-      if (!function.isDeclaration())
+      // Local functions (OpenMP bodies) must keep default visibility: the
+      // IR is invalid otherwise (--emit llvm would not parse back).
+      if (!function.isDeclaration() && !function.hasLocalLinkage())
         function.setVisibility(llvm::GlobalValue::HiddenVisibility);
   if (llvm::Error err =
           makeOptimizingTransformer(3, 0, machine)(llvmModule.get()))
