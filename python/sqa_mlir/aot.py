@@ -12,6 +12,11 @@
 ``NAME_element_t`` is ``float`` for f32 and ``uint16_t`` bit patterns for
 f16/bf16 (the storage :func:`sqa_mlir.reference.to_storage` produces).
 
+A CPU library holds its kernels for several x86-64 ISA levels and picks one
+at the first call (CPUID; ``SQA_CPU_LEVEL=avx2`` forces a lower one):
+``lib.settings["cpu_level"]`` names it; a level the CPU cannot run gives
+``SQA_ERROR_UNSUPPORTED_CPU`` (10).
+
   path = build_library("build/bin/sqa-aot", outdir, variant="sqa", heads=16,
                        head_dim=64, name="sqa16")
   lib = AttentionLibrary(path, "sqa16", "f32")
