@@ -441,7 +441,7 @@ void FlashBuilder::build() {
   rescale = alloc({ShapedType::kDynamic}, {paddedRows});
   scoresT = alloc({kvBlock, ShapedType::kDynamic}, {paddedRows});
   SmallVector<Value> buffers = {queryT, accT, rowMax, rowSum, rescale, scoresT};
-  if (packKV) {
+  if (packKV && !bf16Dot) {
     packedKeys = alloc({kvBlock, headDim}, {});
     packedValues = alloc({kvBlock, valueDim}, {});
     buffers.append({packedKeys, packedValues});

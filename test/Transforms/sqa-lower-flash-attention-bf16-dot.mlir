@@ -1,6 +1,13 @@
 // RUN: sqa-opt %s -sqa-lower-flash-attention="vector-width=16 bf16-dot=true" | FileCheck %s
 // Without 16 lanes (or without bf16 q, k and v) the f32 kernels stay.
 // RUN: sqa-opt %s -sqa-lower-flash-attention="vector-width=8 bf16-dot=true" | FileCheck %s --check-prefix=NARROW
+// RUN: sqa-opt %s -sqa-lower-flash-attention="vector-width=16 bf16-dot=true" | FileCheck %s --check-prefix=NOPACK
+
+// With bf16-dot, K and V are not converted to f32 blocks.
+// NOPACK-LABEL: func @tile(
+// NOPACK-NOT: {{memref<64x24xf32>|memref<64x32xf32>}}
+// NOPACK-LABEL: func @tile_f16(
+// NOPACK: memref<64x24xf32>
 
 // A bf16 GQA tile (2 query heads over 1 kv head), D = 24, Dv = 32.
 // CHECK-LABEL: func @tile
@@ -9,7 +16,6 @@
 // CHECK-DAG: memref.alloc(%{{.+}}) {alignment = 64 : i64} : memref<12x?xbf16>
 // CHECK-DAG: memref.alloc(%{{.+}}) {alignment = 64 : i64} : memref<32x?xbf16>
 // CHECK-DAG: memref.alloc() {alignment = 64 : i64} : memref<32x32xi32>
-// CHECK-NOT: memref<64x24xf32>
 // V pairs: two keys' rows interleaved, the second zeroed past T.
 // CHECK: vector.interleave %{{.+}}, %{{.+}} : vector<16xbf16> -> vector<32xbf16>
 // CHECK: vector.bitcast %{{.+}} : vector<32xbf16> to vector<16xi32>
