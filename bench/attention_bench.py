@@ -35,9 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -56,6 +54,13 @@ import numpy as np  # noqa: E402
 from sqa_mlir import aot, reference  # noqa: E402
 from sqa_mlir.reference import TOLERANCES  # noqa: E402
 from sqa_mlir.cli import parse_shapes  # noqa: E402
+
+sys.path.insert(0, BENCH_DIR)
+import harness  # noqa: E402  (bench/harness.py: machine, FMA peak, timing, reports)
+from harness import (  # noqa: E402,F401  (re-exported for older callers)
+    Peaks, aot_supports_kernel, cpu_info, find_cc, fmt_ms, git_state, machine_lines,
+    machine_record, mem_available, planned_call_seconds, shape_str, start_peaks,
+    stats, table, time_calls, unique_path, write_results)
 
 # The issue's targets (f32 and bf16, B = 1).
 DEFAULT_CASES = (
@@ -81,8 +86,7 @@ FLOP_CONVENTION = ("FLOPs = 2*B*H*S*T*(D+Dv), H = max(Hq, Hkv) (Q.K^T and P.V; "
                    "= 4*B*Hq*S*T*D for D = Dv, Hq >= Hkv), halved for a causal "
                    "mask; softmax not counted")
 
-PRETTY = {"mha": "MHA", "gqa": "GQA", "mqa": "MQA", "sqa": "SQA", "ssqa": "sSQA",
-          "xsqa": "xSQA", "xsmqa": "xSMQA", "rsqa": "rSQA"}
+PRETTY = harness.PRETTY
 
 
 # ---------------------------------------------------------------------------
@@ -182,229 +186,14 @@ def flops(cfg: Config, shape) -> float:
     return f / 2 if cfg.causal else f
 
 
-def shape_str(shape) -> str:
-    return "x".join(str(x) for x in shape)
-
-
 # ---------------------------------------------------------------------------
 # Machine information and the FMA peak
 # ---------------------------------------------------------------------------
-
-def _run_text(cmd, **kw) -> Optional[str]:
-    try:
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True, timeout=60, **kw)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return p.stdout.strip() if p.returncode == 0 else None
-
-
-def cpu_info() -> dict:
-    info = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            text = f.read()
-        m = re.search(r"^model name\s*:\s*(.*)$", text, re.M)
-        info["cpu_model"] = m[1].strip() if m else None
-        for key, pat in (("cpu_family", r"^cpu family\s*:\s*(\d+)"),
-                         ("cpu_model_number", r"^model\s*:\s*(\d+)")):
-            m = re.search(pat, text, re.M)
-            info[key] = int(m[1]) if m else None
-        m = re.search(r"^flags\s*:\s*(.*)$", text, re.M)
-        flags = set(m[1].split()) if m else set()
-        info["isa_flags"] = sorted(flags & {"avx", "avx2", "fma", "f16c", "avx512f",
-                                            "avx512bf16", "avx512_bf16", "amx_bf16"})
-        info["virtualized"] = "hypervisor" in flags
-    except OSError:
-        info["cpu_model"] = platform.processor() or None
-    try:
-        with open("/proc/meminfo") as f:
-            mem = dict(line.split(":", 1) for line in f if ":" in line)
-        info["mem_total_gib"] = round(int(mem["MemTotal"].split()[0]) / 2**20, 1)
-    except (OSError, KeyError, ValueError):
-        pass
-    nproc = _run_text(["nproc"])
-    info["nproc"] = int(nproc) if nproc and nproc.isdigit() else os.cpu_count()
-    return info
-
-
-def mem_available() -> Optional[int]:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def find_cc(requested: Optional[str]) -> Optional[str]:
-    if requested:
-        return requested
-    for c in ("/usr/lib/llvm-22/bin/clang", "clang-22", "clang", "gcc", "cc"):
-        path = shutil.which(c)
-        if path:
-            return path
-    return None
-
-
-def native_cpu(cc: Optional[str]) -> Optional[str]:
-    """The CPU clang -march=native resolves to (e.g. znver1), if cc is clang."""
-    if not cc:
-        return None
-    p = subprocess.run([cc, "-march=native", "-###", "-x", "c", "-c", os.devnull],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    m = re.search(r'"-target-cpu" "([^"]+)"', p.stdout)
-    return m[1] if m else None
-
-
-def compile_fma_peak(cc: str, workdir: str) -> Tuple[Optional[str], str]:
-    exe = os.path.join(workdir, "fma_peak")
-    cmd = [cc, "-O3", "-march=native", "-fopenmp",
-           os.path.join(BENCH_DIR, "fma_peak.c"), "-o", exe]
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if p.returncode != 0:
-        return None, f"{' '.join(cmd)} failed:\n{p.stdout}"
-    return exe, " ".join(cmd)
-
-
-def measure_peak(exe: str, threads: int, seconds: float) -> Optional[dict]:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    out = _run_text([exe, str(seconds)], env=env)
-    if not out:
-        return None
-    try:
-        return json.loads(out.splitlines()[-1])
-    except ValueError:
-        return None
-
-
-@dataclass
-class Peaks:
-    """The FMA peak measurements of one benchmark run."""
-    cc: Optional[str]
-    exe: Optional[str]
-    command: str                       # the compile command, or why there is none
-    threads: int
-    seconds: float
-    measured: dict = field(default_factory=dict)   # before, one_thread, after
-    peak: Optional[float] = None       # max(before, after), set by finish()
-
-    def finish(self, notes: List[str]) -> Optional[float]:
-        """Measure the 'after' peak, set .peak and add notes on shared or
-        varying FMA throughput."""
-        peaks, threads = self.measured, self.threads
-        if self.exe:
-            peaks["after"] = measure_peak(self.exe, threads, self.seconds)
-        measured = [p["gflops"] for k, p in peaks.items() if k in ("before", "after") and p]
-        peak = max(measured) if measured else None
-        if len(measured) == 2 and min(measured) < 0.8 * max(measured):
-            notes.append(f"The FMA peak changed during the run ({measured[0]:.1f} before, "
-                         f"{measured[1]:.1f} GFLOP/s after): the machine is shared or "
-                         "its clock varies; % of peak uses the larger value.")
-        one = peaks.get("one_thread")
-        if one and peak and threads > 1 and peak < 1.3 * one["gflops"]:
-            notes.append(f"The {threads}-thread FMA peak ({peak:.1f} GFLOP/s) is not much "
-                         f"above the 1-thread one ({one['gflops']:.1f}): the threads share FMA "
-                         "units (SMT siblings or an oversubscribed virtual machine).")
-        self.peak = peak
-        return peak
-
-    def line(self) -> str:
-        """The FMA peak line of the markdown header."""
-        peaks, peak, one = self.measured, self.peak, self.measured.get("one_thread")
-        if not peak:
-            return "not measured"
-        return (f"{peak:.1f} GFLOP/s fp32 FMA on {self.threads} threads "
-                f"({peaks['before']['isa']}, bench/fma_peak.c"
-                + (f"; before {peaks['before']['gflops']:.1f}, after "
-                   f"{peaks['after']['gflops']:.1f}" if peaks.get("after") else "")
-                + (f"; 1 thread {one['gflops']:.1f}" if one else "") + ")")
-
-
-def start_peaks(cc_request: Optional[str], build_dir: str, threads: int, seconds: float,
-                notes: List[str]) -> Peaks:
-    """Compile fma_peak.c and measure the peak before the benchmark (and on 1
-    thread); prints the result."""
-    cc = find_cc(cc_request)
-    exe, cmd = (None, "no C compiler found")
-    if cc:
-        exe, cmd = compile_fma_peak(cc, build_dir)
-    p = Peaks(cc, exe, cmd, threads, seconds)
-    if exe:
-        p.measured["before"] = measure_peak(exe, threads, seconds)
-        if threads > 1:
-            p.measured["one_thread"] = measure_peak(exe, 1, seconds)
-    else:
-        notes.append(f"fma_peak.c did not compile, no peak: {cmd}")
-    if p.measured.get("before"):
-        b = p.measured["before"]
-        print(f"FMA peak: {b['gflops']:.1f} GFLOP/s on {b['threads']} threads ({b['isa']})"
-              + (f"; 1 thread: {p.measured['one_thread']['gflops']:.1f}"
-                 if p.measured.get("one_thread") else ""))
-    return p
-
-
-def git_state() -> Tuple[Optional[str], bool]:
-    """(HEAD commit, whether tracked files have uncommitted changes)."""
-    commit = _run_text(["git", "rev-parse", "HEAD"], cwd=REPO)
-    dirty = _run_text(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO)
-    return commit, bool(dirty)
-
-
-def machine_record(machine: dict, threads: int, sqa_aot: str, peaks: Peaks) -> dict:
-    """Adds threads, OpenMP environment, commit, peaks, compilers and versions
-    to machine (from cpu_info()); returns it."""
-    commit, dirty = git_state()
-    cc = peaks.cc
-    cc_version = (_run_text([cc, "--version"]) or "").splitlines()[:1] if cc else []
-    aot_version = _run_text([sqa_aot, "--version"]) or ""
-    m = re.search(r"LLVM version\s+(\S+)", aot_version)
-    machine.update({
-        "threads": threads,
-        "omp_env": {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "KMP_", "GOMP_"))},
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "peak_gflops": peaks.peak,
-        "peak": peaks.measured,
-        "compilers": {"fma_peak": (cc_version[0] if cc_version else None),
-                      "fma_peak_command": peaks.command,
-                      "sqa_aot_llvm": m[1] if m else aot_version.splitlines()[:1]},
-        "native_cpu": native_cpu(cc),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "os": platform.platform(),
-    })
-    return machine
-
-
-def machine_lines(machine: dict, peaks: Peaks) -> List[str]:
-    """The machine, threads, commit, FMA peak and compiler lines of a markdown
-    report, in that order, as '* ...' bullets (kernel line not included)."""
-    commit = machine.get("git_commit")
-    return [
-        f"* machine: {machine.get('cpu_model')}"
-        + (f" ({machine['native_cpu']})" if machine.get("native_cpu") else "")
-        + f", nproc {machine['nproc']}, "
-        f"{machine.get('mem_total_gib', '?')} GiB"
-        + (", virtual machine" if machine.get("virtualized") else ""),
-        f"* threads (OMP_NUM_THREADS): {machine['threads']}",
-        f"* commit: {commit or '?'}" + (" (with uncommitted changes)"
-                                       if machine.get("git_dirty") else ""),
-        f"* FMA peak: {peaks.line()}",
-        f"* compilers: fma_peak {machine['compilers']['fma_peak']}; sqa-aot LLVM "
-        f"{machine['compilers']['sqa_aot_llvm']}",
-    ]
 
 
 # ---------------------------------------------------------------------------
 # Building and timing
 # ---------------------------------------------------------------------------
-
-def aot_supports_kernel(sqa_aot: str) -> bool:
-    text = _run_text([sqa_aot, "--help"]) or ""
-    return "--kernel" in text
 
 
 class Builder:
@@ -433,6 +222,7 @@ class Builder:
                 aot.build_library(self.sqa_aot, self.build_dir, **config)
             self.build_seconds += time.perf_counter() - t0
         lib = aot.AttentionLibrary(path, name, cfg.dtype)
+        harness.record_isa_level(lib)
         self.libs[key] = lib
         return lib
 
@@ -487,25 +277,6 @@ def warmup_lengths(shape, warmup_length: int):
     return min(S, warmup_length), min(T, warmup_length)
 
 
-def time_calls(timed_call, warmup_call, warmup: int, repeats: int, min_repeats: int,
-               max_case_seconds: float):
-    """`warmup` calls of warmup_call(), then up to `repeats` calls of
-    timed_call() (each returns its own seconds); stops early (after at least
-    `min_repeats`) once the timed calls add up to max_case_seconds.
-    Returns (times, cores_busy)."""
-    for _ in range(warmup):
-        warmup_call()
-    times: List[float] = []
-    cpu0 = time.process_time()
-    while len(times) < repeats:
-        times.append(timed_call())
-        if len(times) >= min_repeats and sum(times) >= max_case_seconds:
-            break
-    # Process CPU time over wall time of the timed calls: the cores kept busy.
-    cores_busy = (time.process_time() - cpu0) / sum(times) if sum(times) > 0 else None
-    return times, cores_busy
-
-
 def time_forward(lib, arrays, warmup: int, repeats: int, min_repeats: int,
                  max_case_seconds: float, warmup_length: int = 0) -> List[float]:
     """Warm-up calls, then up to `repeats` timed calls; stops early (after at
@@ -522,34 +293,12 @@ def time_forward(lib, arrays, warmup: int, repeats: int, min_repeats: int,
                       warmup, repeats, min_repeats, max_case_seconds)
 
 
-def planned_call_seconds(t: float, t_warmup: float, warmup: int, repeats: int,
-                         min_repeats: int, max_case_seconds: float) -> float:
-    """Estimated time of time_calls for timed calls of t seconds and warm-up
-    calls of t_warmup seconds."""
-    n, total = 0, 0.0
-    while n < repeats:
-        n += 1
-        total += t
-        if n >= min(min_repeats, repeats) and total >= max_case_seconds:
-            break
-    return total + warmup * t_warmup
-
-
 def planned_seconds(t: float, shape, args, repeats: int) -> float:
     """Estimated time of time_forward for calls of t seconds."""
     B, S, T = shape
     s_len, t_len = warmup_lengths(shape, args.warmup_length)
     return planned_call_seconds(t, t * (s_len * t_len) / (S * T), args.warmup, repeats,
                                 args.min_repeats, args.max_case_seconds)
-
-
-def stats(measured) -> dict:
-    times, cores_busy = measured
-    a = np.asarray(times)
-    q1, q3 = np.percentile(a, [25, 75])
-    return {"median_s": float(np.median(a)), "min_s": float(a.min()), "max_s": float(a.max()),
-            "iqr_s": float(q3 - q1), "times_s": [float(t) for t in times],
-            "cores_busy": cores_busy}
 
 
 def check_library(lib, cfg: Config, shape, arrays=None, seed: int = 1) -> dict:
@@ -700,19 +449,6 @@ def estimate_seconds(cases: List[Case], args, compare: List[Config], ref_shape) 
 # Report
 # ---------------------------------------------------------------------------
 
-def fmt_ms(s: Optional[float]) -> str:
-    if s is None:
-        return "-"
-    ms = s * 1e3
-    return f"{ms:.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 1 else f"{ms:.3f}"
-
-
-def table(headers, rows) -> str:
-    lines = ["| " + " | ".join(headers) + " |",
-             "|" + "|".join("---" if i < 2 else "---:" for i in range(len(headers))) + "|"]
-    lines += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
-    return "\n".join(lines)
-
 
 def results_table(cases: List[Case]) -> str:
     headers = ["config", "Hq/Hkv", "D", "dtype", "mask", "BxSxT", "runs", "median ms",
@@ -760,29 +496,6 @@ def comparison_table(comparisons: List[dict]) -> str:
                      c["mask"], c["shape"], fmt_ms(c["flash"]["median_s"]),
                      fmt_ms(c["reference"]["median_s"]), f"{c['speedup']:.1f}x"])
     return table(headers, rows)
-
-
-def unique_path(out_dir: str, stem: str) -> str:
-    n = 1
-    base = os.path.join(out_dir, stem)
-    while os.path.exists(base + ".md") or os.path.exists(base + ".json"):
-        n += 1
-        base = os.path.join(out_dir, f"{stem}-{n}")
-    return base
-
-
-def write_results(out_dir: str, stem: str, md_text: str, doc: dict) -> str:
-    """Writes out_dir/<stem>[-N].md and .json (the first free N); returns the
-    path without extension."""
-    os.makedirs(out_dir, exist_ok=True)
-    base = unique_path(out_dir, stem)
-    with open(base + ".md", "w") as f:
-        f.write(md_text)
-    with open(base + ".json", "w") as f:
-        json.dump(doc, f, indent=1)
-        f.write("\n")
-    print(f"wrote {base}.md and {base}.json")
-    return base
 
 
 # ---------------------------------------------------------------------------

@@ -49,7 +49,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,6 +59,8 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH_DIR)
 sys.path.insert(0, os.path.join(REPO, "python"))
 
+sys.path.insert(0, BENCH_DIR)
+import harness  # noqa: E402  (the shared harness: git state, tables, result files)
 from sqa_mlir import aot, reference  # noqa: E402
 from sqa_mlir.reference import TOLERANCES  # noqa: E402
 
@@ -76,8 +77,7 @@ DEFAULT_CHIP = "sm_90"
 ASSUMED_TFLOPS = 300.0
 SQA_TARGET = 1.9
 TORCH_PERCENT_TARGET = 60.0
-PRETTY = {"mha": "MHA", "gqa": "GQA", "mqa": "MQA", "sqa": "SQA", "ssqa": "sSQA",
-          "xsqa": "xSQA", "xsmqa": "xSMQA", "rsqa": "rSQA"}
+PRETTY = harness.PRETTY
 TORCH_DTYPES = {"bf16": "bfloat16", "f16": "float16"}
 FLOP_CONVENTION = ("FLOPs = 4*B*Hq*S*T*D (FlashAttention-2's count: Q.K^T and P.V), "
                    "halved for a causal mask; softmax not counted")
@@ -380,11 +380,7 @@ def fmt_ms(ms: Optional[float]) -> str:
 
 
 def md_table(headers, rows, left: int = 5) -> str:
-    """A markdown table; the first `left` columns left-aligned, the rest right."""
-    lines = ["| " + " | ".join(headers) + " |",
-             "|" + "|".join("---" if i < left else "---:" for i in range(len(headers))) + "|"]
-    lines += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
-    return "\n".join(lines)
+    return harness.table(headers, rows, left)
 
 
 def derive(cases: List[Case], results: Dict[Case, dict]) -> None:
@@ -482,32 +478,10 @@ def all_cases_table(cases: List[Case], results: Dict[Case, dict]) -> str:
 
 
 def git_commit():
-    try:
-        p = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL, text=True, timeout=20)
-        commit = p.stdout.strip() or None
-        d = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                           timeout=20)
-        return commit, bool(d.stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        return None, False
+    return harness.git_state()
 
 
-def write_results(out_dir: str, stem: str, md_text: str, doc: dict) -> str:
-    import json
-    os.makedirs(out_dir, exist_ok=True)
-    base, n = os.path.join(out_dir, stem), 1
-    while os.path.exists(base + ".md") or os.path.exists(base + ".json"):
-        n += 1
-        base = os.path.join(out_dir, f"{stem}-{n}")
-    with open(base + ".md", "w") as f:
-        f.write(md_text)
-    with open(base + ".json", "w") as f:
-        json.dump(doc, f, indent=1)
-        f.write("\n")
-    print(f"wrote {base}.md and {base}.json", flush=True)
-    return base
+write_results = harness.write_results
 
 
 # ---------------------------------------------------------------------------

@@ -49,12 +49,13 @@ from typing import Dict, List, Optional, Tuple
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH_DIR)
 
-import attention_bench as ab  # noqa: E402  (also puts <repo>/python on sys.path)
+import harness  # noqa: E402  (the shared harness; also puts <repo>/python on sys.path)
+import attention_bench as ab  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sqa_mlir import aot, layer_reference, reference  # noqa: E402
 
-REPO = ab.REPO
+REPO = harness.REPO
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class LayerConfig:
     @property
     def label(self) -> str:
         hq, hkv = self.q_kv
-        return f"{ab.PRETTY.get(self.variant, self.variant)} {hq}/{hkv}"
+        return f"{harness.PRETTY.get(self.variant, self.variant)} {hq}/{hkv}"
 
     @property
     def spec(self) -> str:
@@ -329,7 +330,7 @@ def make_plan(args, kernel: str) -> Tuple[List[Case], List[str]]:
     if unknown:
         raise argparse.ArgumentTypeError(f"--bias: unknown {sorted(unknown)}; any of q,k,v,o")
     rope = None if args.rope == "none" else args.rope.replace("-", "_")
-    avail = ab.mem_available()
+    avail = harness.mem_available()
     cases: List[Case] = []
     for mname in args.models:
         model = MODELS[mname]
@@ -369,7 +370,7 @@ def warmup_len(S: int, warmup_length: int) -> int:
 def estimate_case(c: Case, args) -> float:
     s_w = warmup_len(c.seq_len, args.warmup_length)
     t_w = estimate_call(c.cfg, c.batch, s_w, c.kernel)
-    return ab.planned_call_seconds(c.estimate_s, t_w, args.warmup, args.repeats,
+    return harness.planned_call_seconds(c.estimate_s, t_w, args.warmup, args.repeats,
                                    args.min_repeats, args.max_case_seconds)
 
 
@@ -408,6 +409,7 @@ class Builder:
                               **cfg.aot_config(self.kernel))
             self.build_seconds += time.perf_counter() - t0
         lib = aot.LayerLibrary(path, name, cfg.dtype)
+        harness.record_isa_level(lib)
         self.libs[cfg] = lib
         return lib
 
@@ -479,7 +481,7 @@ def results_table(cases: List[Case]) -> str:
     for c in cases:
         r = c.result
         hq, hkv = c.cfg.q_kv
-        common = [c.cfg.model.name, ab.PRETTY.get(c.cfg.variant, c.cfg.variant),
+        common = [c.cfg.model.name, harness.PRETTY.get(c.cfg.variant, c.cfg.variant),
                   f"{hq}/{hkv}", c.shape]
         if "median_s" not in r:
             err = r.get("error", "not run")
@@ -490,8 +492,8 @@ def results_table(cases: List[Case]) -> str:
         chk_s = "-" if chk is None else (("ok" if chk["ok"] else "FAIL")
                                          + f" {chk['max_abs_err']:.1e} @S={chk['seq_len']}")
         rows.append(common + [
-            len(r["times_s"]), ab.fmt_ms(r["median_s"]),
-            f"{ab.fmt_ms(r['min_s'])}-{ab.fmt_ms(r['max_s'])}",
+            len(r["times_s"]), harness.fmt_ms(r["median_s"]),
+            f"{harness.fmt_ms(r['min_s'])}-{harness.fmt_ms(r['max_s'])}",
             f"{r['flops'] / 1e9:.1f}", f"{100 * r['attn_flops'] / r['flops']:.0f}",
             f"{r['gflops']:.1f}",
             "-" if r.get("peak_percent") is None else f"{r['peak_percent']:.1f}",
@@ -501,7 +503,7 @@ def results_table(cases: List[Case]) -> str:
             "-" if r.get("cores_busy") is None else f"{r['cores_busy']:.1f}",
             "-" if r.get("others_cores") is None else f"{r['others_cores']:.1f}",
             chk_s])
-    return ab.table(headers, rows)
+    return harness.table(headers, rows)
 
 
 def summary_tables(cases: List[Case]) -> List[str]:
@@ -516,7 +518,7 @@ def summary_tables(cases: List[Case]) -> List[str]:
         rows = []
         for cfg in dict.fromkeys(c.cfg for c in mc):
             hq, hkv = cfg.q_kv
-            row = [ab.PRETTY.get(cfg.variant, cfg.variant), f"{hq}/{hkv}"]
+            row = [harness.PRETTY.get(cfg.variant, cfg.variant), f"{hq}/{hkv}"]
             for B, S in shapes:
                 c = next((x for x in mc if x.cfg == cfg and (x.batch, x.seq_len) == (B, S)),
                          None)
@@ -532,7 +534,7 @@ def summary_tables(cases: List[Case]) -> List[str]:
             rows.append(row)
         out += [f"### {mname}: d_model {model.d_model}, H {model.heads}, "
                 f"d_head {model.head_dim} — median time per layer forward "
-                "(speed-up vs MHA)", "", ab.table(headers, rows), ""]
+                "(speed-up vs MHA)", "", harness.table(headers, rows), ""]
     return out
 
 
@@ -594,7 +596,7 @@ def main(argv=None) -> int:
         parser.error("--batch, --repeats and --check-length must be >= 1")
     args.min_repeats = max(1, min(args.min_repeats, args.repeats))
 
-    machine = ab.cpu_info()
+    machine = harness.cpu_info()
     threads = args.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                else machine["nproc"])
     # Before any library is loaded: libomp reads it when it starts.
@@ -605,7 +607,7 @@ def main(argv=None) -> int:
         print(f"error: {sqa_aot} is not an executable; build the project first "
               f"or pass --sqa-aot", file=sys.stderr)
         return 2
-    kernel_flag = ab.aot_supports_kernel(sqa_aot)
+    kernel_flag = harness.aot_supports_kernel(sqa_aot)
     if args.kernel == "flash" and not kernel_flag:
         print("error: --kernel flash: this sqa-aot has no --kernel option", file=sys.stderr)
         return 2
@@ -658,7 +660,7 @@ def main(argv=None) -> int:
 def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, build_dir,
         date, started, est) -> int:
     load_start = loadavg()
-    peaks = ab.start_peaks(args.cc, build_dir, threads, args.peak_seconds, notes)
+    peaks = harness.start_peaks(args.cc, build_dir, threads, args.peak_seconds, notes)
 
     # Every library first: a rebuild of sqa-aot during the run cannot mix
     # versions, and compiling does not overlap the timed calls.
@@ -675,7 +677,7 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, buil
             print(f"build {cfg.spec} ERROR: {e}", flush=True)
     print(f"built {len(builder.libs)} libraries in {builder.build_seconds:.1f} s", flush=True)
 
-    avail = ab.mem_available()
+    avail = harness.mem_available()
     weights_cache: Dict[LayerConfig, Dict[str, np.ndarray]] = {}
     checks: Dict[LayerConfig, dict] = {}
     for i, c in enumerate(cases):
@@ -705,7 +707,7 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, buil
                                      else (0.0, None))
             load = loadavg()
             snap = cpu_snapshot()
-            c.result = ab.stats(ab.time_calls(
+            c.result = harness.stats(harness.time_calls(
                 lambda: layer_call(lib, w, x, out, B, S),
                 lambda: layer_call(lib, w, x, out, B, s_w),
                 args.warmup, args.repeats, args.min_repeats, args.max_case_seconds))
@@ -729,8 +731,8 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, buil
         proj, attn = layer_flops(c.cfg, c.batch, c.seq_len)
         r.update(flops=proj + attn, proj_flops=proj, attn_flops=attn)
         r["gflops"] = r["flops"] / r["median_s"] / 1e9
-        print(f"{tag}: median {ab.fmt_ms(r['median_s'])} ms ({len(r['times_s'])} runs, "
-              f"{ab.fmt_ms(r['min_s'])}-{ab.fmt_ms(r['max_s'])}), {r['gflops']:.1f} GFLOP/s, "
+        print(f"{tag}: median {harness.fmt_ms(r['median_s'])} ms ({len(r['times_s'])} runs, "
+              f"{harness.fmt_ms(r['min_s'])}-{harness.fmt_ms(r['max_s'])}), {r['gflops']:.1f} GFLOP/s, "
               f"cores {r['cores_busy']:.1f}"
               + (f", others {r['others_cores']:.1f}" if r["others_cores"] is not None else "")
               + (f" (waited {waited:.0f} s for idle)" if waited >= 1 else "")
@@ -759,7 +761,7 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, buil
 
     contended = [c for c in cases if (c.result.get("others_cores") or 0) >= OTHERS_BUSY]
     if contended:
-        names = ", ".join(f"{c.cfg.model.name} {ab.PRETTY.get(c.cfg.variant, c.cfg.variant)} "
+        names = ", ".join(f"{c.cfg.model.name} {harness.PRETTY.get(c.cfg.variant, c.cfg.variant)} "
                           f"{c.shape} ({c.result['others_cores']:.1f})" for c in contended)
         notes.append(
             f"Other processes kept >= {OTHERS_BUSY} cores busy during {len(contended)} of "
@@ -772,12 +774,12 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, buil
                      f"(--wait-idle {args.wait_idle:g} s per case).")
 
     elapsed = time.perf_counter() - started
-    ab.machine_record(machine, threads, sqa_aot, peaks)
+    harness.machine_record(machine, threads, sqa_aot, peaks)
     machine["loadavg_start"], machine["loadavg_end"] = load_start, load_end
 
     title = f"sqa-aot CPU attention-layer benchmark, {date:%Y-%m-%d %H:%M}" + (
         " (--quick smoke test, not a benchmark)" if args.quick else "")
-    header = ab.machine_lines(machine, peaks)
+    header = harness.machine_lines(machine, peaks)
     header.insert(2, f"* kernel: **{kernel}**" + (
         "" if kernel_flag else " (sqa-aot has no --kernel option; reference lowering)"))
     layer_line = (f"* layer: {args.dtype}, "
@@ -837,7 +839,7 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, buil
         "elapsed_s": elapsed,
     }
     if not args.no_write:
-        ab.write_results(args.out_dir,
+        harness.write_results(args.out_dir,
                          f"layer-{date:%Y-%m-%d}" + ("-quick" if args.quick else ""),
                          md_text, doc)
     return 1 if failures else 0

@@ -50,13 +50,14 @@ from typing import Dict, List, Optional, Tuple
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH_DIR)
 
-import attention_bench as ab  # noqa: E402  (also puts <repo>/python on sys.path)
+import harness  # noqa: E402  (the shared harness; also puts <repo>/python on sys.path)
+import attention_bench as ab  # noqa: E402
 import layer_bench as lb  # noqa: E402
 import numpy as np  # noqa: E402
 
 from sqa_mlir import aot, layer_reference, reference  # noqa: E402
 
-REPO = ab.REPO
+REPO = harness.REPO
 VARIANTS = ("mha", "gqa", "mqa", "sqa", "ssqa", "xsqa", "xsmqa")
 PARTS = ("attention", "layer")
 PAPER_TOKENS = 131072            # the paper's batch x S at 1k-131k
@@ -180,7 +181,7 @@ def batch_for(model: lb.Model, S: int, args) -> Tuple[int, Optional[str]]:
     --max-call-seconds or would not fit in memory."""
     want = max(1, args.tokens // S)
     B = want
-    avail = ab.mem_available()
+    avail = harness.mem_available()
     mha = lb.LayerConfig(model, "mha")
     while B > 1 and (estimate_call("ours", "layer", model, "mha", B, S) > args.max_call_seconds
                      or (avail and 3 * lb.memory_bytes(mha, B, S) > 0.5 * avail)):
@@ -230,7 +231,7 @@ def estimate_case(c: Case, impl: str, args) -> float:
     t = estimate_call(impl, c.part, c.model, c.variant, c.batch, c.seq_len)
     s_w = lb.warmup_len(c.seq_len, args.warmup_length)
     t_w = estimate_call(impl, c.part, c.model, c.variant, c.batch, s_w)
-    return ab.planned_call_seconds(t, t_w, args.warmup, args.repeats, args.min_repeats,
+    return harness.planned_call_seconds(t, t_w, args.warmup, args.repeats, args.min_repeats,
                                    args.max_case_seconds) + SWITCH_PAUSE_S
 
 
@@ -397,7 +398,7 @@ def check_attention(lib, side: Optional[TorchSide], cfg: ab.Config, seed: int) -
     ref = reference.attention(q, k, v, causal=True, alignment="top_left")
     atol, rtol = ab.TOLERANCES["f32"]
     tol = atol + rtol * float(np.max(np.abs(ref)))
-    res = {"shape": ab.shape_str(shape), "tol": tol}
+    res = {"shape": harness.shape_str(shape), "tol": tol}
     outs = {"ours": out}
     if side is not None:
         outs["torch"] = side.sdpa(side.tensor(q), side.tensor(k), side.tensor(v)).cpu().numpy()
@@ -447,7 +448,7 @@ def time_both(c: Case, ours_call, ours_warm, torch_call, torch_warm, args) -> No
         if call is None:
             continue
         snap = lb.cpu_snapshot()
-        r = ab.stats(ab.time_calls(call, warm, args.warmup, args.repeats,
+        r = harness.stats(harness.time_calls(call, warm, args.warmup, args.repeats,
                                    args.min_repeats, args.max_case_seconds))
         after = lb.cpu_snapshot()
         # /proc/stat counts in clock ticks (10 ms): meaningless over short windows.
@@ -508,8 +509,8 @@ def report_case(c: Case) -> None:
     def one(r):
         if "median_s" not in r:
             return "-"
-        return (f"{ab.fmt_ms(r['median_s'])} ms ({len(r['times_s'])} runs "
-                f"{ab.fmt_ms(r['min_s'])}-{ab.fmt_ms(r['max_s'])}, cores "
+        return (f"{harness.fmt_ms(r['median_s'])} ms ({len(r['times_s'])} runs "
+                f"{harness.fmt_ms(r['min_s'])}-{harness.fmt_ms(r['max_s'])}, cores "
                 f"{r['cores_busy']:.1f})")
     ratio = ""
     if "median_s" in c.ours and "median_s" in c.torch:
@@ -555,7 +556,7 @@ def cuda_part(cases: List[Case], side: Optional[TorchSide], args, notes: List[st
                 layer = gside.layer(cfg, lb.make_weights(cfg, args.seed), c.seq_len)
                 tx = gside.tensor(lb.make_x(cfg, c.batch, c.seq_len, args.seed))
                 fn = gside.timed(lambda: layer(tx))
-            entry.update(ab.stats(ab.time_calls(fn, fn, 3, 10, 10, 1e9)))
+            entry.update(harness.stats(harness.time_calls(fn, fn, 3, 10, 10, 1e9)))
         except Exception as e:  # noqa: BLE001 - report and go on
             entry["error"] = str(e).splitlines()[0][:200]
         results.append(entry)
@@ -617,7 +618,7 @@ def headline_table(cases: List[Case]) -> List[str]:
         vc = {c.seq_len: c for c in dense if c.variant == v}
         hq, hkv = next(iter(vc.values())).q_kv
         heads = lb.MODELS["dense"].heads
-        row = [ab.PRETTY.get(v, v), f"{hq}/{hkv}", f"{heads / max(hq, hkv):g}x"]
+        row = [harness.PRETTY.get(v, v), f"{hq}/{hkv}", f"{heads / max(hq, hkv):g}x"]
         for S in lengths:
             c = vc.get(S)
             row.append(fx(c.ours.get("speedup_vs_mha")) if c else "-")
@@ -632,7 +633,7 @@ def headline_table(cases: List[Case]) -> List[str]:
     return [
         "## Headline: speed-up vs MHA, dense model — ours and PyTorch (CPU, f32, attention "
         "layers) next to the paper's Table 3 (A100, bf16, whole model)", "",
-        ab.table(headers, rows), "",
+        harness.table(headers, rows), "",
         f"ours/torch: MHA's median time of one layer call over this variant's, same B x S "
         f"({Bs}); ideal = H/Hq (the attention FLOP ratio, which the layer approaches as S "
         "grows); paper = MHA's seconds per step over this variant's in Table 3 (batch x S = "
@@ -655,7 +656,7 @@ def ratio_tables(cases: List[Case]) -> List[str]:
             rows = []
             for v in dict.fromkeys(c.variant for c in pc):
                 hq, hkv = next(c for c in pc if c.variant == v).q_kv
-                row = [ab.PRETTY.get(v, v), f"{hq}/{hkv}"]
+                row = [harness.PRETTY.get(v, v), f"{hq}/{hkv}"]
                 for B, S in shapes:
                     c = next((x for x in pc if x.variant == v and (x.batch, x.seq_len) == (B, S)),
                              None)
@@ -665,7 +666,7 @@ def ratio_tables(cases: List[Case]) -> List[str]:
             what = ("attention core (SDPA)" if part == "attention"
                     else "attention layer (projections + RoPE + SDPA + output)")
             out += [f"### {what}, {mname}: d_model {m.d_model}, H {m.heads}, "
-                    f"d_head {m.head_dim}", "", ab.table(headers, rows), ""]
+                    f"d_head {m.head_dim}", "", harness.table(headers, rows), ""]
     return out
 
 
@@ -684,7 +685,7 @@ def eight_layer_table(cases: List[Case]) -> List[str]:
     for v in dict.fromkeys(c.variant for c in dense):
         vc = {c.seq_len: c for c in dense if c.variant == v}
         hq, hkv = next(iter(vc.values())).q_kv
-        row = [ab.PRETTY.get(v, v), f"{hq}/{hkv}"]
+        row = [harness.PRETTY.get(v, v), f"{hq}/{hkv}"]
         for S in lengths:
             c = vc.get(S)
             for impl in ("ours", "torch") if has_torch else ("ours",):
@@ -692,7 +693,7 @@ def eight_layer_table(cases: List[Case]) -> List[str]:
                 row.append(f"{8 * r['median_s']:.3f} s" if "median_s" in r else "-")
         rows.append(row)
     return ["## Dense model: seconds per forward of its 8 attention layers (8 x the median "
-            "of one layer call)", "", ab.table(headers, rows), ""]
+            "of one layer call)", "", harness.table(headers, rows), ""]
 
 
 def detail_table(cases: List[Case], part: str) -> str:
@@ -705,13 +706,13 @@ def detail_table(cases: List[Case], part: str) -> str:
         hq, hkv = c.q_kv
 
         def ms(r, k="median_s"):
-            return ab.fmt_ms(r[k]) if k in r else "-"
+            return harness.fmt_ms(r[k]) if k in r else "-"
         chk = o.get("check", {})
         chk_s = " ".join(f"{impl} {'ok' if chk[impl]['ok'] else 'FAIL'}"
                          for impl in ("ours", "torch") if impl in chk) or "-"
         others = max([r.get("others_cores") or 0 for r in (o, t) if r] or [0])
         rows.append([
-            c.model.name, ab.PRETTY.get(c.variant, c.variant), f"{hq}/{hkv}", c.shape,
+            c.model.name, harness.PRETTY.get(c.variant, c.variant), f"{hq}/{hkv}", c.shape,
             ms(o) if "error" not in o else f"ERROR: {o['error']}",
             f"{ms(o, 'min_s')}-{ms(o, 'max_s')}" if "median_s" in o else "-",
             f"{o['gflops']:.1f}" if "gflops" in o else "-",
@@ -724,15 +725,15 @@ def detail_table(cases: List[Case], part: str) -> str:
             "/".join(f"{r['cores_busy']:.1f}" for r in (o, t) if r.get("cores_busy") is not None)
             or "-",
             f"{others:.1f}", chk_s])
-    return ab.table(headers, rows)
+    return harness.table(headers, rows)
 
 
 def paper_reference_table() -> List[str]:
-    headers = ["seq (batch)"] + [ab.PRETTY.get(v, "SWA(128)") for v in PAPER_TABLE3]
+    headers = ["seq (batch)"] + [harness.PRETTY.get(v, "SWA(128)") for v in PAPER_TABLE3]
     rows = [[f"{S:,} ({B})"] + [f"{PAPER_TABLE3[v][i]:.4f}" for v in PAPER_TABLE3]
             for i, (S, B) in enumerate(zip(PAPER_LENGTHS, PAPER_BATCH))]
     return ["## The paper's Table 3 (seconds per forward step, dense model, A100)", "",
-            ab.table(headers, rows), ""]
+            harness.table(headers, rows), ""]
 
 
 # ---------------------------------------------------------------------------
@@ -801,7 +802,7 @@ def plot_all(cases: List[Case], base: str, title: str) -> Tuple[List[str], Optio
                             marker="o" if impl == "ours" else "s", markersize=4,
                             mfc=colors[v] if impl == "ours" else "none", capsize=2,
                             linewidth=1.6 if impl == "ours" else 1.0,
-                            label=(f"{ab.PRETTY.get(v, v)} {hq}/{hkv}" if impl == "ours"
+                            label=(f"{harness.PRETTY.get(v, v)} {hq}/{hkv}" if impl == "ours"
                                    else None))
         ax.set_yscale("log")
         xaxis(ax, lengths)
@@ -840,7 +841,7 @@ def plot_all(cases: List[Case], base: str, title: str) -> Tuple[List[str], Optio
                             linestyle=style, marker="o" if impl == "ours" else "s",
                             markersize=4, mfc=colors[v] if impl == "ours" else "none",
                             linewidth=1.6 if impl == "ours" else 1.0,
-                            label=f"{ab.PRETTY.get(v, v)} {hq}/{hkv}" if impl == "ours"
+                            label=f"{harness.PRETTY.get(v, v)} {hq}/{hkv}" if impl == "ours"
                             else None)
             if part == "layer" and m == "dense" and v in PAPER_TABLE3:
                 ax.plot(PAPER_LENGTHS, [paper_speedup(v, S) for S in PAPER_LENGTHS],
@@ -888,7 +889,7 @@ def plot_all(cases: List[Case], base: str, title: str) -> Tuple[List[str], Optio
                 if pts:
                     hq, hkv = lb.LayerConfig(lb.MODELS[m], v).q_kv
                     ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colors[v],
-                            marker="o", markersize=4, label=f"{ab.PRETTY.get(v, v)} {hq}/{hkv}")
+                            marker="o", markersize=4, label=f"{harness.PRETTY.get(v, v)} {hq}/{hkv}")
             ax.axhline(1.0, color="grey", linestyle="--", linewidth=1.0)
             lo, hi = ax.get_ylim()
             ax.set_ylim(min(lo, 0.9), max(hi, 1.1))
@@ -1011,7 +1012,7 @@ def main(argv=None) -> int:
         parser.error("--tokens and --repeats must be >= 1")
     args.min_repeats = max(1, min(args.min_repeats, args.repeats))
 
-    machine = ab.cpu_info()
+    machine = harness.cpu_info()
     threads = args.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                else machine["nproc"])
     os.environ["OMP_NUM_THREADS"] = str(threads)   # before any library is loaded
@@ -1021,7 +1022,7 @@ def main(argv=None) -> int:
         print(f"error: {sqa_aot} is not an executable; build the project first "
               f"or pass --sqa-aot", file=sys.stderr)
         return 2
-    kernel_flag = ab.aot_supports_kernel(sqa_aot)
+    kernel_flag = harness.aot_supports_kernel(sqa_aot)
     kernel = "flash" if kernel_flag else "reference"
 
     cases, notes = make_plan(args)
@@ -1069,7 +1070,7 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, buil
         date, started, est) -> int:
     load_start = lb.loadavg()
     side = load_torch(args, threads, notes)
-    peaks = ab.start_peaks(args.cc, build_dir, threads, args.peak_seconds, notes)
+    peaks = harness.start_peaks(args.cc, build_dir, threads, args.peak_seconds, notes)
     failures = 0
 
     # Every library first.
@@ -1161,7 +1162,7 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, buil
                      + ". Those times are longer than on an idle machine.")
 
     elapsed = time.perf_counter() - started
-    ab.machine_record(machine, threads, sqa_aot, peaks)
+    harness.machine_record(machine, threads, sqa_aot, peaks)
     machine["loadavg_start"], machine["loadavg_end"] = load_start, load_end
     tinfo = side.info() if side else None
     if tinfo:
@@ -1169,7 +1170,7 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, buil
 
     title = "SQA paper suite" + (" (--quick smoke test, not a benchmark)" if args.quick else "")
     stem = f"paper-{date:%Y-%m-%d}" + ("-quick" if args.quick else "")
-    base = ab.unique_path(args.out_dir, stem)
+    base = harness.unique_path(args.out_dir, stem)
     plots, plot_error = ([], None)
     if not args.no_write:
         os.makedirs(args.out_dir, exist_ok=True)
@@ -1177,7 +1178,7 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, buil
         if plot_error:
             notes.append(plot_error)
 
-    header = ab.machine_lines(machine, peaks)
+    header = harness.machine_lines(machine, peaks)
     header.insert(2, f"* our kernel: **{kernel}** (sqa-aot libraries via ctypes)")
     header.insert(3, "* PyTorch: " + (
         f"{tinfo['version']}, torch.set_num_threads({tinfo['threads']}), MKL "
@@ -1218,11 +1219,11 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, buil
                "", detail_table(cases, part), ""]
     if cuda.get("results"):
         md += [f"## CUDA: PyTorch on {cuda['device']} ({cuda['dtype']})", "",
-               ab.table(["part", "model", "variant", "BxS", "median ms", "min-max"],
-                        [[r["part"], r["model"], ab.PRETTY.get(r["variant"], r["variant"]),
+               harness.table(["part", "model", "variant", "BxS", "median ms", "min-max"],
+                        [[r["part"], r["model"], harness.PRETTY.get(r["variant"], r["variant"]),
                           f"{r['batch']}x{lb.length_str(r['seq_len'])}",
-                          ab.fmt_ms(r.get("median_s")),
-                          f"{ab.fmt_ms(r.get('min_s'))}-{ab.fmt_ms(r.get('max_s'))}"
+                          harness.fmt_ms(r.get("median_s")),
+                          f"{harness.fmt_ms(r.get('min_s'))}-{harness.fmt_ms(r.get('max_s'))}"
                           if "median_s" in r else r.get("error", "-")]
                          for r in cuda["results"]]), ""]
     md += paper_reference_table()
@@ -1253,7 +1254,7 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, buil
         "elapsed_s": elapsed,
     }
     if not args.no_write:
-        written = ab.write_results(args.out_dir, stem, md_text, doc)
+        written = harness.write_results(args.out_dir, stem, md_text, doc)
         if written != base:
             print(f"warning: wrote {written}.* but the plots are {base}-*.png")
         for p in plots:

@@ -76,6 +76,10 @@ config.substitutions.append(
     ("%sqa-check-layer", checker("check_layer.py", "--sqa-aot", sqa_aot)))
 config.substitutions.append(
     ("%sqa-check-aot", checker("check_aot.py", "--sqa-aot", sqa_aot)))
+config.substitutions.append(
+    ("%sqa-check-bf16-dot-emulated",
+     checker("check_bf16_dot_emulated.py", "--sqa-aot", sqa_aot, "--clang", clang or "clang",
+             "--llvm-lib-dir", config.llvm_lib_dir)))
 config.substitutions.append(("%sqa-check", checker("check.py", "--sqa-aot", sqa_aot)))
 
 config.substitutions.append(("%host-cc", clang or "clang"))
@@ -127,6 +131,33 @@ try:
 except (OSError, subprocess.CalledProcessError):
     pass
 
+
+# x86 ISA levels of this CPU, as the libraries' dispatcher names them:
+# `avx2` (x86-64-v3: AVX2 + FMA), `avx512` (x86-64-v4: AVX-512 F/CD/BW/DQ/VL)
+# and `avx512bf16`. Tests execute the levels the CPU has (SQA_CPU_LEVEL) and
+# check the others in the generated assembly.
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+flags = cpu_flags()
+isa_levels = []
+if {"avx2", "fma", "bmi2"} <= flags:
+    isa_levels.append("avx2")
+    if {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"} <= flags:
+        isa_levels.append("avx512")
+        if "avx512_bf16" in flags:
+            isa_levels.append("avx512bf16")
+for level in isa_levels:
+    config.available_features.add(level)
+lit_config.note(f"CPU ISA levels: {', '.join(isa_levels) or 'none'}")
 
 # CUDA. `ptxas`: the PTX assembler that `sqa-aot --target cuda` needs to make
 # its cubin ($CUDA_HOME/bin, $CUDA_PATH/bin, /usr/local/cuda/bin or PATH);

@@ -219,5 +219,11 @@ std::string aot::generateCommonEntries(const AttentionConfig &config) {
                    : "a pointer is not aligned to the element size";
   values["cuda_cases"] =
       cuda ? fillTemplate("common-cuda-cases.c.in", values) : "";
+  // A CPU library's NAME_config names its ISA level: the dispatch source
+  // (CPULevels.cpp) defines it.
+  values["cpu_cases"] =
+      cuda ? "" : fillTemplate("common-cpu-cases.c.in", values);
+  values["config_function"] =
+      cuda ? fillTemplate("config-static.c.in", values) : "";
   return fillTemplate("common.c.in", values);
 }

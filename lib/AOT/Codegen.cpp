@@ -13,6 +13,7 @@
 #include "mlir/Target/LLVMIR/Export.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
+#include "llvm/Linker/Linker.h"
 #include "llvm/MC/MCSubtargetInfo.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Support/FileSystem.h"
@@ -28,7 +29,8 @@ using namespace mlir::sqa;
 using namespace mlir::sqa::aot;
 
 static std::unique_ptr<llvm::TargetMachine>
-createTargetMachine(StringRef cpu, std::string &error) {
+createTargetMachine(StringRef cpu, StringRef extraFeatures,
+                    std::string &error) {
   llvm::InitializeNativeTarget();
   llvm::InitializeNativeTargetAsmPrinter();
   llvm::Triple triple(llvm::sys::getDefaultTargetTriple());
@@ -46,6 +48,9 @@ createTargetMachine(StringRef cpu, std::string &error) {
       enabled.push_back((feature.second ? "+" : "-") + feature.first().str());
     features = llvm::join(enabled, ",");
   }
+  if (!extraFeatures.empty())
+    features = features.empty() ? extraFeatures.str()
+                                : features + "," + extraFeatures.str();
   // Check the name first: LLVM only warns about unknown CPUs.
   std::unique_ptr<llvm::MCSubtargetInfo> subtarget(
       target->createMCSubtargetInfo(triple, "", ""));
@@ -87,6 +92,65 @@ static bool emitMachineCode(llvm::Module &module, llvm::TargetMachine &machine,
   return true;
 }
 
+/// Runs the CPU pipeline on `module` for `machine`'s vector width and
+/// translates it to LLVM IR; null with `error` set on failure.
+static std::unique_ptr<llvm::Module>
+lowerToLLVMIR(ModuleOp module, const CodegenOptions &options,
+              llvm::TargetMachine &machine, llvm::LLVMContext &llvmContext,
+              std::string &error) {
+  PassManager pm(module.getContext());
+  SQACPUPipelineOptions pipelineOptions;
+  pipelineOptions.attentionKernel = options.attentionKernel;
+  // 16 f32 lanes where the target has AVX-512, else AVX2's 8.
+  pipelineOptions.vectorWidth =
+      machine.getMCSubtargetInfo()->checkFeatures("+avx512f") ? 16 : 8;
+  if (options.cpuVectorWidth)
+    pipelineOptions.vectorWidth = *options.cpuVectorWidth;
+  // bf16 attention: vdpbf16ps where the level has it (the pass falls back
+  // to the f32 kernels where the shape does not allow it).
+  pipelineOptions.bf16Dot =
+      machine.getMCSubtargetInfo()->checkFeatures("+avx512bf16");
+  if (options.cpuQueryTile)
+    pipelineOptions.queryTile = *options.cpuQueryTile;
+  if (options.cpuKVBlock)
+    pipelineOptions.kvBlock = *options.cpuKVBlock;
+  if (options.cpuMR)
+    pipelineOptions.rowsPerKernel = *options.cpuMR;
+  if (options.cpuNR)
+    pipelineOptions.vectorsPerKernel = *options.cpuNR;
+  // The micro-kernel covers nr vectors of keys at a time. A --cpu-kv-block
+  // chosen for AVX2's 8 lanes still builds the AVX-512 levels: without an
+  // explicit width, narrower vectors are used where 16 lanes do not divide.
+  auto keysPerKernel = [&] {
+    return pipelineOptions.vectorsPerKernel * pipelineOptions.vectorWidth;
+  };
+  if (!options.cpuVectorWidth)
+    while (pipelineOptions.vectorWidth > 4 &&
+           pipelineOptions.kvBlock % keysPerKernel() != 0)
+      pipelineOptions.vectorWidth = pipelineOptions.vectorWidth / 2;
+  if (options.attentionKernel == "flash" &&
+      pipelineOptions.kvBlock % keysPerKernel() != 0) {
+    fail(error,
+         "--cpu-kv-block (" +
+             Twine(static_cast<int64_t>(pipelineOptions.kvBlock)) +
+             ") must be a multiple of --cpu-nr (" +
+             Twine(static_cast<int64_t>(pipelineOptions.vectorsPerKernel)) +
+             ") x the vector width (" +
+             Twine(static_cast<int64_t>(pipelineOptions.vectorWidth)) + ")");
+    return nullptr;
+  }
+  buildCPUPipeline(pm, pipelineOptions);
+  if (failed(pm.run(module))) {
+    fail(error, "lowering to the LLVM dialect failed");
+    return nullptr;
+  }
+  std::unique_ptr<llvm::Module> llvmModule =
+      translateModuleToLLVMIR(module, llvmContext, "sqa-aot");
+  if (!llvmModule)
+    fail(error, "translation to LLVM IR failed");
+  return llvmModule;
+}
+
 bool aot::compileModule(ModuleOp module, const CodegenOptions &options,
                         const AttentionConfig *config, StringRef outputPath,
                         std::string &error) {
@@ -97,11 +161,28 @@ bool aot::compileModule(ModuleOp module, const CodegenOptions &options,
     return writeFile(outputPath, text, error);
   }
 
-  // Fail on a bad CPU or an unwritable output before any real work.
-  std::unique_ptr<llvm::TargetMachine> machine =
-      createTargetMachine(options.cpu, error);
-  if (!machine)
-    return false;
+  // Fail on a bad CPU or an unwritable output before any real work. Each
+  // ISA level gets its own target machine; with several, the module (the
+  // trampolines) is compiled for baseline x86-64 and each level's functions
+  // carry their level's target attributes.
+  SmallVector<CPULevel> levels = resolveCPULevels(options.cpu);
+  bool dispatch = levels.size() > 1;
+  SmallVector<std::unique_ptr<llvm::TargetMachine>> levelMachines;
+  for (CPULevel &level : levels) {
+    levelMachines.push_back(
+        createTargetMachine(level.cpu, level.features, error));
+    if (!levelMachines.back())
+      return false;
+    setCPULevelChecks(level, *levelMachines.back()->getMCSubtargetInfo());
+  }
+  std::unique_ptr<llvm::TargetMachine> baseline;
+  if (dispatch) {
+    baseline = createTargetMachine("x86-64", "", error);
+    if (!baseline)
+      return false;
+  }
+  llvm::TargetMachine *machine =
+      dispatch ? baseline.get() : levelMachines.front().get();
   SmallString<128> outputDir = llvm::sys::path::parent_path(outputPath);
   if (outputDir.empty())
     outputDir = ".";
@@ -117,53 +198,50 @@ bool aot::compileModule(ModuleOp module, const CodegenOptions &options,
   registerOpenMPDialectTranslation(registry);
   context->appendDialectRegistry(registry);
 
-  PassManager pm(context);
-  SQACPUPipelineOptions pipelineOptions;
-  pipelineOptions.attentionKernel = options.attentionKernel;
-  // 16 f32 lanes where the target has AVX-512, else AVX2's 8.
-  pipelineOptions.vectorWidth =
-      machine->getMCSubtargetInfo()->checkFeatures("+avx512f") ? 16 : 8;
-  if (options.cpuVectorWidth)
-    pipelineOptions.vectorWidth = *options.cpuVectorWidth;
-  if (options.cpuQueryTile)
-    pipelineOptions.queryTile = *options.cpuQueryTile;
-  if (options.cpuKVBlock)
-    pipelineOptions.kvBlock = *options.cpuKVBlock;
-  if (options.cpuMR)
-    pipelineOptions.rowsPerKernel = *options.cpuMR;
-  if (options.cpuNR)
-    pipelineOptions.vectorsPerKernel = *options.cpuNR;
-  // The micro-kernel covers nr vectors of keys at a time.
-  int64_t keysPerKernel =
-      pipelineOptions.vectorsPerKernel * pipelineOptions.vectorWidth;
-  if (options.attentionKernel == "flash" &&
-      pipelineOptions.kvBlock % keysPerKernel != 0)
-    return fail(
-        error,
-        "--cpu-kv-block (" +
-            Twine(static_cast<int64_t>(pipelineOptions.kvBlock)) +
-            ") must be a multiple of --cpu-nr (" +
-            Twine(static_cast<int64_t>(pipelineOptions.vectorsPerKernel)) +
-            ") x the vector width (" +
-            Twine(static_cast<int64_t>(pipelineOptions.vectorWidth)) + ")");
-  buildCPUPipeline(pm, pipelineOptions);
-  if (failed(pm.run(module)))
-    return fail(error, "lowering to the LLVM dialect failed");
-
   llvm::LLVMContext llvmContext;
-  std::unique_ptr<llvm::Module> llvmModule =
-      translateModuleToLLVMIR(module, llvmContext, "sqa-aot");
-  if (!llvmModule)
-    return fail(error, "translation to LLVM IR failed");
+  std::unique_ptr<llvm::Module> llvmModule;
+  SmallVector<std::string> publicFunctions;
+  for (auto [level, levelMachine] : llvm::zip_equal(levels, levelMachines)) {
+    // Each level lowers its own copy: the vector width follows the level.
+    OwningOpRef<ModuleOp> copy;
+    ModuleOp levelModule = module;
+    if (dispatch) {
+      copy = module.clone();
+      levelModule = *copy;
+    }
+    std::string levelError;
+    std::unique_ptr<llvm::Module> lowered = lowerToLLVMIR(
+        levelModule, options, *levelMachine, llvmContext, levelError);
+    if (!lowered)
+      return fail(error, dispatch
+                             ? levelError + " (ISA level " + level.name + ")"
+                             : levelError);
+    if (!dispatch) {
+      llvmModule = std::move(lowered);
+      break;
+    }
+    renameForCPULevel(*lowered, level, levelMachine->getTargetCPU(),
+                      levelMachine->getTargetFeatureString(),
+                      llvmModule ? nullptr : &publicFunctions);
+    if (!llvmModule)
+      llvmModule = std::move(lowered);
+    else if (llvm::Linker::linkModules(*llvmModule, std::move(lowered)))
+      return fail(error, "linking the ISA levels' modules failed");
+  }
   llvmModule->setTargetTriple(machine->getTargetTriple());
   llvmModule->setDataLayout(machine->createDataLayout());
+  if (dispatch)
+    addCPUDispatch(*llvmModule, publicFunctions, levels,
+                   cpuLevelSymbolPrefix(config));
   // With a generated entry layer, only its functions form the library's API.
   if (config)
     for (llvm::Function &function : *llvmModule)
-      if (!function.isDeclaration())
+      // Local functions (OpenMP bodies) must keep default visibility: the
+      // IR is invalid otherwise (--emit llvm would not parse back).
+      if (!function.isDeclaration() && !function.hasLocalLinkage())
         function.setVisibility(llvm::GlobalValue::HiddenVisibility);
   if (llvm::Error err =
-          makeOptimizingTransformer(3, 0, machine.get())(llvmModule.get()))
+          makeOptimizingTransformer(3, 0, machine)(llvmModule.get()))
     return fail(error,
                 "LLVM optimization failed: " + llvm::toString(std::move(err)));
 
@@ -200,16 +278,27 @@ bool aot::compileModule(ModuleOp module, const CodegenOptions &options,
   if (!emitMachineCode(*llvmModule, *machine, llvm::CodeGenFileType::ObjectFile,
                        object, error))
     return false;
+  // The level chooser (and, with a configuration, NAME_config).
+  SmallString<128> dispatchSource(scratch.path);
+  llvm::sys::path::append(dispatchSource, "dispatch.c");
+  if (!writeFile(dispatchSource, generateDispatchSource(levels, config), error))
+    return false;
 
   std::string clang = findClang(options);
   if (clang.empty())
     return fail(error, "cannot find clang (install clang-22 or pass --clang)");
   // f32 -> bf16 rounding lowers to __truncsfbf2, which libgcc lacks: link
   // compiler-rt's builtins (statically) instead.
-  SmallVector<std::string> args = {
-      clang, "-shared",        "-fPIC",
-      "-O2", "-fuse-ld=lld",   "--rtlib=compiler-rt",
-      "-o",  outputPath.str(), object.str().str()};
+  SmallVector<std::string> args = {clang,
+                                   "-shared",
+                                   "-fPIC",
+                                   "-O2",
+                                   "-fuse-ld=lld",
+                                   "--rtlib=compiler-rt",
+                                   "-o",
+                                   outputPath.str(),
+                                   object.str().str(),
+                                   dispatchSource.str().str()};
   if (config) {
     llvm::sys::path::append(entry, "entry.c");
     llvm::sys::path::append(header, config->name + ".h");

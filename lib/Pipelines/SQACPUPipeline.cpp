@@ -85,6 +85,7 @@ void sqa::buildCPUPipeline(OpPassManager &pm,
     flashOptions.kvBlock = options.kvBlock;
     flashOptions.rowsPerKernel = options.rowsPerKernel;
     flashOptions.vectorsPerKernel = options.vectorsPerKernel;
+    flashOptions.bf16Dot = options.bf16Dot;
     pm.addPass(createLowerFlashAttention(flashOptions));
   }
   pm.addPass(createCanonicalizerPass());
@@ -97,7 +98,10 @@ void sqa::buildCPUPipeline(OpPassManager &pm,
   pm.addPass(createLowerAffinePass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
-  pm.addPass(createConvertVectorToLLVMPass());
+  // x86vector: the flash kernel's bf16 dot products (bf16-dot).
+  ConvertVectorToLLVMPassOptions vectorToLLVMOptions;
+  vectorToLLVMOptions.x86Vector = true;
+  pm.addPass(createConvertVectorToLLVMPass(vectorToLLVMOptions));
   // Before scf-to-cf: the OpenMP loop bodies sit in memref.alloca_scope,
   // which must still have a single block when it is lowered.
   pm.addPass(createFinalizeMemRefToLLVMConversionPass());
@@ -132,6 +136,7 @@ struct SQACPUPipelinePass
     options.kvBlock = kvBlock;
     options.rowsPerKernel = rowsPerKernel;
     options.vectorsPerKernel = vectorsPerKernel;
+    options.bf16Dot = bf16Dot;
     return options;
   }
 };

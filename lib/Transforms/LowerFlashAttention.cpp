@@ -12,6 +12,7 @@
 #include "sqa/Transforms/Passes.h"
 
 #include "OuterProductLoop.h"
+#include "PairDotLoop.h"
 #include "SQA/IR/SQAOps.h"
 #include "SQA/Utils/LoweringBuilder.h"
 
@@ -36,6 +37,8 @@ namespace {
 /// nr: vectors of query rows per micro-kernel.
 struct KernelShape {
   int64_t vectorWidth, kvBlock, mr, nr;
+  /// bf16 dot products where the op allows (see bf16DotApplies).
+  bool bf16Dot = false;
 };
 
 /// Emits the loops for one op on the shared lowering vocabulary; the vector
@@ -105,6 +108,20 @@ private:
                         Value validKeys);
   void writeOutput(Value batch, Value outHead0);
 
+  // AVX-512 BF16 (bf16-dot): pairs along the reduction dimension.
+  bool bf16DotApplies();
+  Value allocOf(Type elementType, ArrayRef<int64_t> shape,
+                ValueRange dynamicSizes);
+  void packQueryPairs(Value batch, Value outHead0);
+  void packValuePairs(Value batch, Value kvHead, Value keyStart);
+  void packProbabilityPairs();
+  SmallVector<Value> scoreDotsBF16(Value batch, Value kvHead, Value keyStart,
+                                   ArrayRef<Value> ns, ArrayRef<Value> rowCols,
+                                   ValueRange init);
+  SmallVector<Value> accumulateDotsBF16(Value validKeys, ValueRange init,
+                                        ArrayRef<Value> rowCols,
+                                        ArrayRef<Value> valueCols);
+
   RewriterBase &b;
   Location loc;
   AttentionOp op;
@@ -121,6 +138,10 @@ private:
   bool packKV = false;
   Value queryT, accT, rowMax, rowSum, rescale, scoresT, packedKeys,
       packedValues;
+  // bf16-dot: Q [D/2, 2M] and P [kv-block/2, 2M] bf16 with each row's pair
+  // adjacent; V pairs [kv-block/2, Dv] as i32 (two keys' bf16 values).
+  bool bf16Dot = false;
+  Value queryPairs, probabilityPairs, valuePairs;
 };
 
 } // namespace
@@ -223,14 +244,16 @@ void FlashBuilder::scoreKernel(Value batch, Value kvHead, Value keyStart) {
         keys.push_back(packKV ? Value() : minS(add(keyStart, ns[i]), lastKey));
       }
       SmallVector<Value> init(mr * nr, zeroVector());
-      SmallVector<Value> sums = emitOuterProductLoop(
-          b, loc, index(0), index(headDim), init, mr, nr, vecType,
-          [&](Value d, int64_t v) {
-            return loadVector(queryT, {d, rowCols[v]});
-          },
-          [&](Value d, int64_t i) {
-            return keyScalar(batch, kvHead, keys[i], ns[i], d);
-          });
+      SmallVector<Value> sums =
+          bf16Dot ? scoreDotsBF16(batch, kvHead, keyStart, ns, rowCols, init)
+                  : emitOuterProductLoop(
+                        b, loc, index(0), index(headDim), init, mr, nr, vecType,
+                        [&](Value d, int64_t v) {
+                          return loadVector(queryT, {d, rowCols[v]});
+                        },
+                        [&](Value d, int64_t i) {
+                          return keyScalar(batch, kvHead, keys[i], ns[i], d);
+                        });
       for (int64_t i = 0; i < mr; ++i)
         for (int64_t v = 0; v < nr; ++v)
           storeVector(sums[i * nr + v], scoresT, {ns[i], rowCols[v]});
@@ -352,15 +375,18 @@ void FlashBuilder::accumulateKernel(Value batch, Value kvHead, Value keyStart,
                 same.push_back(loadVector(accT, {cs[i], rowCols[v]}));
             return same;
           });
-      SmallVector<Value> sums = emitOuterProductLoop(
-          b, loc, index(0), validKeys, init, mr, nr, vecType,
-          [&](Value n, int64_t v) {
-            return loadVector(scoresT, {n, rowCols[v]});
-          },
-          [&](Value n, int64_t i) {
-            Value key = packKV ? Value() : add(keyStart, n);
-            return valueScalar(batch, kvHead, key, n, valueCols[i]);
-          });
+      SmallVector<Value> sums =
+          bf16Dot
+              ? accumulateDotsBF16(validKeys, init, rowCols, valueCols)
+              : emitOuterProductLoop(
+                    b, loc, index(0), validKeys, init, mr, nr, vecType,
+                    [&](Value n, int64_t v) {
+                      return loadVector(scoresT, {n, rowCols[v]});
+                    },
+                    [&](Value n, int64_t i) {
+                      Value key = packKV ? Value() : add(keyStart, n);
+                      return valueScalar(batch, kvHead, key, n, valueCols[i]);
+                    });
       for (int64_t i = 0; i < mr; ++i)
         for (int64_t v = 0; v < nr; ++v)
           storeVector(sums[i * nr + v], accT, {cs[i], rowCols[v]});
@@ -391,6 +417,7 @@ void FlashBuilder::build() {
   paddedValueDim = (valueDim + mr - 1) / mr * mr;
   packKV = op.getKeyType().getElementType() != f32Type ||
            op.getValueType().getElementType() != f32Type;
+  bf16Dot = bf16DotApplies();
   heads = op.getHeadMapping();
   // The output heads of one kv head are stacked into one block of rows.
   int64_t stackedHeads = heads.outputsPerKVHead();
@@ -414,10 +441,19 @@ void FlashBuilder::build() {
   rescale = alloc({ShapedType::kDynamic}, {paddedRows});
   scoresT = alloc({kvBlock, ShapedType::kDynamic}, {paddedRows});
   SmallVector<Value> buffers = {queryT, accT, rowMax, rowSum, rescale, scoresT};
-  if (packKV) {
+  if (packKV && !bf16Dot) {
     packedKeys = alloc({kvBlock, headDim}, {});
     packedValues = alloc({kvBlock, valueDim}, {});
     buffers.append({packedKeys, packedValues});
+  }
+  if (bf16Dot) {
+    Type bf16 = b.getBF16Type();
+    queryPairs = allocOf(bf16, {headDim / 2, ShapedType::kDynamic},
+                         {mul(paddedRows, 2)});
+    probabilityPairs = allocOf(bf16, {kvBlock / 2, ShapedType::kDynamic},
+                               {mul(paddedRows, 2)});
+    valuePairs = allocOf(b.getI32Type(), {kvBlock / 2, valueDim}, {});
+    buffers.append({queryPairs, probabilityPairs, valuePairs});
   }
 
   // Every row of the tile shares the key range of positions [0, S).
@@ -431,7 +467,10 @@ void FlashBuilder::build() {
   forLoop(index(0), batchSize, 1, [&](Value batch) {
     forLoop(index(0), index(heads.kvHeads), 1, [&](Value kvHead) {
       Value outHead0 = heads.firstOutputHeadOfKV(*this, kvHead);
-      packQuery(batch, outHead0);
+      if (bf16Dot)
+        packQueryPairs(batch, outHead0);
+      else
+        packQuery(batch, outHead0);
       forLoop(index(0), paddedRows, w, [&](Value r) {
         storeVector(floatLike(zeroVector(), -inf), rowMax, {r});
         storeVector(zeroVector(), rowSum, {r});
@@ -442,7 +481,9 @@ void FlashBuilder::build() {
       forLoop(firstBlock, endBlock, 1, [&](Value block) {
         Value keyStart = mul(block, kvBlock);
         Value validKeys = minS(index(kvBlock), sub(keyLen, keyStart));
-        if (packKV)
+        if (bf16Dot)
+          packValuePairs(batch, kvHead, keyStart);
+        else if (packKV)
           packKeysAndValues(batch, kvHead, keyStart);
         scoreKernel(batch, kvHead, keyStart);
         // Only blocks that run past T or cross a mask bound for some row
@@ -451,6 +492,8 @@ void FlashBuilder::build() {
                               firstDiagonal, lastDiagonal),
                [&] { maskBlock(keyStart, validKeys); });
         onlineSoftmax();
+        if (bf16Dot)
+          packProbabilityPairs();
         accumulateKernel(batch, kvHead, keyStart, validKeys);
       });
       writeOutput(batch, outHead0);
@@ -459,6 +502,166 @@ void FlashBuilder::build() {
 
   for (Value buffer : buffers)
     memref::DeallocOp::create(b, loc, buffer);
+}
+
+//===----------------------------------------------------------------------===//
+// bf16 dot products (bf16-dot, AVX-512 BF16)
+//
+// Q.K^T: bf16 q and k are exact in the pair dots, so the scores differ from
+// the f32 kernel's only by f32 summation order; the scale (times log2 e) is
+// applied to the f32 scores. P.V: P is rounded to bf16 (round to nearest
+// even, relative error <= 2^-9 per probability) as FlashAttention does on
+// GPUs, while the row sums use the f32 P; so each output element moves by at
+// most 2^-9 * max_n |v[n, c]| beyond the f32 kernel's result.
+//===----------------------------------------------------------------------===//
+
+/// bf16 q, k and v, AVX-512 vectors and pairs along D: else the f32 path.
+bool FlashBuilder::bf16DotApplies() {
+  Type bf16 = b.getBF16Type();
+  return shape.bf16Dot && shape.vectorWidth == 16 && headDim % 2 == 0 &&
+         op.getQueryType().getElementType() == bf16 &&
+         op.getKeyType().getElementType() == bf16 &&
+         op.getValueType().getElementType() == bf16;
+}
+
+Value FlashBuilder::allocOf(Type elementType, ArrayRef<int64_t> shape,
+                            ValueRange dynamicSizes) {
+  auto type = MemRefType::get(shape, elementType);
+  return memref::AllocOp::create(b, loc, type, dynamicSizes,
+                                 b.getI64IntegerAttr(64));
+}
+
+/// queryPairs[d / 2, 2 r + d % 2] = q[r, d] (unscaled, exact); padding rows
+/// are 0.
+void FlashBuilder::packQueryPairs(Value batch, Value outHead0) {
+  Value zero =
+      arith::ConstantOp::create(b, loc, b.getZeroAttr(b.getBF16Type()));
+  forLoop(index(0), paddedRows, 1, [&](Value r) {
+    Value inRange = slt(r, rows);
+    Value head = heads.queryHeadOf(
+        *this, add(outHead0, divU(minS(r, sub(rows, index(1))), queryLen)));
+    Value pos = remU(minS(r, sub(rows, index(1))), queryLen);
+    forLoop(index(0), index(headDim / 2), 1, [&](Value d2) {
+      for (int64_t j = 0; j < 2; ++j) {
+        Value x = load(op.getQuery(), {batch, head, pos, add(mul(d2, 2), j)});
+        store(select(inRange, x, zero), queryPairs, {d2, add(mul(r, 2), j)});
+      }
+    });
+  });
+}
+
+/// valuePairs[n / 2, c] = the bf16 bits of v[n, c] (low half) and
+/// v[n + 1, c] (high half), n even. Keys past T read as 0 in the high half
+/// and repeat the last key in the low half; their probabilities are 0.
+void FlashBuilder::packValuePairs(Value batch, Value kvHead, Value keyStart) {
+  int64_t w = shape.vectorWidth;
+  Type bf16 = b.getBF16Type();
+  auto halfType = VectorType::get({w}, bf16);
+  auto pairType = VectorType::get({2 * w}, bf16);
+  auto wordType = VectorType::get({w}, b.getI32Type());
+  forLoop(index(0), index(shape.kvBlock / 2), 1, [&](Value n2) {
+    Value first = add(keyStart, mul(n2, 2));
+    Value second = add(first, 1);
+    Value secondValid = slt(second, keyLen);
+    Value key0 = minS(first, lastKey), key1 = minS(second, lastKey);
+    if (valueDim % w == 0) {
+      Value zeros = arith::ConstantOp::create(b, loc, b.getZeroAttr(halfType));
+      forLoop(index(0), index(valueDim), w, [&](Value c) {
+        Value lo = vector::LoadOp::create(b, loc, halfType, op.getValue(),
+                                          ValueRange{batch, kvHead, key0, c});
+        Value hi = vector::LoadOp::create(b, loc, halfType, op.getValue(),
+                                          ValueRange{batch, kvHead, key1, c});
+        hi = select(secondValid, hi, zeros);
+        Value pairs = vector::InterleaveOp::create(b, loc, lo, hi);
+        assert(cast<VectorType>(pairs.getType()) == pairType);
+        storeVector(vector::BitCastOp::create(b, loc, wordType, pairs),
+                    valuePairs, {n2, c});
+      });
+      return;
+    }
+    Type i16 = b.getI16Type(), i32 = b.getI32Type();
+    auto bits = [&](Value x) {
+      return arith::ExtUIOp::create(b, loc, i32,
+                                    arith::BitcastOp::create(b, loc, i16, x));
+    };
+    Value zero = arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0));
+    Value sixteen = arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(16));
+    forLoop(index(0), index(valueDim), 1, [&](Value c) {
+      Value lo = bits(load(op.getValue(), {batch, kvHead, key0, c}));
+      Value hi = arith::ShLIOp::create(
+          b, loc, bits(load(op.getValue(), {batch, kvHead, key1, c})), sixteen);
+      store(orI(lo, select(secondValid, hi, zero)), valuePairs, {n2, c});
+    });
+  });
+}
+
+/// probabilityPairs[n / 2, 2 r + n % 2] = bf16(P^T[n, r]): two keys' f32
+/// probability vectors rounded and interleaved.
+void FlashBuilder::packProbabilityPairs() {
+  int64_t w = shape.vectorWidth;
+  auto halfType = VectorType::get({w}, b.getBF16Type());
+  forLoop(index(0), index(shape.kvBlock / 2), 1, [&](Value n2) {
+    forLoop(index(0), paddedRows, w, [&](Value r) {
+      Value p0 = arith::TruncFOp::create(b, loc, halfType,
+                                         loadVector(scoresT, {mul(n2, 2), r}));
+      Value p1 = arith::TruncFOp::create(
+          b, loc, halfType, loadVector(scoresT, {add(mul(n2, 2), 1), r}));
+      vector::StoreOp::create(b, loc,
+                              vector::InterleaveOp::create(b, loc, p0, p1),
+                              probabilityPairs, ValueRange{n2, mul(r, 2)});
+    });
+  });
+}
+
+/// The Q.K^T tile of scoreKernel with pair dots over D / 2; the scores come
+/// back scaled as packQuery's pre-scaled Q would give.
+SmallVector<Value> FlashBuilder::scoreDotsBF16(Value batch, Value kvHead,
+                                               Value keyStart,
+                                               ArrayRef<Value> ns,
+                                               ArrayRef<Value> rowCols,
+                                               ValueRange init) {
+  auto pairType = VectorType::get({2 * shape.vectorWidth}, b.getBF16Type());
+  auto oneWord = VectorType::get({1}, b.getI32Type());
+  auto twoHalves = VectorType::get({2}, b.getBF16Type());
+  SmallVector<Value> keys;
+  for (Value n : ns)
+    keys.push_back(minS(add(keyStart, n), lastKey));
+  SmallVector<Value> sums = emitPairDotLoop(
+      b, loc, index(0), index(headDim / 2), init, shape.mr, shape.nr,
+      [&](Value d2, int64_t v) -> Value {
+        return vector::LoadOp::create(b, loc, pairType, queryPairs,
+                                      ValueRange{d2, mul(rowCols[v], 2)});
+      },
+      [&](Value d2, int64_t i) -> Value {
+        Value pair = vector::LoadOp::create(
+            b, loc, twoHalves, op.getKey(),
+            ValueRange{batch, kvHead, keys[i], mul(d2, 2)});
+        return vector::ExtractOp::create(
+            b, loc, vector::BitCastOp::create(b, loc, oneWord, pair),
+            ArrayRef<int64_t>{0});
+      });
+  Value scale =
+      floatLike(zeroVector(), op.getScaleOrDefault() * 1.4426950408889634);
+  for (Value &sum : sums)
+    sum = mulF(sum, scale);
+  return sums;
+}
+
+/// The P.V tile of accumulateKernel with pair dots over the block's keys.
+SmallVector<Value> FlashBuilder::accumulateDotsBF16(Value validKeys,
+                                                    ValueRange init,
+                                                    ArrayRef<Value> rowCols,
+                                                    ArrayRef<Value> valueCols) {
+  auto pairType = VectorType::get({2 * shape.vectorWidth}, b.getBF16Type());
+  return emitPairDotLoop(
+      b, loc, index(0), ceilDiv(validKeys, 2), init, shape.mr, shape.nr,
+      [&](Value n2, int64_t v) -> Value {
+        return vector::LoadOp::create(b, loc, pairType, probabilityPairs,
+                                      ValueRange{n2, mul(rowCols[v], 2)});
+      },
+      [&](Value n2, int64_t i) {
+        return load(valuePairs, {n2, valueCols[i]});
+      });
 }
 
 namespace {
@@ -484,7 +687,8 @@ struct LowerFlashAttentionPass
           << static_cast<int64_t>(rowsPerKernel) << ") and of 4";
       return signalPassFailure();
     }
-    KernelShape shape{vectorWidth, kvBlock, rowsPerKernel, vectorsPerKernel};
+    KernelShape shape{vectorWidth, kvBlock, rowsPerKernel, vectorsPerKernel,
+                      bf16Dot};
     SmallVector<AttentionOp> ops;
     getOperation()->walk([&](AttentionOp op) { ops.push_back(op); });
     IRRewriter rewriter(&getContext());

@@ -12,6 +12,11 @@
 ``NAME_element_t`` is ``float`` for f32 and ``uint16_t`` bit patterns for
 f16/bf16 (the storage :func:`sqa_mlir.reference.to_storage` produces).
 
+A CPU library holds its kernels for several x86-64 ISA levels and picks one
+at the first call (CPUID; ``SQA_CPU_LEVEL=avx2`` forces a lower one):
+``lib.settings["cpu_level"]`` names it; a level the CPU cannot run gives
+``SQA_ERROR_UNSUPPORTED_CPU`` (10).
+
   path = build_library("build/bin/sqa-aot", outdir, variant="sqa", heads=16,
                        head_dim=64, name="sqa16")
   lib = AttentionLibrary(path, "sqa16", "f32")
@@ -82,8 +87,10 @@ SQA_ERROR_INVALID_SIZE = 2
 SQA_ERROR_SIZE_OVERFLOW = 3
 SQA_ERROR_MISALIGNED = 4
 SQA_ERROR_ALIASING = 5
+# CPU libraries: the CPU cannot run the library's (or SQA_CPU_LEVEL's) ISA level.
+SQA_ERROR_UNSUPPORTED_CPU = 10
 # NAME_forward_strided: a negative stride, or out's elements overlap.
-SQA_ERROR_INVALID_STRIDE = 10
+SQA_ERROR_INVALID_STRIDE = 11
 
 STATUS_NAMES = {
     SQA_OK: "SQA_OK",
@@ -92,6 +99,7 @@ STATUS_NAMES = {
     SQA_ERROR_SIZE_OVERFLOW: "SQA_ERROR_SIZE_OVERFLOW",
     SQA_ERROR_MISALIGNED: "SQA_ERROR_MISALIGNED",
     SQA_ERROR_ALIASING: "SQA_ERROR_ALIASING",
+    SQA_ERROR_UNSUPPORTED_CPU: "SQA_ERROR_UNSUPPORTED_CPU",
     SQA_ERROR_INVALID_STRIDE: "SQA_ERROR_INVALID_STRIDE",
 }
 

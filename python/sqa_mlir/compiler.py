@@ -94,7 +94,8 @@ def _normalize(options: dict) -> dict:
 def cache_key(options: dict, sqa_aot: str) -> str:
     blob = json.dumps({"format": _CACHE_FORMAT, "options": _normalize(options),
                        "compiler": compiler_version(sqa_aot),
-                       # Libraries are built for this host (--cpu native by default).
+                       # Libraries hold every x86-64 ISA level (--cpu all by default)
+                       # and pick one at run time; the architecture still matters.
                        "machine": platform.machine()},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:40]

@@ -102,16 +102,20 @@ static Opt<int64_t> cpuNR("cpu-nr",
 static Opt<int64_t> cpuVectorWidth(
     "cpu-vector-width",
     cl::desc("CPU flash kernel: f32 lanes per vector, 4, 8 or 16 (default: "
-             "16 where the CPU has AVX-512, else 8)"),
+             "16 where the CPU has AVX-512 and --cpu-kv-block allows, else "
+             "8)"),
     cl::cat(category));
 static Opt<std::string>
     cudaToolkit("cuda-toolkit",
                 cl::desc("CUDA toolkit whose ptxas makes the cubin (default: "
                          "PATH, then /usr/local/cuda)"),
                 cl::cat(category));
-static Opt<std::string> cpu("cpu",
-                            cl::desc("native (default) or an LLVM CPU name"),
-                            cl::init("native"), cl::cat(category));
+static Opt<std::string>
+    cpu("cpu",
+        cl::desc("all (default: avx512bf16, avx512 and avx2 kernels, chosen "
+                 "by CPUID at the first call), one of those levels, native "
+                 "or an LLVM CPU name"),
+        cl::init("all"), cl::cat(category));
 static Opt<std::string> name("name", cl::desc("Symbol prefix"),
                              cl::init("sqa_attention"), cl::cat(category));
 static Opt<std::string> output("o", cl::desc("Output file"),

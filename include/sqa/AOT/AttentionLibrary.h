@@ -107,8 +107,10 @@ enum class EmitKind {
 };
 
 struct CodegenOptions {
-  /// "native" for the host CPU (with its features), or an LLVM CPU name.
-  std::string cpu = "native";
+  /// "all": one library with kernels for the avx512bf16, avx512 and avx2
+  /// levels, chosen at the first call by CPUID; one level's name; "native"
+  /// for the host CPU (with its features); or an LLVM CPU name.
+  std::string cpu = "all";
   EmitKind emit = EmitKind::SharedLibrary;
   /// "flash" (tiled, vectorized, multi-threaded) or "reference" (the naive
   /// oracle, single-threaded, S x T memory).

@@ -36,7 +36,7 @@ struct DriverOptions {
   std::optional<int64_t> gpuKVBlock, gpuHeadsPerBlock, gpuRowsPerWarp;
   std::optional<int64_t> cpuQueryTile, cpuKVBlock, cpuMR, cpuNR, cpuVectorWidth;
   std::string cudaToolkit;
-  std::string cpu = "native";
+  std::string cpu = "all";
   std::string name = "sqa_attention";
   std::string output;
   std::string emit = "so";

@@ -52,7 +52,11 @@ def SQACPUPipeline : Pass<"sqa-cpu-pipeline", "::mlir::ModuleOp"> {
     Option<"rowsPerKernel", "mr", "int64_t", /*default=*/"4",
            "Keys / value columns per flash micro-kernel">,
     Option<"vectorsPerKernel", "nr", "int64_t", /*default=*/"2",
-           "Vectors of query rows per flash micro-kernel">
+           "Vectors of query rows per flash micro-kernel">,
+    Option<"bf16Dot", "bf16-dot", "bool", /*default=*/"false",
+           "bf16 attention: Q.K^T and P.V with AVX-512 BF16 vdpbf16ps "
+           "(needs vector-width 16; sqa-aot sets it for CPUs with "
+           "avx512bf16)">
   ];
 }
 

@@ -154,14 +154,20 @@ def LowerFlashAttention : Pass<"sqa-lower-flash-attention"> {
     Option<"rowsPerKernel", "mr", "int64_t", /*default=*/"4",
            "Keys (Q.K^T) and value columns (P.V) per micro-kernel">,
     Option<"vectorsPerKernel", "nr", "int64_t", /*default=*/"2",
-           "Vectors of query rows per micro-kernel">
+           "Vectors of query rows per micro-kernel">,
+    Option<"bf16Dot", "bf16-dot", "bool", /*default=*/"false",
+           "bf16 q, k and v: Q.K^T and P.V as AVX-512 BF16 pair dot "
+           "products (x86vector.avx512.dot, vdpbf16ps) with f32 "
+           "accumulation, P rounded to bf16; needs vector-width 16 and an "
+           "even head dim, else the f32 kernels are used">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
     "::mlir::math::MathDialect",
     "::mlir::memref::MemRefDialect",
     "::mlir::scf::SCFDialect",
-    "::mlir::vector::VectorDialect"
+    "::mlir::vector::VectorDialect",
+    "::mlir::x86vector::X86VectorDialect"
   ];
 }
 

@@ -71,6 +71,14 @@ def build_parser():
     p.add_argument("--shapes", type=parse_shapes, help="comma-separated BxSxT list")
     p.add_argument("--error-paths", action="store_true",
                    help="check argument validation instead of numerics")
+    p.add_argument("--cpu", help="sqa-aot --cpu (default: every ISA level)")
+    p.add_argument("--expect-cpu-level",
+                   help="NAME_config must report this cpu_level (the level "
+                        "CPUID or SQA_CPU_LEVEL chose)")
+    p.add_argument("--expect-unsupported-cpu", action="store_true",
+                   help="every call must return SQA_ERROR_UNSUPPORTED_CPU "
+                        "and leave out unwritten (SQA_CPU_LEVEL names a level "
+                        "this CPU or library lacks)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--outdir", help="build the library here (kept)")
     return p
@@ -273,12 +281,28 @@ def check_error_paths(lib, st: Setup, rng) -> bool:
     return not failed
 
 
+def check_unsupported_cpu(lib, st: Setup, rng) -> bool:
+    """A level the CPU cannot run: a clear status, no SIGILL, out untouched."""
+    q, k, v = st.inputs(2, 3, 5, rng)
+    out = nan_storage(st.out_shape(2, 3), st.dtype)
+    sentinel = out.copy()
+    status = lib.forward(q, k, v, out)
+    msg = lib.error_string(status)
+    untouched = np.array_equal(out.view(np.uint8), sentinel.view(np.uint8))
+    ok = (status == aot.SQA_ERROR_UNSUPPORTED_CPU and untouched
+          and "SQA_CPU_LEVEL" in msg and lib.settings.get("cpu_level") == "none")
+    print(f"{'PASS' if ok else 'FAIL'} unsupported-cpu status={status} "
+          f"out_untouched={untouched} message: {msg} config: {lib.config()}",
+          flush=True)
+    return ok
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     st = Setup(args, parser)
-    if not args.error_paths and args.shapes is None:
-        parser.error("--shapes is required (or --error-paths)")
+    if not (args.error_paths or args.expect_unsupported_cpu) and args.shapes is None:
+        parser.error("--shapes is required (or --error-paths, --expect-unsupported-cpu)")
 
     outdir = args.outdir or tempfile.mkdtemp(prefix="sqa-check-aot-")
     try:
@@ -289,18 +313,29 @@ def main(argv=None) -> int:
                 head_dim=args.head_dim, value_head_dim=args.value_head_dim,
                 dtype=args.dtype, causal=args.causal, alignment=args.alignment,
                 window=None if st.window == (-1, -1) else st.window,
-                scale=args.scale, layout=args.layout, name=args.name)
+                scale=args.scale, layout=args.layout, name=args.name,
+                cpu=args.cpu)
         except (aot.AOTError, OSError) as e:
             print(f"FAIL {st.desc} sqa-aot error (see stderr)", flush=True)
             print(str(e), file=sys.stderr)
             return 1
         lib = aot.AttentionLibrary(path, args.name, args.dtype)
 
+        failed = False
+        if args.expect_cpu_level is not None:
+            level = lib.settings.get("cpu_level")
+            ok = level == args.expect_cpu_level
+            print(f"{'PASS' if ok else 'FAIL'} cpu-level {level} "
+                  f"want={args.expect_cpu_level} config: {lib.config()}", flush=True)
+            failed |= not ok
+        if args.expect_unsupported_cpu:
+            rng = np.random.default_rng(args.seed)
+            return 0 if check_unsupported_cpu(lib, st, rng) and not failed else 1
+
         if args.error_paths:
             rng = np.random.default_rng(args.seed)
             return 0 if check_error_paths(lib, st, rng) else 1
 
-        failed = False
         for idx, (B, S, T) in enumerate(args.shapes):
             rng = np.random.default_rng([args.seed, idx, B, S, T])
             ok, err, tol, reason = check_shape(lib, st, B, S, T, rng)
