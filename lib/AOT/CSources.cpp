@@ -90,6 +90,14 @@ std::string aot::generateHeader(const AttentionConfig &config) {
     prototypes = fillTemplate("header-forward-cuda.h.in", values);
   } else {
     prototypes = fillTemplate("header-forward-cpu.h.in", values);
+    TemplateValues decode = values;
+    decode["q_shape"] = shape("Q_HEADS", "new_len", "HEAD_DIM");
+    decode["k_cache_shape"] = shape("KV_HEADS", "capacity", "HEAD_DIM");
+    decode["v_cache_shape"] = shape("KV_HEADS", "capacity", "VALUE_HEAD_DIM");
+    decode["k_new_shape"] = shape("KV_HEADS", "new_len", "HEAD_DIM");
+    decode["v_new_shape"] = shape("KV_HEADS", "new_len", "VALUE_HEAD_DIM");
+    decode["out_shape"] = shape("OUT_HEADS", "new_len", "VALUE_HEAD_DIM");
+    prototypes += fillTemplate("header-decode-cpu.h.in", decode);
   }
   values["prototypes"] = prototypes;
   values["target_note"] = fillTemplate(
@@ -196,8 +204,21 @@ std::string aot::generateEntryLayer(const AttentionConfig &config) {
   values["v_dims"] = dims(config.heads.kv, "kv_len", config.valueHeadDim);
   values["out_dims"] = dims(config.outputHeads(), "q_len", config.valueHeadDim);
   values["out_heads"] = std::to_string(config.outputHeads());
-  return fillTemplate("entry-attention.c.in", values) +
-         generateCommonEntries(config);
+  std::string entry = fillTemplate("entry-attention.c.in", values);
+  if (config.target == Target::CPU) {
+    TemplateValues decode = commonValues(config);
+    decode["q_dims"] = dims(config.heads.query, "new_len", config.headDim);
+    decode["k_cache_dims"] = dims(config.heads.kv, "capacity", config.headDim);
+    decode["v_cache_dims"] =
+        dims(config.heads.kv, "capacity", config.valueHeadDim);
+    decode["k_new_dims"] = dims(config.heads.kv, "new_len", config.headDim);
+    decode["v_new_dims"] =
+        dims(config.heads.kv, "new_len", config.valueHeadDim);
+    decode["out_dims"] =
+        dims(config.outputHeads(), "new_len", config.valueHeadDim);
+    entry += fillTemplate("entry-decode.c.in", decode);
+  }
+  return entry + generateCommonEntries(config);
 }
 
 std::string aot::generateCommonEntries(const AttentionConfig &config) {

@@ -86,6 +86,15 @@ void sqa::buildCPUPipeline(OpPassManager &pm,
     flashOptions.rowsPerKernel = options.rowsPerKernel;
     flashOptions.vectorsPerKernel = options.vectorsPerKernel;
     pm.addPass(createLowerFlashAttention(flashOptions));
+    // Decode splits hold whole softmax blocks: ~512 keys per work item.
+    LowerDecodeSplitKVOptions decodeOptions;
+    decodeOptions.vectorWidth = options.vectorWidth;
+    int64_t block = (options.kvBlock + 3) / 4 * 4;
+    decodeOptions.kvBlock = block;
+    decodeOptions.splitKeys = (512 + block - 1) / block * block;
+    pm.addPass(createLowerDecodeSplitKV(decodeOptions));
+  } else {
+    pm.addPass(createLowerDecodeReference());
   }
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
