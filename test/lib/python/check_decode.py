@@ -258,6 +258,10 @@ def main(argv=None) -> int:
     if not (args.cases or args.loop or args.error_paths):
         parser.error("give --cases, --loop or --error-paths")
     st = Setup(args, parser)
+    if args.loop and not (st.causal or st.window[1] == 0):
+        # Decode never sees a later token; a prefill without a right bound
+        # of 0 does.
+        parser.error("--loop needs a causal mask or a window with right bound 0")
     outdir = args.outdir or tempfile.mkdtemp(prefix="sqa-decode-")
     try:
         try:
