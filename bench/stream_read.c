@@ -11,7 +11,8 @@
  * (10^9 bytes read per second), their median as "median_gbps".
  *
  * Output, one JSON line on stdout:
- *   {"threads": N, "bytes": B, "gbps": X, "median_gbps": M, "trials_gbps": [...]}
+ *   {"threads": N, "bytes": B, "gbps": X, "median_gbps": M, "trials_gbps":
+ * [...]}
  */
 #include <omp.h>
 #include <stdio.h>
@@ -62,7 +63,8 @@ int main(int argc, char **argv) {
   for (int t = 0; t < trials; ++t)
     sorted[t] = gbps[t];
   qsort(sorted, trials, sizeof(double), compare);
-  printf("{\"threads\": %d, \"bytes\": %zu, \"gbps\": %.3f, \"median_gbps\": %.3f, "
+  printf("{\"threads\": %d, \"bytes\": %zu, \"gbps\": %.3f, \"median_gbps\": "
+         "%.3f, "
          "\"trials_gbps\": [",
          omp_get_max_threads(), bytes, sorted[trials - 1], sorted[trials / 2]);
   for (int t = 0; t < trials; ++t)

@@ -7,7 +7,14 @@
 #include <stdio.h>
 #include <string.h>
 
-enum { B = 2, KV = DEC_KV_HEADS, H = DEC_OUT_HEADS, D = DEC_HEAD_DIM, C = 8, N = 2 };
+enum {
+  B = 2,
+  KV = DEC_KV_HEADS,
+  H = DEC_OUT_HEADS,
+  D = DEC_HEAD_DIM,
+  C = 8,
+  N = 2
+};
 
 static float q[B][DEC_Q_HEADS][N][D], kc[B][KV][C][D], vc[B][KV][C][D];
 static float kn[B][KV][N][D], vn[B][KV][N][D], out[B][H][N][D];
@@ -50,7 +57,8 @@ int main(void) {
                           &kn[0][0][0][0], &vn[0][0][0][0], lens,
                           &out[0][0][0][0], B, N, C);
   printf("append status=%d\n", status);
-  /* Causal, bottom-right: positions 3, 4 see keys 0..3, 0..4; 0, 1 see 0, 0..1. */
+  /* Causal, bottom-right: positions 3, 4 see keys 0..3, 0..4; 0, 1 see 0, 0..1.
+   */
   const float appended[B][N] = {{1.5f, 2.0f}, {0.0f, 0.5f}};
   int ok = check("append", appended);
   ok &= kc[0][0][3][0] == 2.0f && kc[0][0][4][0] == 2.0f &&
@@ -73,8 +81,8 @@ int main(void) {
   int64_t full[B] = {7, 0};
   printf("overflow status=%d message: %s\n",
          dec_decode(&q[0][0][0][0], &kc[0][0][0][0], &vc[0][0][0][0],
-                    &kn[0][0][0][0], &vn[0][0][0][0], full,
-                    &out[0][0][0][0], B, N, C),
+                    &kn[0][0][0][0], &vn[0][0][0][0], full, &out[0][0][0][0], B,
+                    N, C),
          dec_error_string(SQA_ERROR_INVALID_SIZE));
   return 0;
 }
