@@ -42,6 +42,9 @@ struct SplitKVShape {
 constexpr int64_t kVectorsPerPass = 8;
 /// Keys whose dot products one pass over the head dim computes.
 constexpr int64_t kKeysPerDot = 4;
+/// Work items a call aims for (over all kv heads and batch rows): enough to
+/// keep 64 cores busy before splits shrink below split-keys.
+constexpr int64_t kTargetItems = 64;
 
 class SplitKVBuilder : public LoweringBuilder {
 public:
@@ -115,8 +118,9 @@ private:
   HeadMapping heads;
   MaskBounds mask;
   Value newLen, rows;
-  // Per batch row: first split and first work item (offsets has B + 1).
-  Value firstSplit, offsets, itemBatch;
+  // Per batch row: its visible key blocks [first, end) and its first work
+  // item (offsets has B + 1); per item: its batch row.
+  Value rowFirstBlock, rowEndBlock, offsets, itemBatch, blocksPerSplit;
   // Per (item, kv head, row): partial max and sum (base 2), accumulator.
   Value partMax, partSum, partAcc;
   SmallVector<Value> buffers;
@@ -128,14 +132,16 @@ private:
 /// one split of one batch row's keys.
 void SplitKVBuilder::workItem(Value item, Value kvHead) {
   Value batch = load(itemBatch, {item});
-  Value split =
-      add(load(firstSplit, {batch}), sub(item, load(offsets, {batch})));
+  Value split = sub(item, load(offsets, {batch}));
   Value valid = validLength(*this, op, batch, newLen);
   Value firstDiagonal = sub(valid, newLen);
   Value lastDiagonal = sub(valid, index(1));
-  Value keyStart = mul(split, shape.splitKeys);
-  Value keyEnd = minS(add(keyStart, shape.splitKeys), valid);
-  Value lastKey = sub(keyEnd, index(1));
+  Value lastKey = sub(valid, index(1));
+  // The split's blocks: a run of blocksPerSplit of the row's visible blocks.
+  Value firstBlock =
+      add(load(rowFirstBlock, {batch}), mul(split, blocksPerSplit));
+  Value endBlock =
+      minS(add(firstBlock, blocksPerSplit), load(rowEndBlock, {batch}));
   Value outHead0 = heads.firstOutputHeadOfKV(*this, kvHead);
   int64_t kvBlock = shape.kvBlock;
   float inf = std::numeric_limits<float>::infinity();
@@ -170,15 +176,11 @@ void SplitKVBuilder::workItem(Value item, Value kvHead) {
     });
   });
 
-  // The split's blocks that some row sees (the shared key-range rule).
-  auto [rangeFirst, rangeEnd] =
-      keyBlockRange(*this, mask, firstDiagonal, lastDiagonal, keyEnd, kvBlock);
-  Value firstBlock = maxS(rangeFirst, divU(keyStart, kvBlock));
-  forLoop(firstBlock, rangeEnd, 1, [&](Value block) {
+  forLoop(firstBlock, endBlock, 1, [&](Value block) {
     Value blockStart = mul(block, kvBlock);
-    Value validKeys = minS(index(kvBlock), sub(keyEnd, blockStart));
+    Value validKeys = minS(index(kvBlock), sub(valid, blockStart));
     // Scores: dot products along the head dim, kKeysPerDot keys per pass
-    // (keys past the split read its last key; they are masked below).
+    // (keys past the row read its last key; they are masked below).
     forLoop(index(0), rows, 1, [&](Value r) {
       forLoop(index(0), index(kvBlock), kKeysPerDot, [&](Value n0) {
         SmallVector<Value> keys;
@@ -203,7 +205,7 @@ void SplitKVBuilder::workItem(Value item, Value kvHead) {
                 {r, add(n0, i)});
       });
     });
-    ifThen(blockNeedsMask(*this, mask, blockStart, kvBlock, keyEnd,
+    ifThen(blockNeedsMask(*this, mask, blockStart, kvBlock, valid,
                           firstDiagonal, lastDiagonal),
            [&] {
              forLoop(index(0), rows, 1, [&](Value r) {
@@ -345,23 +347,41 @@ void SplitKVBuilder::build() {
 
   appendNewTokens(*this, op, batchSize, newLen);
 
-  // The work list: each batch row's visible splits (keyBlockRange at split
-  // grain), numbered consecutively; a row of L keys has ~L / split-keys.
+  // The work list. Each batch row's visible key blocks (keyBlockRange) are
+  // cut into splits of blocksPerSplit blocks, numbered consecutively, so a
+  // row of L keys costs ~L / (kv-block * blocksPerSplit) items. The split
+  // size follows the inputs alone (never the thread count): as small as
+  // needed for kTargetItems items over all kv heads, at least one block and
+  // at most split-keys keys.
   Type indexType = b.getIndexType();
   int64_t dyn = ShapedType::kDynamic;
-  firstSplit = alloc(indexType, {dyn}, {batchSize});
+  rowFirstBlock = alloc(indexType, {dyn}, {batchSize});
+  rowEndBlock = alloc(indexType, {dyn}, {batchSize});
   offsets = alloc(indexType, {dyn}, {add(batchSize, index(1))});
-  Value total =
+  Value totalBlocks =
       forLoop(index(0), batchSize, 1, ValueRange{index(0)},
               [&](Value batch, ValueRange count) -> SmallVector<Value> {
                 Value valid = validLength(*this, op, batch, newLen);
                 auto [first, end] =
                     keyBlockRange(*this, mask, sub(valid, newLen),
-                                  sub(valid, index(1)), valid, shape.splitKeys);
-                store(first, firstSplit, {batch});
-                store(count[0], offsets, {batch});
+                                  sub(valid, index(1)), valid, shape.kvBlock);
+                store(first, rowFirstBlock, {batch});
+                store(end, rowEndBlock, {batch});
                 return {add(count[0], sub(end, first))};
               })[0];
+  blocksPerSplit = minS(
+      maxS(ceilDiv(mul(totalBlocks, heads.kvHeads), kTargetItems), index(1)),
+      index(shape.splitKeys / shape.kvBlock));
+  Value total = forLoop(
+      index(0), batchSize, 1, ValueRange{index(0)},
+      [&](Value batch, ValueRange count) -> SmallVector<Value> {
+        Value blocks =
+            sub(load(rowEndBlock, {batch}), load(rowFirstBlock, {batch}));
+        store(count[0], offsets, {batch});
+        Value splits =
+            divU(add(blocks, sub(blocksPerSplit, index(1))), blocksPerSplit);
+        return {add(count[0], splits)};
+      })[0];
   store(total, offsets, {batchSize});
   itemBatch = alloc(indexType, {dyn}, {total});
   forLoop(index(0), batchSize, 1, [&](Value batch) {

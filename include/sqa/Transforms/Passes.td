@@ -253,10 +253,13 @@ def LowerDecodeSplitKV : Pass<"sqa-lower-decode-split-kv"> {
 
     1. The new tokens are copied into the caches (when given).
     2. `scf.forall` over work items (kv head, split): each batch row's
-       visible keys (`keyBlockRange` at split grain) are cut into splits of
-       `split-keys` keys, so a row costs splits in proportion to its own
-       length (no padding to the longest row) and B = 1 has as many items as
-       its cache has splits. An item stacks the rows of every query head of
+       visible key blocks (`keyBlockRange`) are cut into splits of the same
+       number of blocks, so a row costs splits in proportion to its own
+       length (no padding to the longest row). The split size is computed
+       per call from the lengths: the smallest that keeps the items near 64
+       over all kv heads, at least one block, at most `split-keys` keys, so
+       B = 1 with a short cache still has items for every core. An item
+       stacks the rows of every query head of
        its kv head's group (x new_len) and streams its keys once, in blocks
        of `kv-block`: vector dot products along the head dim, the block's
        online softmax with keys along lanes (base 2, the shared polynomial
@@ -266,7 +269,7 @@ def LowerDecodeSplitKV : Pass<"sqa-lower-decode-split-kv"> {
        merged in split order (`OnlineSoftmax::merge`), normalized, rounded
        and stored.
 
-    Split boundaries depend only on the cache lengths and `split-keys`,
+    Split boundaries depend only on the cache lengths and the options,
     never on the thread count, and each partial is computed by one thread:
     the result is bitwise identical for any OMP_NUM_THREADS.
   }];
@@ -277,7 +280,7 @@ def LowerDecodeSplitKV : Pass<"sqa-lower-decode-split-kv"> {
     Option<"kvBlock", "kv-block", "int64_t", /*default=*/"64",
            "Keys per softmax block; a multiple of 4">,
     Option<"splitKeys", "split-keys", "int64_t", /*default=*/"512",
-           "Keys per work item; a multiple of kv-block">
+           "Most keys per work item; a multiple of kv-block">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
