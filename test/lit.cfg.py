@@ -80,6 +80,8 @@ config.substitutions.append(
     ("%sqa-check-bf16-dot-emulated",
      checker("check_bf16_dot_emulated.py", "--sqa-aot", sqa_aot, "--clang", clang or "clang",
              "--llvm-lib-dir", config.llvm_lib_dir)))
+config.substitutions.append(
+    ("%sqa-check-decode", checker("check_decode.py", "--sqa-aot", sqa_aot)))
 config.substitutions.append(("%sqa-check", checker("check.py", "--sqa-aot", sqa_aot)))
 
 config.substitutions.append(("%host-cc", clang or "clang"))

@@ -90,6 +90,14 @@ std::string aot::generateHeader(const AttentionConfig &config) {
     prototypes = fillTemplate("header-forward-cuda.h.in", values);
   } else {
     prototypes = fillTemplate("header-forward-cpu.h.in", values);
+    TemplateValues decode = values;
+    decode["q_shape"] = shape("Q_HEADS", "new_len", "HEAD_DIM");
+    decode["k_cache_shape"] = shape("KV_HEADS", "capacity", "HEAD_DIM");
+    decode["v_cache_shape"] = shape("KV_HEADS", "capacity", "VALUE_HEAD_DIM");
+    decode["k_new_shape"] = shape("KV_HEADS", "new_len", "HEAD_DIM");
+    decode["v_new_shape"] = shape("KV_HEADS", "new_len", "VALUE_HEAD_DIM");
+    decode["out_shape"] = shape("OUT_HEADS", "new_len", "VALUE_HEAD_DIM");
+    prototypes += fillTemplate("header-decode-cpu.h.in", decode);
   }
   values["prototypes"] = prototypes;
   values["target_note"] = fillTemplate(
@@ -204,9 +212,22 @@ std::string aot::generateEntryLayer(const AttentionConfig &config) {
   values["layout"] = bshd ? "BSHD" : "BHSD";
   values["head_axis"] = bshd ? "2" : "1";
   values["pos_axis"] = bshd ? "1" : "2";
-  return fillTemplate("entry-attention.c.in", values) +
-         fillTemplate("memref-copy.c.in", values) +
-         generateCommonEntries(config);
+  std::string entry = fillTemplate("entry-attention.c.in", values) +
+                      fillTemplate("memref-copy.c.in", values);
+  if (config.target == Target::CPU) {
+    TemplateValues decode = commonValues(config);
+    decode["q_dims"] = dims(config.heads.query, "new_len", config.headDim);
+    decode["k_cache_dims"] = dims(config.heads.kv, "capacity", config.headDim);
+    decode["v_cache_dims"] =
+        dims(config.heads.kv, "capacity", config.valueHeadDim);
+    decode["k_new_dims"] = dims(config.heads.kv, "new_len", config.headDim);
+    decode["v_new_dims"] =
+        dims(config.heads.kv, "new_len", config.valueHeadDim);
+    decode["out_dims"] =
+        dims(config.outputHeads(), "new_len", config.valueHeadDim);
+    entry += fillTemplate("entry-decode.c.in", decode);
+  }
+  return entry + generateCommonEntries(config);
 }
 
 std::string aot::generateCommonEntries(const AttentionConfig &config) {

@@ -94,6 +94,9 @@ static MemRefType stridedBHSDType(MLIRContext *context, int64_t heads,
       StridedLayoutAttr::get(context, /*offset=*/0, {dyn, dyn, dyn, 1}));
 }
 
+static void buildDecodeKernel(OpBuilder &b, ModuleOp module,
+                              const AttentionConfig &config, bool append);
+
 static OwningOpRef<ModuleOp> buildCoreModule(MLIRContext &context,
                                              const AttentionConfig &config) {
   OpBuilder b(&context);
@@ -141,7 +144,64 @@ static OwningOpRef<ModuleOp> buildCoreModule(MLIRContext &context,
       tensors[2], tensors[3], /*diagonal_offset=*/Value(), scaleAttr(b, config),
       maskAttr(&context, config), headsAttr(&context, config));
   materialize(b, loc, op->getResult(0), views[3]);
+  // CPU libraries also export decode (the CUDA pipeline has no decode yet).
+  if (config.target == Target::CPU)
+    for (bool append : {false, true})
+      buildDecodeKernel(b, *module, config, append);
   return module;
+}
+
+/// `<name>_decode_kernel` (no append) or `<name>_decode_append_kernel`:
+/// q, k_cache, v_cache, cache_lens, [k_new, v_new,] out in the library's
+/// layout, one sqa.decode on BHSD views. Decode rows sit at the end of their
+/// cache row, so the configuration's mask is used bottom-right aligned (for
+/// a prefill with S = T both alignments agree).
+static void buildDecodeKernel(OpBuilder &b, ModuleOp module,
+                              const AttentionConfig &config, bool append) {
+  MLIRContext *context = b.getContext();
+  Location loc = FileLineColLoc::get(b.getStringAttr("sqa-aot-decode"), 1, 1);
+  Type element = elementType(context, config.elementKind);
+  bool bshd = config.layout == Layout::BSHD;
+  int64_t dyn = ShapedType::kDynamic;
+  auto shaped = [&](int64_t heads, int64_t dim) -> Type {
+    return bshd ? MemRefType::get({dyn, dyn, heads, dim}, element)
+                : MemRefType::get({dyn, heads, dyn, dim}, element);
+  };
+  Type q = shaped(config.heads.query, config.headDim),
+       k = shaped(config.heads.kv, config.headDim),
+       v = shaped(config.heads.kv, config.valueHeadDim),
+       out = shaped(config.outputHeads(), config.valueHeadDim),
+       lens = MemRefType::get({dyn}, b.getI64Type());
+  SmallVector<Type> argTypes = {q, k, v, lens};
+  if (append)
+    argTypes.append({k, v});
+  argTypes.push_back(out);
+  b.setInsertionPointToEnd(module.getBody());
+  auto func = func::FuncOp::create(
+      b, loc,
+      config.name + (append ? "_decode_append_kernel" : "_decode_kernel"),
+      b.getFunctionType(argTypes, {}));
+  func->setAttr("llvm.emit_c_interface", b.getUnitAttr());
+  b.setInsertionPointToStart(func.addEntryBlock());
+  AffineMap toBHSD =
+      AffineMap::getPermutationMap(ArrayRef<unsigned>{0, 2, 1, 3}, context);
+  SmallVector<Value> views;
+  for (Value arg : func.getArguments())
+    views.push_back(bshd && cast<MemRefType>(arg.getType()).getRank() == 4
+                        ? memref::TransposeOp::create(
+                              b, loc, arg, AffineMapAttr::get(toBHSD))
+                              .getResult()
+                        : arg);
+  MaskAttr mask = maskAttr(context, config);
+  if (mask)
+    mask = MaskAttr::get(context, mask.getCausal(), MaskAlignment::BottomRight,
+                         mask.getWindowLeft(), mask.getWindowRight());
+  Value keyNew = append ? views[4] : Value(),
+        valueNew = append ? views[5] : Value();
+  DecodeOp::create(b, loc, views[0], views[1], views[2], views[3], keyNew,
+                   valueNew, views.back(), scaleAttr(b, config), mask,
+                   headsAttr(context, config));
+  func::ReturnOp::create(b, loc);
 }
 
 static OwningOpRef<ModuleOp> buildLayerModule(MLIRContext &context,

@@ -18,6 +18,8 @@
 #include "mlir/Transforms/Passes.h"
 #include "llvm/Support/MathExtras.h"
 
+#include <algorithm>
+
 namespace mlir::sqa {
 #define GEN_PASS_DEF_SQACPUPIPELINE
 #include "sqa/Pipelines/Passes.h.inc"
@@ -87,6 +89,18 @@ void sqa::buildCPUPipeline(OpPassManager &pm,
     flashOptions.vectorsPerKernel = options.vectorsPerKernel;
     flashOptions.bf16Dot = options.bf16Dot;
     pm.addPass(createLowerFlashAttention(flashOptions));
+    // Decode splits hold whole softmax blocks: ~512 keys per work item.
+    LowerDecodeSplitKVOptions decodeOptions;
+    decodeOptions.vectorWidth = options.vectorWidth;
+    // Built before the options are verified (dependent dialects): keep the
+    // arithmetic safe for any value; the passes check their own ranges.
+    int64_t block =
+        (std::clamp<int64_t>(options.kvBlock, 4, kMaxBlock) + 3) / 4 * 4;
+    decodeOptions.kvBlock = block;
+    decodeOptions.splitKeys = (512 + block - 1) / block * block;
+    pm.addPass(createLowerDecodeSplitKV(decodeOptions));
+  } else {
+    pm.addPass(createLowerDecodeReference());
   }
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());

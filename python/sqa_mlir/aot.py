@@ -277,6 +277,13 @@ class AttentionLibrary(_Library):
         super().__init__(path, name, dtype)
         self._forward = self._bind("forward", ctypes.c_int,
                                    [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3)
+        # NAME_decode (CPU attention libraries): the methods exist only when
+        # the library exports it.
+        if hasattr(self.lib, f"{name}_decode"):
+            self._decode = self._bind("decode", ctypes.c_int,
+                                      [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 3)
+            self.decode_raw = self._decode_raw
+            self.decode = self._decode_numpy
         # NAME_forward_strided: CPU attention libraries from sqa-aot with
         # strided entry points (absent from older libraries).
         self.has_strided = hasattr(self.lib, f"{name}_forward_strided")
@@ -355,6 +362,50 @@ class AttentionLibrary(_Library):
             kv_len = k.shape[2] if not bshd else k.shape[1]
         return self.forward_raw(q, k, v, out, batch, q_len, kv_len)
 
+
+
+    def _decode_raw(self, q, k_cache, v_cache, k_new, v_new, cache_lens, out,
+                    batch: int, new_len: int, capacity: int) -> int:
+        """NAME_decode with explicit sizes (arrays, addresses or None = NULL);
+        no size checking: for error paths. Returns the status."""
+        for what, a in (("q", q), ("k_cache", k_cache), ("v_cache", v_cache),
+                        ("k_new", k_new), ("v_new", v_new), ("out", out)):
+            self._check_array(what, a)
+        if isinstance(cache_lens, np.ndarray) and (
+                cache_lens.dtype != np.int64 or not cache_lens.flags.c_contiguous):
+            raise TypeError("cache_lens must be a C-contiguous int64 array")
+        return int(self._decode(_pointer(q), _pointer(k_cache), _pointer(v_cache),
+                                _pointer(k_new), _pointer(v_new), _pointer(cache_lens),
+                                _pointer(out), int(batch), int(new_len), int(capacity)))
+
+    def _decode_numpy(self, q, k_cache, v_cache, cache_lens, k_new=None, v_new=None,
+                      out=None):
+        """One decode step (see NAME_decode in the header): appends k_new/v_new
+        (when given) into the caches in place at cache_lens[b], attends the
+        new_len query rows of q to each row's valid prefix and returns out.
+        Arrays are C-contiguous in the library's layout (BHSD: q[B, Hq, N, D],
+        caches [B, Hkv, capacity, D]; BSHD: q[B, N, Hq, D], caches
+        [B, capacity, Hkv, D]); cache_lens is int64 [B] and is not advanced.
+        Raises AOTError with the library's message on a non-zero status."""
+        bshd = self.layout == "bshd"
+        seq_axis = 1 if bshd else 2
+        batch, new_len = q.shape[0], q.shape[seq_axis]
+        capacity = k_cache.shape[seq_axis]
+        cache_lens = np.ascontiguousarray(cache_lens, dtype=np.int64)
+        if out is None:
+            heads = int(self.settings.get("out_heads",
+                                          max(int(self.settings.get("q_heads", 0)),
+                                              int(self.settings.get("kv_heads", 0)))))
+            dv = v_cache.shape[3]
+            shape = ((batch, new_len, heads, dv) if bshd
+                     else (batch, heads, new_len, dv))
+            out = np.zeros(shape, dtype=self.storage)
+        status = self._decode_raw(q, k_cache, v_cache, k_new, v_new, cache_lens,
+                                  out, batch, new_len, capacity)
+        if status != 0:
+            raise AOTError(f"{self.name}_decode: {self.error_string(status)} "
+                           f"(status {status})")
+        return out
 
 
 def library_name(prefix: str = "sqa", **config) -> str:

@@ -181,6 +181,20 @@ template <typename D> struct OnlineSoftmax {
   static Float nextSum(D &d, Float alpha, Float oldSum, Float blockSum) {
     return d.addF(d.mulF(alpha, oldSum), blockSum);
   }
+  /// Two partial states of one row over disjoint key sets (split-KV
+  /// decode), merged: the common maximum, the factors that rescale each
+  /// side's sum and accumulator to it (OnlineSoftmax's rescale; 0 for a side
+  /// that saw no key), and the merged sum. Merging in a fixed order makes
+  /// the result independent of how the splits were scheduled.
+  struct Merged {
+    Float max, alphaA, alphaB, sum;
+  };
+  static Merged merge(D &d, Float maxA, Float sumA, Float maxB, Float sumB,
+                      Exponential exp) {
+    Float m = d.maxF(maxA, maxB);
+    Float a = rescale(d, maxA, m, exp), b = rescale(d, maxB, m, exp);
+    return {m, a, b, d.addF(d.mulF(a, sumA), d.mulF(b, sumB))};
+  }
   /// What the accumulator is multiplied by at the end: 1 / l, or 0 for a row
   /// that saw no key (its output is 0, never NaN).
   static Float normalizer(D &d, Float sum) {

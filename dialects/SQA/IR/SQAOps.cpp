@@ -409,3 +409,158 @@ LogicalResult AttentionLayerOp::verify() {
                          << scale.getValueAsDouble();
   return success();
 }
+
+//===----------------------------------------------------------------------===//
+// DecodeOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult DecodeOp::verify() {
+  if (hasAppend() != static_cast<bool>(getValueNew()))
+    return emitOpError() << "key_new and value_new must be given together";
+  Type elementType = getQueryType().getElementType();
+  if (!isSupportedElementType(elementType))
+    return emitOpError() << "element type " << elementType
+                         << " is not supported; expected f32, f16 or bf16";
+
+  struct Operand {
+    StringRef name, shape;
+    Value value;
+  };
+  SmallVector<Operand> operands = {
+      {"query", "[B, Hq, N, D]", getQuery()},
+      {"key_cache", "[B, Hkv, C, D]", getKeyCache()},
+      {"value_cache", "[B, Hkv, C, Dv]", getValueCache()},
+      {"out", "[B, max(Hq, Hkv), N, Dv]", getOut()}};
+  if (hasAppend()) {
+    operands.push_back({"key_new", "[B, Hkv, N, D]", getKeyNew()});
+    operands.push_back({"value_new", "[B, Hkv, N, Dv]", getValueNew()});
+  }
+  for (const Operand &operand : operands) {
+    auto type = cast<MemRefType>(operand.value.getType());
+    if (type.getElementType() != elementType)
+      return emitOpError() << operand.name << " element type "
+                           << type.getElementType()
+                           << " must match query element type " << elementType;
+    if (type.getRank() != 4)
+      return emitOpError() << operand.name << " must have rank 4 "
+                           << operand.shape << ", got rank " << type.getRank();
+    for (auto [dim, what, limit] :
+         {std::tuple<unsigned, StringRef, int64_t>{1, "heads", kMaxHeads},
+          std::tuple<unsigned, StringRef, int64_t>{3, "head dim",
+                                                   kMaxHeadDim}}) {
+      int64_t size = type.getDimSize(dim);
+      if (ShapedType::isDynamic(size))
+        return emitOpError() << operand.name << " " << what << " (dim " << dim
+                             << " of " << operand.shape << ") must be static";
+      if (size <= 0 || size > limit)
+        return emitOpError() << operand.name << " " << what << " (" << size
+                             << ") must be in [1, " << limit << "]";
+    }
+    for (unsigned dim : {0u, 2u})
+      if (type.getDimSize(dim) == 0)
+        return emitOpError()
+               << operand.name << " dim " << dim << " of " << operand.shape
+               << " is a static 0; sizes must be positive";
+    if (failed(
+            verifyStaticExtent(*this, operand.name, type, elementBytes(type))))
+      return failure();
+  }
+  auto lensType = getCacheLens().getType();
+  if (lensType.getRank() != 1)
+    return emitOpError() << "cache_lens must have rank 1 [B], got rank "
+                         << lensType.getRank();
+
+  // Each (operand, dim) must agree with the first operand that names the
+  // same size, where both are static.
+  auto agree = [&](StringRef aName, ShapedType a, unsigned aDim,
+                   StringRef bName, ShapedType b, unsigned bDim,
+                   StringRef what) -> LogicalResult {
+    int64_t sa = a.getDimSize(aDim), sb = b.getDimSize(bDim);
+    if (ShapedType::isDynamic(sa) || ShapedType::isDynamic(sb) || sa == sb)
+      return success();
+    return emitOpError() << bName << " " << what << " (" << sb
+                         << ") must match " << aName << " " << what << " ("
+                         << sa << ")";
+  };
+  MemRefType q = getQueryType(), kc = getKeyCacheType(),
+             vc = getValueCacheType(), out = getOutType();
+  for (const Operand &operand : ArrayRef(operands).drop_front())
+    if (failed(agree("query", q, 0, operand.name,
+                     cast<ShapedType>(operand.value.getType()), 0,
+                     "batch size")))
+      return failure();
+  if (failed(agree("query", q, 0, "cache_lens", lensType, 0, "batch size")) ||
+      failed(agree("query", q, 3, "key_cache", kc, 3, "head dim")) ||
+      failed(agree("key_cache", kc, 1, "value_cache", vc, 1, "heads")) ||
+      failed(agree("key_cache", kc, 2, "value_cache", vc, 2, "capacity")) ||
+      failed(agree("query", q, 2, "out", out, 2, "new length")) ||
+      failed(agree("value_cache", vc, 3, "out", out, 3, "head dim")))
+    return failure();
+  if (hasAppend()) {
+    MemRefType kn = getKeyNew().getType(), vn = getValueNew().getType();
+    if (failed(agree("key_cache", kc, 1, "key_new", kn, 1, "heads")) ||
+        failed(agree("key_cache", kc, 3, "key_new", kn, 3, "head dim")) ||
+        failed(agree("query", q, 2, "key_new", kn, 2, "new length")) ||
+        failed(agree("value_cache", vc, 1, "value_new", vn, 1, "heads")) ||
+        failed(agree("value_cache", vc, 3, "value_new", vn, 3, "head dim")) ||
+        failed(agree("query", q, 2, "value_new", vn, 2, "new length")))
+      return failure();
+  }
+
+  int64_t numQueryHeads = getNumQueryHeads(), numKVHeads = getNumKVHeads();
+  HeadMapping heads = getHeadMapping();
+  if (heads.outputHeads() % heads.sharedHeads() != 0)
+    return emitOpError() << "the larger head count (" << heads.outputHeads()
+                         << ") must be a multiple of the smaller ("
+                         << heads.sharedHeads() << ")";
+  if (out.getDimSize(1) != heads.outputHeads())
+    return emitOpError() << "out heads (" << out.getDimSize(1)
+                         << ") must equal max(query heads, key/value heads) = "
+                         << heads.outputHeads();
+  if (FloatAttr scale = getScaleAttr();
+      scale && !std::isfinite(scale.getValueAsDouble()))
+    return emitOpError() << "scale must be finite, got "
+                         << scale.getValueAsDouble();
+  if (MaskAttr mask = getEffectiveMask();
+      mask && mask.getAlignment() != MaskAlignment::BottomRight)
+    return emitOpError() << "decode rows sit at the end of their cache row: "
+                            "a restrictive mask must have alignment = "
+                            "bottom_right";
+  if (HeadsAttr attr = getHeadsAttr())
+    if (attr.getQuery() != numQueryHeads || attr.getKv() != numKVHeads)
+      return emitOpError() << "heads (query " << numQueryHeads << ", kv "
+                           << numKVHeads
+                           << ") do not match the head configuration's (query "
+                           << attr.getQuery() << ", kv " << attr.getKv() << ")";
+  return success();
+}
+
+float DecodeOp::getScaleOrDefault() {
+  if (FloatAttr scale = getScaleAttr())
+    return static_cast<float>(scale.getValueAsDouble());
+  return 1.0f / std::sqrt(static_cast<float>(getHeadDim()));
+}
+
+MaskAttr DecodeOp::getEffectiveMask() {
+  MaskAttr mask = getMaskAttr();
+  return mask && mask.isRestrictive() ? mask : MaskAttr();
+}
+
+void DecodeOp::getEffects(
+    SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>>
+        &effects) {
+  auto *resource = SideEffects::DefaultResource::get();
+  for (OpOperand *operand : {&getQueryMutable(), &getCacheLensMutable()})
+    effects.emplace_back(MemoryEffects::Read::get(), operand, resource);
+  for (OpOperand &operand : getKeyNewMutable())
+    effects.emplace_back(MemoryEffects::Read::get(), &operand, resource);
+  for (OpOperand &operand : getValueNewMutable())
+    effects.emplace_back(MemoryEffects::Read::get(), &operand, resource);
+  // The caches are read, and written when new tokens are appended.
+  for (OpOperand *operand : {&getKeyCacheMutable(), &getValueCacheMutable()}) {
+    effects.emplace_back(MemoryEffects::Read::get(), operand, resource);
+    if (hasAppend())
+      effects.emplace_back(MemoryEffects::Write::get(), operand, resource);
+  }
+  effects.emplace_back(MemoryEffects::Write::get(), &getOutMutable(), resource);
+}

@@ -200,4 +200,92 @@ def SQA_AttentionLayerOp : SQA_Op<"attention_layer", [
   }];
 }
 
+def SQA_DecodeOp : SQA_Op<"decode", [
+    AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "attention of new tokens against a KV cache (serving decode)";
+  let description = [{
+    One decode step against per-row KV caches, on buffers (it updates the
+    caches in place), layout BHSD (BSHD arguments are transposed views):
+
+    | operand | shape |
+    |---------|-------|
+    | query | `[B, Hq, N, D]`: the `N` new query rows of each batch row |
+    | key_cache | `[B, Hkv, C, D]` (C = capacity) |
+    | value_cache | `[B, Hkv, C, Dv]` |
+    | cache_lens | `[B]` i64: valid tokens of each cache row before the step |
+    | key_new, value_new (optional, together) | `[B, Hkv, N, D]`, `[B, Hkv, N, Dv]` |
+    | out | `[B, max(Hq, Hkv), N, Dv]` |
+
+    With `key_new`/`value_new`, row `b`'s new tokens are first copied into
+    its caches at positions `[cache_lens[b], cache_lens[b] + N)` and the row
+    attends to `L_b = cache_lens[b] + N` keys; without them (cross-attention
+    to a fixed memory) to `L_b = cache_lens[b]` keys. Query row `i` of batch
+    row `b` sits at the end of its cache row: its diagonal is key
+    `L_b - N + i`, and `mask` (causal, window) is read with
+    `isKeyVisible` from there. Decode rows are always aligned to the end of
+    their row, so a restrictive mask must say `alignment = bottom_right`
+    (for a prefill with S = T both alignments agree). Keys at or past `L_b`
+    are never read. A row that sees no key yields 0. `cache_lens` is not
+    changed: the caller advances it.
+
+    The caller guarantees `0 <= cache_lens[b]` and `L_b <= C` (the `sqa-aot`
+    entry layer checks it and returns a status code). Heads, scale and the
+    head mapping are those of `sqa.attention`; the same size limits apply.
+
+    ```mlir
+    sqa.decode query(%q : memref<?x8x?x64xf32>)
+        cache(%kc, %vc : memref<?x2x?x64xf32>, memref<?x2x?x64xf32>)
+        lengths(%lens : memref<?xi64>)
+        append(%kn, %vn : memref<?x2x?x64xf32>, memref<?x2x?x64xf32>)
+        outs(%out : memref<?x8x?x64xf32>)
+        {mask = #sqa.mask<causal = true, alignment = bottom_right>}
+    ```
+  }];
+
+  let arguments = (ins
+    AnyMemRef:$query,
+    AnyMemRef:$key_cache,
+    AnyMemRef:$value_cache,
+    MemRefOf<[I64]>:$cache_lens,
+    Optional<AnyMemRef>:$key_new,
+    Optional<AnyMemRef>:$value_new,
+    AnyMemRef:$out,
+    OptionalAttr<F32Attr>:$scale,
+    OptionalAttr<SQA_MaskAttr>:$mask,
+    OptionalAttr<SQA_HeadsAttr>:$heads);
+
+  let assemblyFormat = [{
+    `query` `(` $query `:` type($query) `)`
+    `cache` `(` $key_cache `,` $value_cache `:` type($key_cache) `,`
+      type($value_cache) `)`
+    `lengths` `(` $cache_lens `:` type($cache_lens) `)`
+    (`append` `(` $key_new^ `,` $value_new `:` type($key_new) `,`
+      type($value_new) `)`)?
+    `outs` `(` $out `:` type($out) `)`
+    attr-dict
+  }];
+
+  let hasVerifier = 1;
+
+  let extraClassDeclaration = [{
+    MemRefType getQueryType() { return getQuery().getType(); }
+    MemRefType getKeyCacheType() { return getKeyCache().getType(); }
+    MemRefType getValueCacheType() { return getValueCache().getType(); }
+    MemRefType getOutType() { return getOut().getType(); }
+    int64_t getNumQueryHeads() { return getQueryType().getDimSize(1); }
+    int64_t getNumKVHeads() { return getKeyCacheType().getDimSize(1); }
+    int64_t getHeadDim() { return getQueryType().getDimSize(3); }
+    int64_t getValueHeadDim() { return getValueCacheType().getDimSize(3); }
+    bool hasAppend() { return static_cast<bool>(getKeyNew()); }
+    HeadMapping getHeadMapping() {
+      return {getNumQueryHeads(), getNumKVHeads()};
+    }
+    /// `scale` if set, else 1 / sqrt(D).
+    float getScaleOrDefault();
+    /// The mask if it hides anything, else null.
+    MaskAttr getEffectiveMask();
+  }];
+}
+
 #endif // SQA_OPS_TD

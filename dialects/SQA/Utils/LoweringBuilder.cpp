@@ -104,6 +104,33 @@ Value LoweringBuilder::fma(Value x, Value y, Value z) {
 Value LoweringBuilder::exp(Value x) {
   return math::ExpOp::create(builder, loc, x);
 }
+Value LoweringBuilder::exp2Approx(Value x) {
+  Type intType = builder.getI32Type();
+  if (auto vector = dyn_cast<VectorType>(x.getType()))
+    intType = vector.clone(intType);
+  x = arith::MaxNumFOp::create(builder, loc, x, floatLike(x, -125.0),
+                               arith::FastMathFlags::nnan);
+  Value n = math::RoundEvenOp::create(builder, loc, x);
+  Value f = subF(x, n);
+  static constexpr double ln2 = 0.6931471805599453;
+  double coefficient[7];
+  coefficient[0] = 1.0;
+  for (int k = 1; k <= 6; ++k)
+    coefficient[k] = coefficient[k - 1] * ln2 / k;
+  Value p = floatLike(x, coefficient[6]);
+  for (int k = 5; k >= 0; --k)
+    p = math::FmaOp::create(builder, loc, p, f, floatLike(x, coefficient[k]));
+  TypedAttr shift = builder.getI32IntegerAttr(23);
+  if (auto vector = dyn_cast<VectorType>(intType))
+    shift = DenseElementsAttr::get(vector, shift);
+  Value exponent = arith::ShLIOp::create(
+      builder, loc, arith::FPToSIOp::create(builder, loc, intType, n),
+      arith::ConstantOp::create(builder, loc, shift));
+  Value bits = arith::AddIOp::create(
+      builder, loc, arith::BitcastOp::create(builder, loc, intType, p),
+      exponent);
+  return arith::BitcastOp::create(builder, loc, x.getType(), bits);
+}
 Value LoweringBuilder::log(Value x) {
   return math::LogOp::create(builder, loc, x);
 }

@@ -71,6 +71,13 @@ public:
   /// x * y + z, contractible into one FMA by the back end.
   Value fma(Value x, Value y, Value z);
   Value exp(Value x);
+  /// 2^x for x <= 0 (scalar or vector f32): 2^round(x) put into the
+  /// exponent field times a degree-6 Taylor polynomial of 2^f, |f| <= 1/2
+  /// (relative error < 2e-7). x is clamped at -125, so -inf gives ~2^-125,
+  /// not 0 (OnlineSoftmax's Exponential{zeroAtNegInf = false} guards it).
+  /// No overflow, NaN or denormal handling: scores shifted by their row
+  /// maximum never need it. The CPU kernels' exponential.
+  Value exp2Approx(Value x);
   Value log(Value x);
   Value isNegInf(Value x);
   Value isPositive(Value x);

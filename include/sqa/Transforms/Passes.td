@@ -234,4 +234,67 @@ def LowerAttentionToGPU : Pass<"sqa-lower-attention-to-gpu",
   ];
 }
 
+def LowerDecodeReference : Pass<"sqa-lower-decode-reference"> {
+  let summary = "Lower sqa.decode to naive scalar loops (the oracle)";
+  let description = [{
+    Rewrites every `sqa.decode` into the append copy (when it has new
+    tokens) and, per batch row, output head and query row, three plain
+    loops over the row's valid keys: the maximum of the visible scores, the
+    sum of exp(score - max) with the accumulation of P.V, and the
+    normalization. Scalar f32 and `math.exp`; sequential. The oracle the
+    split-KV kernel is checked against, not a fast path.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect"
+  ];
+}
+
+def LowerDecodeSplitKV : Pass<"sqa-lower-decode-split-kv"> {
+  let summary = "Lower sqa.decode to a parallel split-KV CPU kernel";
+  let description = [{
+    Rewrites every `sqa.decode` into three phases:
+
+    1. The new tokens are copied into the caches (when given).
+    2. `scf.forall` over work items (kv head, split): each batch row's
+       visible key blocks (`keyBlockRange`) are cut into splits of the same
+       number of blocks, so a row costs splits in proportion to its own
+       length (no padding to the longest row). The split size is computed
+       per call from the lengths: the smallest that keeps the items near 64
+       over all kv heads, at least one block, at most `split-keys` keys, so
+       B = 1 with a short cache still has items for every core. An item
+       stacks the rows of every query head of
+       its kv head's group (x new_len) and streams its keys once, in blocks
+       of `kv-block`: vector dot products along the head dim, the block's
+       online softmax with keys along lanes (base 2, the shared polynomial
+       exp2), P.V into an f32 accumulator along the value dim. It leaves
+       the partial max, sum and accumulator of each row.
+    3. `scf.forall` over (batch, kv head): the partials of each row are
+       merged in split order (`OnlineSoftmax::merge`), normalized, rounded
+       and stored.
+
+    Split boundaries depend only on the cache lengths and the options,
+    never on the thread count, and each partial is computed by one thread:
+    the result is bitwise identical for any OMP_NUM_THREADS.
+  }];
+  let options = [
+    Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"8",
+           "Largest f32 vector (lanes); the kernel uses the largest power "
+           "of two <= it that divides both head dims">,
+    Option<"kvBlock", "kv-block", "int64_t", /*default=*/"64",
+           "Keys per softmax block; a multiple of 4">,
+    Option<"splitKeys", "split-keys", "int64_t", /*default=*/"512",
+           "Most keys per work item; a multiple of kv-block">
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect"
+  ];
+}
+
 #endif // SQA_TRANSFORMS_PASSES_TD

@@ -746,3 +746,180 @@ func.func @f(%x: tensor<36028797018963968x2x64xf16>, %wq: tensor<64x32xf16>, %wk
   %y = sqa.attention_layer ins(%x : tensor<36028797018963968x2x64xf16>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf16>, tensor<64x16xf16>, tensor<64x16xf16>, tensor<32x64xf16>) outs(%o : tensor<36028797018963968x2x64xf16>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<36028797018963968x2x64xf16>
   return
 }
+
+// sqa.decode: one case per rule.
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf64>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x2x16x8xf32>, %l: memref<2xi64>, %kn: memref<2x2x3x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<2x4x3x8xf32>) {
+  // expected-error @+1 {{element type 'f64' is not supported; expected f32, f16 or bf16}}
+  sqa.decode query(%q : memref<2x4x3x8xf64>) cache(%kc, %vc : memref<2x2x16x8xf32>, memref<2x2x16x8xf32>) lengths(%l : memref<2xi64>) append(%kn, %vn : memref<2x2x3x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<2x4x3x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x2x16x8xf16>, %vc: memref<2x2x16x8xf32>, %l: memref<2xi64>, %kn: memref<2x2x3x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<2x4x3x8xf32>) {
+  // expected-error @+1 {{key_cache element type 'f16' must match query element type 'f32'}}
+  sqa.decode query(%q : memref<2x4x3x8xf32>) cache(%kc, %vc : memref<2x2x16x8xf16>, memref<2x2x16x8xf32>) lengths(%l : memref<2xi64>) append(%kn, %vn : memref<2x2x3x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<2x4x3x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x16x8xf32>, %l: memref<2xi64>, %kn: memref<2x2x3x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<2x4x3x8xf32>) {
+  // expected-error @+1 {{value_cache must have rank 4 [B, Hkv, C, Dv], got rank 3}}
+  sqa.decode query(%q : memref<2x4x3x8xf32>) cache(%kc, %vc : memref<2x2x16x8xf32>, memref<2x16x8xf32>) lengths(%l : memref<2xi64>) append(%kn, %vn : memref<2x2x3x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<2x4x3x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x?x16x8xf32>, %vc: memref<2x2x16x8xf32>, %l: memref<2xi64>, %kn: memref<2x2x3x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<2x4x3x8xf32>) {
+  // expected-error @+1 {{key_cache heads (dim 1 of [B, Hkv, C, D]) must be static}}
+  sqa.decode query(%q : memref<2x4x3x8xf32>) cache(%kc, %vc : memref<2x?x16x8xf32>, memref<2x2x16x8xf32>) lengths(%l : memref<2xi64>) append(%kn, %vn : memref<2x2x3x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<2x4x3x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x70000xf32>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x2x16x8xf32>, %l: memref<2xi64>, %kn: memref<2x2x3x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<2x4x3x8xf32>) {
+  // expected-error @+1 {{query head dim (70000) must be in [1, 65536]}}
+  sqa.decode query(%q : memref<2x4x3x70000xf32>) cache(%kc, %vc : memref<2x2x16x8xf32>, memref<2x2x16x8xf32>) lengths(%l : memref<2xi64>) append(%kn, %vn : memref<2x2x3x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<2x4x3x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x2x16x8xf32>, %l: memref<2xi64>, %kn: memref<2x2x0x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<2x4x3x8xf32>) {
+  // expected-error @+1 {{key_new dim 2 of [B, Hkv, N, D] is a static 0; sizes must be positive}}
+  sqa.decode query(%q : memref<2x4x3x8xf32>) cache(%kc, %vc : memref<2x2x16x8xf32>, memref<2x2x16x8xf32>) lengths(%l : memref<2xi64>) append(%kn, %vn : memref<2x2x0x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<2x4x3x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x2x16x8xf32>, %l: memref<2xi64>, %kn: memref<2x2x3x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<3x4x3x8xf32>) {
+  // expected-error @+1 {{out batch size (3) must match query batch size (2)}}
+  sqa.decode query(%q : memref<2x4x3x8xf32>) cache(%kc, %vc : memref<2x2x16x8xf32>, memref<2x2x16x8xf32>) lengths(%l : memref<2xi64>) append(%kn, %vn : memref<2x2x3x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<3x4x3x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x2x16x8xf32>, %l: memref<5xi64>, %kn: memref<2x2x3x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<2x4x3x8xf32>) {
+  // expected-error @+1 {{cache_lens batch size (5) must match query batch size (2)}}
+  sqa.decode query(%q : memref<2x4x3x8xf32>) cache(%kc, %vc : memref<2x2x16x8xf32>, memref<2x2x16x8xf32>) lengths(%l : memref<5xi64>) append(%kn, %vn : memref<2x2x3x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<2x4x3x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x2x16x8xf32>, %l: memref<2x1xi64>, %kn: memref<2x2x3x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<2x4x3x8xf32>) {
+  // expected-error @+1 {{cache_lens must have rank 1 [B], got rank 2}}
+  sqa.decode query(%q : memref<2x4x3x8xf32>) cache(%kc, %vc : memref<2x2x16x8xf32>, memref<2x2x16x8xf32>) lengths(%l : memref<2x1xi64>) append(%kn, %vn : memref<2x2x3x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<2x4x3x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x2x16x4xf32>, %vc: memref<2x2x16x8xf32>, %l: memref<2xi64>, %kn: memref<2x2x3x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<2x4x3x8xf32>) {
+  // expected-error @+1 {{key_cache head dim (4) must match query head dim (8)}}
+  sqa.decode query(%q : memref<2x4x3x8xf32>) cache(%kc, %vc : memref<2x2x16x4xf32>, memref<2x2x16x8xf32>) lengths(%l : memref<2xi64>) append(%kn, %vn : memref<2x2x3x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<2x4x3x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x1x16x8xf32>, %l: memref<2xi64>, %kn: memref<2x2x3x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<2x4x3x8xf32>) {
+  // expected-error @+1 {{value_cache heads (1) must match key_cache heads (2)}}
+  sqa.decode query(%q : memref<2x4x3x8xf32>) cache(%kc, %vc : memref<2x2x16x8xf32>, memref<2x1x16x8xf32>) lengths(%l : memref<2xi64>) append(%kn, %vn : memref<2x2x3x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<2x4x3x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x2x15x8xf32>, %l: memref<2xi64>, %kn: memref<2x2x3x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<2x4x3x8xf32>) {
+  // expected-error @+1 {{value_cache capacity (15) must match key_cache capacity (16)}}
+  sqa.decode query(%q : memref<2x4x3x8xf32>) cache(%kc, %vc : memref<2x2x16x8xf32>, memref<2x2x15x8xf32>) lengths(%l : memref<2xi64>) append(%kn, %vn : memref<2x2x3x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<2x4x3x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x2x16x8xf32>, %l: memref<2xi64>, %kn: memref<2x2x3x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<2x4x4x8xf32>) {
+  // expected-error @+1 {{out new length (4) must match query new length (3)}}
+  sqa.decode query(%q : memref<2x4x3x8xf32>) cache(%kc, %vc : memref<2x2x16x8xf32>, memref<2x2x16x8xf32>) lengths(%l : memref<2xi64>) append(%kn, %vn : memref<2x2x3x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<2x4x4x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x2x16x8xf32>, %l: memref<2xi64>, %kn: memref<2x2x3x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<2x4x3x6xf32>) {
+  // expected-error @+1 {{out head dim (6) must match value_cache head dim (8)}}
+  sqa.decode query(%q : memref<2x4x3x8xf32>) cache(%kc, %vc : memref<2x2x16x8xf32>, memref<2x2x16x8xf32>) lengths(%l : memref<2xi64>) append(%kn, %vn : memref<2x2x3x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<2x4x3x6xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x2x16x8xf32>, %l: memref<2xi64>, %kn: memref<2x1x3x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<2x4x3x8xf32>) {
+  // expected-error @+1 {{key_new heads (1) must match key_cache heads (2)}}
+  sqa.decode query(%q : memref<2x4x3x8xf32>) cache(%kc, %vc : memref<2x2x16x8xf32>, memref<2x2x16x8xf32>) lengths(%l : memref<2xi64>) append(%kn, %vn : memref<2x1x3x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<2x4x3x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x2x16x8xf32>, %l: memref<2xi64>, %kn: memref<2x2x3x8xf32>, %vn: memref<2x2x2x8xf32>, %o: memref<2x4x3x8xf32>) {
+  // expected-error @+1 {{value_new new length (2) must match query new length (3)}}
+  sqa.decode query(%q : memref<2x4x3x8xf32>) cache(%kc, %vc : memref<2x2x16x8xf32>, memref<2x2x16x8xf32>) lengths(%l : memref<2xi64>) append(%kn, %vn : memref<2x2x3x8xf32>, memref<2x2x2x8xf32>) outs(%o : memref<2x4x3x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x3x3x8xf32>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x2x16x8xf32>, %l: memref<2xi64>, %kn: memref<2x2x3x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<2x3x3x8xf32>) {
+  // expected-error @+1 {{the larger head count (3) must be a multiple of the smaller (2)}}
+  sqa.decode query(%q : memref<2x3x3x8xf32>) cache(%kc, %vc : memref<2x2x16x8xf32>, memref<2x2x16x8xf32>) lengths(%l : memref<2xi64>) append(%kn, %vn : memref<2x2x3x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<2x3x3x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x2x16x8xf32>, %l: memref<2xi64>, %kn: memref<2x2x3x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<2x2x3x8xf32>) {
+  // expected-error @+1 {{out heads (2) must equal max(query heads, key/value heads) = 4}}
+  sqa.decode query(%q : memref<2x4x3x8xf32>) cache(%kc, %vc : memref<2x2x16x8xf32>, memref<2x2x16x8xf32>) lengths(%l : memref<2xi64>) append(%kn, %vn : memref<2x2x3x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<2x2x3x8xf32>)
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x2x16x8xf32>, %l: memref<2xi64>, %kn: memref<2x2x3x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<2x4x3x8xf32>) {
+  // expected-error @+1 {{scale must be finite, got INF}}
+  sqa.decode query(%q : memref<2x4x3x8xf32>) cache(%kc, %vc : memref<2x2x16x8xf32>, memref<2x2x16x8xf32>) lengths(%l : memref<2xi64>) append(%kn, %vn : memref<2x2x3x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<2x4x3x8xf32>) {scale = 0x7F800000 : f32}
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x2x16x8xf32>, %l: memref<2xi64>, %kn: memref<2x2x3x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<2x4x3x8xf32>) {
+  // expected-error @+1 {{decode rows sit at the end of their cache row: a restrictive mask must have alignment = bottom_right}}
+  sqa.decode query(%q : memref<2x4x3x8xf32>) cache(%kc, %vc : memref<2x2x16x8xf32>, memref<2x2x16x8xf32>) lengths(%l : memref<2xi64>) append(%kn, %vn : memref<2x2x3x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<2x4x3x8xf32>) {mask = #sqa.mask<causal = true>}
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x2x16x8xf32>, %l: memref<2xi64>, %kn: memref<2x2x3x8xf32>, %vn: memref<2x2x3x8xf32>, %o: memref<2x4x3x8xf32>) {
+  // expected-error @+1 {{heads (query 4, kv 2) do not match the head configuration's (query 8, kv 2)}}
+  sqa.decode query(%q : memref<2x4x3x8xf32>) cache(%kc, %vc : memref<2x2x16x8xf32>, memref<2x2x16x8xf32>) lengths(%l : memref<2xi64>) append(%kn, %vn : memref<2x2x3x8xf32>, memref<2x2x3x8xf32>) outs(%o : memref<2x4x3x8xf32>) {heads = #sqa.heads<total = 8, query = 8, kv = 2>}
+  return
+}
+
+// -----
+
+func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x2x16x8xf32>, %l: memref<2xi64>, %kn: memref<2x2x3x8xf32>, %o: memref<2x4x3x8xf32>) {
+  // expected-error @+1 {{key_new and value_new must be given together}}
+  "sqa.decode"(%q, %kc, %vc, %l, %kn, %o) <{operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 0, 1>}> : (memref<2x4x3x8xf32>, memref<2x2x16x8xf32>, memref<2x2x16x8xf32>, memref<2xi64>, memref<2x2x3x8xf32>, memref<2x4x3x8xf32>) -> ()
+  return
+}

@@ -107,3 +107,28 @@ func.func @layer(%x: tensor<?x?x256xbf16>, %m: tensor<?x?x256xbf16>,
          -> tensor<?x?x256xbf16>
   return %y : tensor<?x?x256xbf16>
 }
+
+// CHECK-LABEL: func @decode_append
+// CHECK: sqa.decode query(%{{.*}} : memref<?x8x?x64xf32>) cache(%{{.*}}, %{{.*}} : memref<?x2x?x64xf32>, memref<?x2x?x64xf32>) lengths(%{{.*}} : memref<?xi64>) append(%{{.*}}, %{{.*}} : memref<?x2x?x64xf32>, memref<?x2x?x64xf32>) outs(%{{.*}} : memref<?x8x?x64xf32>) {mask = #sqa.mask<causal = true, alignment = bottom_right>}
+func.func @decode_append(%q: memref<?x8x?x64xf32>, %kc: memref<?x2x?x64xf32>, %vc: memref<?x2x?x64xf32>,
+                         %l: memref<?xi64>, %kn: memref<?x2x?x64xf32>, %vn: memref<?x2x?x64xf32>,
+                         %o: memref<?x8x?x64xf32>) {
+  sqa.decode query(%q : memref<?x8x?x64xf32>)
+             cache(%kc, %vc : memref<?x2x?x64xf32>, memref<?x2x?x64xf32>)
+             lengths(%l : memref<?xi64>)
+             append(%kn, %vn : memref<?x2x?x64xf32>, memref<?x2x?x64xf32>)
+             outs(%o : memref<?x8x?x64xf32>) {mask = #sqa.mask<causal = true, alignment = bottom_right>}
+  return
+}
+
+// Reverse SQA against a fixed memory (no append), BSHD views, bf16.
+// CHECK-LABEL: func @decode_memory
+// CHECK: sqa.decode query(%{{.*}} : memref<1x2x3x32xbf16, strided<[?, ?, ?, 1], offset: ?>>) cache(%{{.*}}, %{{.*}} : memref<1x4x100x32xbf16>, memref<1x4x100x16xbf16>) lengths(%{{.*}} : memref<1xi64>) outs(%{{.*}} : memref<1x4x3x16xbf16>) {heads = #sqa.heads<total = 4, query = 2, kv = 4>, scale = 5.000000e-01 : f32}
+func.func @decode_memory(%q: memref<1x2x3x32xbf16, strided<[?, ?, ?, 1], offset: ?>>, %kc: memref<1x4x100x32xbf16>,
+                         %vc: memref<1x4x100x16xbf16>, %l: memref<1xi64>, %o: memref<1x4x3x16xbf16>) {
+  sqa.decode query(%q : memref<1x2x3x32xbf16, strided<[?, ?, ?, 1], offset: ?>>)
+             cache(%kc, %vc : memref<1x4x100x32xbf16>, memref<1x4x100x16xbf16>)
+             lengths(%l : memref<1xi64>)
+             outs(%o : memref<1x4x3x16xbf16>) {heads = #sqa.heads<total = 4, query = 2, kv = 4>, scale = 0.5 : f32}
+  return
+}

@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""CPU benchmark of NAME_decode (one decode step against a KV cache).
+
+  python3 bench/decode_bench.py                 # the issue's shapes (see below)
+  python3 bench/decode_bench.py --smoke         # tiny shapes, seconds
+  python3 bench/decode_bench.py --shapes 32/8/128 --caches 16384 --batches 1
+
+Decode is bound by memory bandwidth: the figure of merit is the K/V bytes a
+step reads per second against the machine's read bandwidth, measured in the
+same run with bench/stream_read.c on the same number of OpenMP threads.
+K/V bytes of a step = sum over batch rows of L_b * Hkv * (D + Dv) * element
+size, with L_b the keys the row attends to (cache + new tokens).
+
+For each head shape Hq/Hkv/D one library is built with sqa-aot (causal,
+bottom-right); for each batch, cache length and new_len the caches hold
+cache - new_len tokens per row and the step appends new_len tokens (the
+same positions every repeat). Timed: warm-up calls, then --repeats calls
+(time.perf_counter around the ctypes call); median and min are reported.
+When torch is importable, torch.nn.functional.scaled_dot_product_attention
+runs on the same cached tensors (q of length new_len against each row's
+valid prefix, enable_gqa, bottom-right causal mask for new_len > 1) and its
+median is reported next to ours. Rows of very different lengths: one call
+with rows of 100 and --long-row keys against the two rows alone.
+
+Issue targets (ratios in one run): B = 1, new_len = 1, cache >= 16k: K/V read
+at >= 80% of the measured bandwidth; GQA 32/8 step <= 0.3x MHA 32/32; >= 2x
+SDPA; mixed rows cost about the sum of their own work.
+
+Output: one JSON object per measurement on stdout (--json FILE also writes
+them), then a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH_DIR)
+sys.path.insert(0, os.path.join(REPO, "python"))
+sys.path.insert(0, BENCH_DIR)
+
+import numpy as np  # noqa: E402
+
+from attention_bench import cpu_info, find_cc  # noqa: E402
+from sqa_mlir import aot  # noqa: E402
+from sqa_mlir.reference import to_storage  # noqa: E402
+
+# (Hq, Hkv, D) from serving practice (issue 14).
+ISSUE_SHAPES = ["32/8/128", "14/2/64", "32/32/128", "16/8/64", "8/8/64", "8/2/128"]
+ISSUE_CACHES = [1024, 4096, 16384, 65536, 131072]
+
+
+def parse_shape(text):
+    hq, hkv, d = (int(x) for x in text.split("/"))
+    return hq, hkv, d
+
+
+def measure_bandwidth(cc, workdir, threads, mib):
+    exe = os.path.join(workdir, "stream_read")
+    cmd = [cc, "-O3", "-march=native", "-fopenmp",
+           os.path.join(BENCH_DIR, "stream_read.c"), "-o", exe]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if p.returncode != 0:
+        return None, f"{' '.join(cmd)} failed:\n{p.stdout}"
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    out = subprocess.run([exe, str(mib)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        return json.loads(out.stdout), " ".join(cmd)
+    except ValueError:
+        return None, f"stream_read printed {out.stdout!r}"
+
+
+def time_calls(fn, warmup, repeats):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    return {"median_s": times[len(times) // 2], "min_s": times[0]}
+
+
+class Step:
+    """Arrays of one decode step (BHSD)."""
+
+    def __init__(self, hq, hkv, d, dtype, lens, new_len, capacity, rng):
+        B = len(lens)
+        self.elem = np.dtype(aot.STORAGE_DTYPES[dtype]).itemsize
+        rnd = lambda *s: to_storage(rng.standard_normal(s, dtype=np.float32), dtype)  # noqa
+        self.k_cache, self.v_cache = rnd(B, hkv, capacity, d), rnd(B, hkv, capacity, d)
+        self.q = rnd(B, hq, new_len, d)
+        self.k_new, self.v_new = rnd(B, hkv, new_len, d), rnd(B, hkv, new_len, d)
+        self.lens = np.array([n - new_len for n in lens], dtype=np.int64)
+        self.out = np.zeros((B, max(hq, hkv), new_len, d), self.k_cache.dtype)
+        self.kv_bytes = sum(lens) * hkv * 2 * d * self.elem
+        self.valid = lens
+
+    def run(self, lib):
+        status = lib.decode_raw(self.q, self.k_cache, self.v_cache, self.k_new, self.v_new,
+                                self.lens, self.out, len(self.valid), self.q.shape[2],
+                                self.k_cache.shape[2])
+        if status:
+            raise RuntimeError(lib.error_string(status))
+
+
+def sdpa_runner(torch, step, dtype):
+    """SDPA on the same cache (views of the numpy arrays), or None."""
+    if dtype != "f32":
+        return None  # bf16 storage is uint16 bit patterns; f32 only here
+    F = torch.nn.functional
+    q = torch.from_numpy(step.q)
+    kc, vc = torch.from_numpy(step.k_cache), torch.from_numpy(step.v_cache)
+    n = step.q.shape[2]
+
+    def run():
+        for b, L in enumerate(step.valid):
+            k, v = kc[b:b + 1, :, :L], vc[b:b + 1, :, :L]
+            mask = None
+            if n > 1:  # bottom-right causal: row i sees keys <= L - n + i
+                mask = (torch.arange(L)[None, :]
+                        <= (L - n + torch.arange(n))[:, None])
+            F.scaled_dot_product_attention(q[b:b + 1], k, v, attn_mask=mask,
+                                           enable_gqa=q.shape[1] != k.shape[1])
+    return run
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sqa-aot", default=os.path.join(REPO, "build", "bin", "sqa-aot"))
+    p.add_argument("--shapes", nargs="+", default=ISSUE_SHAPES, help="Hq/Hkv/D")
+    p.add_argument("--caches", nargs="+", type=int, default=ISSUE_CACHES)
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 4, 16])
+    p.add_argument("--new-lens", nargs="+", type=int, default=[1, 4])
+    p.add_argument("--dtype", choices=aot.STORAGE_DTYPES, default="f32")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--max-gib", type=float, default=8.0,
+                   help="skip steps whose caches exceed this many GiB")
+    p.add_argument("--long-row", type=int, default=100000,
+                   help="mixed-length check: rows of 100 and this many keys (0: skip)")
+    p.add_argument("--stream-mib", type=int, default=1024)
+    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--smoke", action="store_true", help="tiny shapes, 2 repeats")
+    p.add_argument("--json")
+    p.add_argument("--workdir")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.shapes, args.caches, args.batches = ["8/2/64", "8/8/64"], [1024, 4096], [1, 4]
+        args.new_lens, args.repeats, args.warmup = [1, 4], 2, 1
+        args.long_row, args.stream_mib = 4096, 64
+    threads = int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
+    workdir = args.workdir or tempfile.mkdtemp(prefix="sqa-decode-bench-")
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch  # noqa: F811
+            torch.set_num_threads(threads)
+        except ImportError:
+            torch = None
+    records = []
+
+    def emit(rec):
+        records.append(rec)
+        print(json.dumps(rec), flush=True)
+
+    cc = find_cc(None)
+    bw, bw_cmd = measure_bandwidth(cc, workdir, threads, args.stream_mib) if cc else (
+        None, "no C compiler")
+    emit({"kind": "machine", "threads": threads, "cpu": cpu_info(),
+          "bandwidth": bw, "bandwidth_command": bw_cmd,
+          "torch": getattr(torch, "__version__", None)})
+    gbps = bw["gbps"] if bw else None
+    rng = np.random.default_rng(0)
+    for shape in args.shapes:
+        hq, hkv, d = parse_shape(shape)
+        name = f"dec_{hq}_{hkv}_{d}_{args.dtype}"
+        path = aot.build_library(args.sqa_aot, workdir, q_heads=hq, kv_heads=hkv, head_dim=d,
+                                 dtype=args.dtype, causal="bottom_right", name=name)
+        lib = aot.AttentionLibrary(path, name, args.dtype)
+        for B in args.batches:
+            for C in args.caches:
+                for n in args.new_lens:
+                    gib = 2 * B * hkv * C * d * np.dtype(aot.STORAGE_DTYPES[args.dtype]).itemsize
+                    if gib / 2**30 > args.max_gib:
+                        emit({"kind": "skipped", "shape": shape, "batch": B, "cache": C,
+                              "new_len": n, "reason": f"{gib / 2**30:.1f} GiB > --max-gib"})
+                        continue
+                    step = Step(hq, hkv, d, args.dtype, [C] * B, n, C, rng)
+                    t = time_calls(lambda: step.run(lib), args.warmup, args.repeats)
+                    rec = {"kind": "decode", "shape": shape, "dtype": args.dtype, "batch": B,
+                           "cache": C, "new_len": n, **t,
+                           "kv_gbps": step.kv_bytes / t["median_s"] / 1e9}
+                    if gbps:
+                        rec["bandwidth_fraction"] = rec["kv_gbps"] / gbps
+                    run = sdpa_runner(torch, step, args.dtype) if torch else None
+                    if run:
+                        ts = time_calls(run, args.warmup, args.repeats)
+                        rec["sdpa_median_s"] = ts["median_s"]
+                        rec["speedup_vs_sdpa"] = ts["median_s"] / t["median_s"]
+                    emit(rec)
+                    del step
+        if args.long_row:
+            times = {}
+            for label, lens in (("short", [100]), ("long", [args.long_row]),
+                                ("mixed", [100, args.long_row])):
+                step = Step(hq, hkv, d, args.dtype, lens, 1, max(lens), rng)
+                times[label] = time_calls(lambda: step.run(lib), args.warmup,
+                                          args.repeats)["median_s"]
+            emit({"kind": "mixed_rows", "shape": shape, "rows": [100, args.long_row],
+                  **{f"{k}_s": v for k, v in times.items()},
+                  "mixed_over_sum": times["mixed"] / (times["short"] + times["long"])})
+    if args.json:
+        with open(args.json, "w") as f:
+            for rec in records:
+                f.write(json.dumps(rec) + "\n")
+    print("\n| shape | B | cache | new | step ms | K/V GB/s | of bandwidth | vs SDPA |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in records:
+        if r["kind"] == "decode":
+            print(f"| {r['shape']} | {r['batch']} | {r['cache']} | {r['new_len']} | "
+                  f"{r['median_s'] * 1e3:.3f} | {r['kv_gbps']:.2f} | "
+                  f"{r.get('bandwidth_fraction', float('nan')):.0%} | "
+                  f"{r.get('speedup_vs_sdpa', float('nan')):.2f}x |")
+    if gbps:
+        print(f"\nmeasured read bandwidth: {gbps:.2f} GB/s on {threads} threads "
+              f"(bench/stream_read.c)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,436 @@
+//===- LowerDecodeSplitKV.cpp - Parallel split-KV decode on the CPU -------===//
+//
+// Decode is bound by memory bandwidth: each cached key and value must be
+// read once, by every core. Work items are (kv head, split of one batch
+// row's keys); an item stacks all query rows of its kv head's group (the
+// group's output heads x new_len) so K/V are streamed once per group, and
+// leaves a partial softmax state per row. A second parallel loop merges the
+// partials of each row in split order. Splits are cut from the cache
+// lengths alone, so the numbers never depend on the thread count.
+//
+//===----------------------------------------------------------------------===//
+
+#include "sqa/Transforms/OptionLimits.h"
+#include "sqa/Transforms/Passes.h"
+
+#include "DecodeSupport.h"
+
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/PatternMatch.h"
+
+#include <limits>
+#include <numeric>
+
+namespace mlir::sqa {
+#define GEN_PASS_DEF_LOWERDECODESPLITKV
+#include "sqa/Transforms/Passes.h.inc"
+} // namespace mlir::sqa
+
+using namespace mlir;
+using namespace mlir::sqa;
+
+namespace {
+
+struct SplitKVShape {
+  int64_t vectorWidth, kvBlock, splitKeys;
+};
+
+/// Value columns (in vectors) merged or accumulated per pass over the keys:
+/// enough registers stay free for the loads.
+constexpr int64_t kVectorsPerPass = 8;
+/// Keys whose dot products one pass over the head dim computes.
+constexpr int64_t kKeysPerDot = 4;
+/// Work items a call aims for (over all kv heads and batch rows): enough to
+/// keep 64 cores busy before splits shrink below split-keys.
+constexpr int64_t kTargetItems = 64;
+
+class SplitKVBuilder : public LoweringBuilder {
+public:
+  SplitKVBuilder(RewriterBase &rewriter, DecodeOp op, SplitKVShape shape)
+      : LoweringBuilder(rewriter, op.getLoc()), b(rewriter), loc(op.getLoc()),
+        op(op), shape(shape), f32Type(b.getF32Type()) {}
+
+  void build();
+
+private:
+  using Softmax = OnlineSoftmax<LoweringBuilder>;
+
+  Value dim(Value memref, int64_t d) {
+    return memref::DimOp::create(b, loc, memref, d);
+  }
+  Value load(Value memref, ValueRange indices) {
+    return memref::LoadOp::create(b, loc, memref, indices);
+  }
+  void store(Value value, Value memref, ValueRange indices) {
+    memref::StoreOp::create(b, loc, value, memref, indices);
+  }
+  /// A vector of `vectorWidth` elements as f32.
+  Value loadVector(Value memref, ValueRange indices) {
+    Type element = cast<MemRefType>(memref.getType()).getElementType();
+    return toF32(vector::LoadOp::create(
+        b, loc, VectorType::get({width}, element), memref, indices));
+  }
+  void storeVector(Value value, Value memref, ValueRange indices) {
+    vector::StoreOp::create(b, loc, value, memref, indices);
+  }
+  Value splat(Value scalar) {
+    return vector::BroadcastOp::create(b, loc, vecType, scalar);
+  }
+  Value zeroVector() {
+    return arith::ConstantOp::create(b, loc, b.getZeroAttr(vecType));
+  }
+  Value reduce(vector::CombiningKind kind, Value vector) {
+    return vector::ReductionOp::create(b, loc, kind, vector);
+  }
+  Value alloc(Type element, ArrayRef<int64_t> shape, ValueRange dynamic) {
+    auto value =
+        memref::AllocOp::create(b, loc, MemRefType::get(shape, element),
+                                dynamic, b.getI64IntegerAttr(64));
+    buffers.push_back(value);
+    return value;
+  }
+  /// An scf.forall over [0, ub) per bound; `body` gets the induction values.
+  void parallelLoop(ArrayRef<Value> ubs, function_ref<void(ValueRange)> body) {
+    SmallVector<OpFoldResult> bounds(ubs.begin(), ubs.end());
+    auto forall =
+        scf::ForallOp::create(b, loc, bounds, ValueRange{}, std::nullopt);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(forall.getBody());
+    body(forall.getInductionVars());
+  }
+  Softmax::Exponential exponential() {
+    return {[this](Value x) { return exp2Approx(x); },
+            /*zeroAtNegInf=*/false};
+  }
+
+  void workItem(Value item, Value kvHead);
+  void merge(Value batch, Value kvHead);
+
+  RewriterBase &b;
+  Location loc;
+  DecodeOp op;
+  SplitKVShape shape;
+  Type f32Type;
+  VectorType vecType;
+  int64_t width = 1, headDim = 0, valueDim = 0;
+  HeadMapping heads;
+  MaskBounds mask;
+  Value newLen, rows;
+  // Per batch row: its visible key blocks [first, end) and its first work
+  // item (offsets has B + 1); per item: its batch row.
+  Value rowFirstBlock, rowEndBlock, offsets, itemBatch, blocksPerSplit;
+  // Per (item, kv head, row): partial max and sum (base 2), accumulator.
+  Value partMax, partSum, partAcc;
+  SmallVector<Value> buffers;
+};
+
+} // namespace
+
+/// One work item: rows of every output head of `kvHead` x new_len against
+/// one split of one batch row's keys.
+void SplitKVBuilder::workItem(Value item, Value kvHead) {
+  Value batch = load(itemBatch, {item});
+  Value split = sub(item, load(offsets, {batch}));
+  Value valid = validLength(*this, op, batch, newLen);
+  Value firstDiagonal = sub(valid, newLen);
+  Value lastDiagonal = sub(valid, index(1));
+  Value lastKey = sub(valid, index(1));
+  // The split's blocks: a run of blocksPerSplit of the row's visible blocks.
+  Value firstBlock =
+      add(load(rowFirstBlock, {batch}), mul(split, blocksPerSplit));
+  Value endBlock =
+      minS(add(firstBlock, blocksPerSplit), load(rowEndBlock, {batch}));
+  Value outHead0 = heads.firstOutputHeadOfKV(*this, kvHead);
+  int64_t kvBlock = shape.kvBlock;
+  float inf = std::numeric_limits<float>::infinity();
+
+  SmallVector<Value> scratch;
+  auto scratchAlloc = [&](ArrayRef<int64_t> shape, ValueRange dynamic) {
+    Value value =
+        memref::AllocOp::create(b, loc, MemRefType::get(shape, f32Type),
+                                dynamic, b.getI64IntegerAttr(64));
+    scratch.push_back(value);
+    return value;
+  };
+  int64_t dyn = ShapedType::kDynamic;
+  Value queries = scratchAlloc({dyn, headDim}, {rows});
+  Value scores = scratchAlloc({dyn, kvBlock}, {rows});
+  Value alphas = scratchAlloc({dyn}, {rows});
+
+  // Q pre-scaled by scale * log2(e): the softmax runs in base 2.
+  Value scale = f32(op.getScaleOrDefault() * 1.4426950408889634);
+  forLoop(index(0), rows, 1, [&](Value r) {
+    Value head = heads.queryHeadOf(*this, add(outHead0, divU(r, newLen)));
+    Value pos = remU(r, newLen);
+    forLoop(index(0), index(headDim), width, [&](Value c) {
+      storeVector(
+          mulF(loadVector(op.getQuery(), {batch, head, pos, c}), splat(scale)),
+          queries, {r, c});
+    });
+    store(f32(-inf), partMax, {item, kvHead, r});
+    store(f32(0.0f), partSum, {item, kvHead, r});
+    forLoop(index(0), index(valueDim), width, [&](Value c) {
+      storeVector(zeroVector(), partAcc, {item, kvHead, r, c});
+    });
+  });
+
+  forLoop(firstBlock, endBlock, 1, [&](Value block) {
+    Value blockStart = mul(block, kvBlock);
+    Value validKeys = minS(index(kvBlock), sub(valid, blockStart));
+    // Scores: dot products along the head dim, kKeysPerDot keys per pass
+    // (keys past the row read its last key; they are masked below).
+    forLoop(index(0), rows, 1, [&](Value r) {
+      forLoop(index(0), index(kvBlock), kKeysPerDot, [&](Value n0) {
+        SmallVector<Value> keys;
+        for (int64_t i = 0; i < kKeysPerDot; ++i)
+          keys.push_back(minS(add(blockStart, add(n0, i)), lastKey));
+        SmallVector<Value> init(kKeysPerDot, zeroVector());
+        SmallVector<Value> sums = forLoop(
+            index(0), index(headDim), width, init,
+            [&](Value c, ValueRange sum) -> SmallVector<Value> {
+              Value q = vector::LoadOp::create(b, loc, vecType, queries,
+                                               ValueRange{r, c});
+              SmallVector<Value> next;
+              for (int64_t i = 0; i < kKeysPerDot; ++i)
+                next.push_back(fma(
+                    q,
+                    loadVector(op.getKeyCache(), {batch, kvHead, keys[i], c}),
+                    sum[i]));
+              return next;
+            });
+        for (int64_t i = 0; i < kKeysPerDot; ++i)
+          store(reduce(vector::CombiningKind::ADD, sums[i]), scores,
+                {r, add(n0, i)});
+      });
+    });
+    ifThen(blockNeedsMask(*this, mask, blockStart, kvBlock, valid,
+                          firstDiagonal, lastDiagonal),
+           [&] {
+             forLoop(index(0), rows, 1, [&](Value r) {
+               Value diagonal = add(firstDiagonal, remU(r, newLen));
+               forLoop(index(0), index(kvBlock), 1, [&](Value n) {
+                 Value visible =
+                     andI(slt(n, validKeys), isKeyVisible(*this, mask, diagonal,
+                                                          add(blockStart, n)));
+                 store(select(visible, load(scores, {r, n}), f32(-inf)), scores,
+                       {r, n});
+               });
+             });
+           });
+    // The block's online softmax, row by row, keys along lanes.
+    forLoop(index(0), rows, 1, [&](Value r) {
+      Value maxVector =
+          forLoop(index(0), index(kvBlock), width,
+                  ValueRange{floatLike(zeroVector(), -inf)},
+                  [&](Value n, ValueRange m) -> SmallVector<Value> {
+                    Value s = vector::LoadOp::create(b, loc, vecType, scores,
+                                                     ValueRange{r, n});
+                    return {maxF(m[0], s)};
+                  })[0];
+      Value oldMax = load(partMax, {item, kvHead, r});
+      Value newMax =
+          maxF(oldMax, reduce(vector::CombiningKind::MAXNUMF, maxVector));
+      Value alpha = Softmax::rescale(*this, oldMax, newMax, exponential());
+      Value shift = splat(Softmax::shift(*this, newMax));
+      Value sumVector =
+          forLoop(index(0), index(kvBlock), width, ValueRange{zeroVector()},
+                  [&](Value n, ValueRange sum) -> SmallVector<Value> {
+                    Value s = vector::LoadOp::create(b, loc, vecType, scores,
+                                                     ValueRange{r, n});
+                    Value p =
+                        Softmax::probability(*this, s, shift, exponential());
+                    storeVector(p, scores, {r, n});
+                    return {addF(sum[0], p)};
+                  })[0];
+      Value blockSum = reduce(vector::CombiningKind::ADD, sumVector);
+      store(Softmax::nextSum(*this, alpha, load(partSum, {item, kvHead, r}),
+                             blockSum),
+            partSum, {item, kvHead, r});
+      store(newMax, partMax, {item, kvHead, r});
+      store(alpha, alphas, {r});
+    });
+    // O = alpha * O + P.V over the valid keys, value columns along lanes.
+    forLoop(index(0), rows, 1, [&](Value r) {
+      Value alpha = splat(load(alphas, {r}));
+      for (int64_t c0 = 0; c0 < valueDim; c0 += kVectorsPerPass * width) {
+        SmallVector<Value> columns, init;
+        for (int64_t c = c0;
+             c < std::min(valueDim, c0 + kVectorsPerPass * width); c += width)
+          columns.push_back(index(c));
+        for (Value c : columns)
+          init.push_back(mulF(
+              alpha, vector::LoadOp::create(b, loc, vecType, partAcc,
+                                            ValueRange{item, kvHead, r, c})));
+        SmallVector<Value> sums = forLoop(
+            index(0), validKeys, 1, init,
+            [&](Value n, ValueRange acc) -> SmallVector<Value> {
+              Value p = splat(load(scores, {r, n}));
+              Value key = add(blockStart, n);
+              SmallVector<Value> next;
+              for (auto [j, c] : llvm::enumerate(columns))
+                next.push_back(fma(
+                    p, loadVector(op.getValueCache(), {batch, kvHead, key, c}),
+                    acc[j]));
+              return next;
+            });
+        for (auto [sum, c] : llvm::zip_equal(sums, columns))
+          storeVector(sum, partAcc, {item, kvHead, r, c});
+      }
+    });
+  });
+  for (Value buffer : scratch)
+    memref::DeallocOp::create(b, loc, buffer);
+}
+
+/// The partials of batch row `batch`'s rows of `kvHead`, merged in split
+/// order, normalized and stored.
+void SplitKVBuilder::merge(Value batch, Value kvHead) {
+  Value first = load(offsets, {batch});
+  Value end = load(offsets, {add(batch, index(1))});
+  Value outHead0 = heads.firstOutputHeadOfKV(*this, kvHead);
+  Type elementType = op.getOutType().getElementType();
+  float inf = std::numeric_limits<float>::infinity();
+  forLoop(index(0), rows, 1, [&](Value r) {
+    Value head = add(outHead0, divU(r, newLen));
+    Value pos = remU(r, newLen);
+    for (int64_t c0 = 0; c0 < valueDim; c0 += kVectorsPerPass * width) {
+      SmallVector<Value> columns, init = {f32(-inf), f32(0.0f)};
+      for (int64_t c = c0; c < std::min(valueDim, c0 + kVectorsPerPass * width);
+           c += width) {
+        columns.push_back(index(c));
+        init.push_back(zeroVector());
+      }
+      SmallVector<Value> state = forLoop(
+          first, end, 1, init,
+          [&](Value item, ValueRange s) -> SmallVector<Value> {
+            Softmax::Merged m = Softmax::merge(
+                *this, s[0], s[1], load(partMax, {item, kvHead, r}),
+                load(partSum, {item, kvHead, r}), exponential());
+            SmallVector<Value> next = {m.max, m.sum};
+            Value alphaA = splat(m.alphaA), alphaB = splat(m.alphaB);
+            for (auto [j, c] : llvm::enumerate(columns)) {
+              Value partial = vector::LoadOp::create(
+                  b, loc, vecType, partAcc, ValueRange{item, kvHead, r, c});
+              next.push_back(fma(alphaB, partial, mulF(alphaA, s[2 + j])));
+            }
+            return next;
+          });
+      Value inverse = splat(Softmax::normalizer(*this, state[1]));
+      for (auto [j, c] : llvm::enumerate(columns)) {
+        Value y = mulF(state[2 + j], inverse);
+        if (elementType != f32Type)
+          y = arith::TruncFOp::create(b, loc,
+                                      VectorType::get({width}, elementType), y);
+        storeVector(y, op.getOut(), {batch, head, pos, c});
+      }
+    }
+  });
+}
+
+void SplitKVBuilder::build() {
+  headDim = op.getHeadDim();
+  valueDim = op.getValueHeadDim();
+  // The widest power-of-two vector that tiles both head dims and the block.
+  int64_t common = std::gcd(std::gcd(headDim, valueDim), shape.kvBlock);
+  width = 1;
+  while (width * 2 <= shape.vectorWidth && common % (width * 2) == 0)
+    width *= 2;
+  vecType = VectorType::get({width}, f32Type);
+  heads = op.getHeadMapping();
+  mask = MaskBounds::get(op.getEffectiveMask());
+  Value batchSize = dim(op.getQuery(), 0);
+  newLen = dim(op.getQuery(), 2);
+  rows = mul(newLen, heads.outputsPerKVHead());
+  Value kvHeads = index(heads.kvHeads);
+
+  appendNewTokens(*this, op, batchSize, newLen);
+
+  // The work list. Each batch row's visible key blocks (keyBlockRange) are
+  // cut into splits of blocksPerSplit blocks, numbered consecutively, so a
+  // row of L keys costs ~L / (kv-block * blocksPerSplit) items. The split
+  // size follows the inputs alone (never the thread count): as small as
+  // needed for kTargetItems items over all kv heads, at least one block and
+  // at most split-keys keys.
+  Type indexType = b.getIndexType();
+  int64_t dyn = ShapedType::kDynamic;
+  rowFirstBlock = alloc(indexType, {dyn}, {batchSize});
+  rowEndBlock = alloc(indexType, {dyn}, {batchSize});
+  offsets = alloc(indexType, {dyn}, {add(batchSize, index(1))});
+  Value totalBlocks =
+      forLoop(index(0), batchSize, 1, ValueRange{index(0)},
+              [&](Value batch, ValueRange count) -> SmallVector<Value> {
+                Value valid = validLength(*this, op, batch, newLen);
+                auto [first, end] =
+                    keyBlockRange(*this, mask, sub(valid, newLen),
+                                  sub(valid, index(1)), valid, shape.kvBlock);
+                store(first, rowFirstBlock, {batch});
+                store(end, rowEndBlock, {batch});
+                return {add(count[0], sub(end, first))};
+              })[0];
+  blocksPerSplit = minS(
+      maxS(ceilDiv(mul(totalBlocks, heads.kvHeads), kTargetItems), index(1)),
+      index(shape.splitKeys / shape.kvBlock));
+  Value total = forLoop(
+      index(0), batchSize, 1, ValueRange{index(0)},
+      [&](Value batch, ValueRange count) -> SmallVector<Value> {
+        Value blocks =
+            sub(load(rowEndBlock, {batch}), load(rowFirstBlock, {batch}));
+        store(count[0], offsets, {batch});
+        Value splits =
+            divU(add(blocks, sub(blocksPerSplit, index(1))), blocksPerSplit);
+        return {add(count[0], splits)};
+      })[0];
+  store(total, offsets, {batchSize});
+  itemBatch = alloc(indexType, {dyn}, {total});
+  forLoop(index(0), batchSize, 1, [&](Value batch) {
+    forLoop(load(offsets, {batch}), load(offsets, {add(batch, index(1))}), 1,
+            [&](Value item) { store(batch, itemBatch, {item}); });
+  });
+
+  partMax = alloc(f32Type, {dyn, heads.kvHeads, dyn}, {total, rows});
+  partSum = alloc(f32Type, {dyn, heads.kvHeads, dyn}, {total, rows});
+  partAcc = alloc(f32Type, {dyn, heads.kvHeads, dyn, valueDim}, {total, rows});
+  parallelLoop({kvHeads, total},
+               [&](ValueRange ivs) { workItem(ivs[1], ivs[0]); });
+  parallelLoop({batchSize, kvHeads},
+               [&](ValueRange ivs) { merge(ivs[0], ivs[1]); });
+  for (Value buffer : buffers)
+    memref::DeallocOp::create(b, loc, buffer);
+}
+
+namespace {
+struct LowerDecodeSplitKVPass
+    : public sqa::impl::LowerDecodeSplitKVBase<LowerDecodeSplitKVPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    for (std::string error :
+         {checkOptionRange("vector-width", vectorWidth, 1, kMaxVectorWidth),
+          checkOptionRange("kv-block", kvBlock, 1, kMaxBlock),
+          checkOptionRange("split-keys", splitKeys, 1, kMaxBlock)})
+      if (!error.empty()) {
+        emitError(getOperation()->getLoc()) << error;
+        return signalPassFailure();
+      }
+    if (kvBlock % kKeysPerDot != 0 || splitKeys % kvBlock != 0) {
+      emitError(getOperation()->getLoc())
+          << "kv-block (" << static_cast<int64_t>(kvBlock)
+          << ") must be a multiple of " << kKeysPerDot
+          << " and divide split-keys (" << static_cast<int64_t>(splitKeys)
+          << ")";
+      return signalPassFailure();
+    }
+    SplitKVShape shape{vectorWidth, kvBlock, splitKeys};
+    SmallVector<DecodeOp> ops;
+    getOperation()->walk([&](DecodeOp op) { ops.push_back(op); });
+    IRRewriter rewriter(&getContext());
+    for (DecodeOp op : ops) {
+      rewriter.setInsertionPoint(op);
+      SplitKVBuilder(rewriter, op, shape).build();
+      rewriter.eraseOp(op);
+    }
+  }
+};
+} // namespace
