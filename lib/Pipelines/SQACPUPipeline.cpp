@@ -62,6 +62,10 @@ void sqa::buildCPUPipeline(OpPassManager &pm,
     TileAttentionOptions tileOptions;
     tileOptions.queryTile = options.queryTile;
     pm.addPass(createTileAttention(tileOptions));
+    // The backward has no flash kernel yet: the reference computes it.
+    LowerAttentionReferenceOptions backwardOptions;
+    backwardOptions.backwardOnly = true;
+    pm.addPass(createLowerAttentionReference(backwardOptions));
   } else {
     pm.addPass(createLowerAttentionReference());
   }

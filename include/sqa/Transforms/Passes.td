@@ -18,7 +18,19 @@ def LowerAttentionReference : Pass<"sqa-lower-attention-reference"> {
 
     This is the in-compiler oracle for the tiled kernels, not a fast path:
     it needs O(B * H * S * T) memory.
+
+    `sqa.attention ... lse(...)` also writes each row's logsumexp.
+    `sqa.attention_backward` becomes the same scores, the probabilities
+    recomputed from lse, `Delta = rowsum(d_out * out)`, `dP = d_out.v^T`,
+    `dS = P * (dP - Delta)` and the three gradient contractions, each
+    reducing over the group dim of the grouped side (no expanded K/V).
+    `backward-only` leaves `sqa.attention` alone (for pipelines whose
+    forward is tiled).
   }];
+  let options = [
+    Option<"backwardOnly", "backward-only", "bool", /*default=*/"false",
+           "Lower only sqa.attention_backward ops">
+  ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
     "::mlir::linalg::LinalgDialect",
