@@ -76,6 +76,8 @@ config.substitutions.append(
     ("%sqa-check-layer", checker("check_layer.py", "--sqa-aot", sqa_aot)))
 config.substitutions.append(
     ("%sqa-check-aot", checker("check_aot.py", "--sqa-aot", sqa_aot)))
+config.substitutions.append(
+    ("%sqa-check-backward", checker("check_backward.py", "--sqa-aot", sqa_aot)))
 config.substitutions.append(("%sqa-check", checker("check.py", "--sqa-aot", sqa_aot)))
 
 config.substitutions.append(("%host-cc", clang or "clang"))

@@ -89,7 +89,8 @@ std::string aot::generateHeader(const AttentionConfig &config) {
             : ", 16-byte aligned (the kernel copies 16-byte chunks)";
     prototypes = fillTemplate("header-forward-cuda.h.in", values);
   } else {
-    prototypes = fillTemplate("header-forward-cpu.h.in", values);
+    prototypes = fillTemplate("header-forward-cpu.h.in", values) +
+                 fillTemplate("header-training-cpu.h.in", values);
   }
   values["prototypes"] = prototypes;
   values["target_note"] = fillTemplate(
@@ -196,8 +197,10 @@ std::string aot::generateEntryLayer(const AttentionConfig &config) {
   values["v_dims"] = dims(config.heads.kv, "kv_len", config.valueHeadDim);
   values["out_dims"] = dims(config.outputHeads(), "q_len", config.valueHeadDim);
   values["out_heads"] = std::to_string(config.outputHeads());
-  return fillTemplate("entry-attention.c.in", values) +
-         generateCommonEntries(config);
+  std::string entries = fillTemplate("entry-attention.c.in", values);
+  if (config.target == Target::CPU)
+    entries += fillTemplate("entry-training-cpu.c.in", values);
+  return entries + generateCommonEntries(config);
 }
 
 std::string aot::generateCommonEntries(const AttentionConfig &config) {
