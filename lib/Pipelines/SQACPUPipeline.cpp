@@ -62,10 +62,6 @@ void sqa::buildCPUPipeline(OpPassManager &pm,
     TileAttentionOptions tileOptions;
     tileOptions.queryTile = options.queryTile;
     pm.addPass(createTileAttention(tileOptions));
-    // The backward has no flash kernel yet: the reference computes it.
-    LowerAttentionReferenceOptions backwardOptions;
-    backwardOptions.backwardOnly = true;
-    pm.addPass(createLowerAttentionReference(backwardOptions));
   } else {
     pm.addPass(createLowerAttentionReference());
   }
@@ -90,6 +86,12 @@ void sqa::buildCPUPipeline(OpPassManager &pm,
     flashOptions.rowsPerKernel = options.rowsPerKernel;
     flashOptions.vectorsPerKernel = options.vectorsPerKernel;
     pm.addPass(createLowerFlashAttention(flashOptions));
+    LowerFlashAttentionBackwardOptions backwardOptions;
+    backwardOptions.vectorWidth = options.vectorWidth;
+    // Keys of a backward block along lanes: the flash kv-block is a
+    // multiple of the vector width.
+    backwardOptions.kvBlock = options.kvBlock;
+    pm.addPass(createLowerFlashAttentionBackward(backwardOptions));
   }
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
