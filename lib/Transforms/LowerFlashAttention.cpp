@@ -14,6 +14,7 @@
 #include "OuterProductLoop.h"
 #include "SQA/IR/SQAOps.h"
 #include "SQA/Utils/LoweringBuilder.h"
+#include "VectorExp2.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -125,33 +126,8 @@ private:
 
 } // namespace
 
-/// 2^x for x <= 0 on a vector: 2^round(x) put into the exponent field times
-/// a degree-6 Taylor polynomial of 2^f, |f| <= 1/2 (relative error < 2e-7).
-/// x is clamped at -125, so -inf gives ~2^-125 (the softmax rule's select
-/// turns hidden keys into exact zeros). About a third of the instructions of
-/// the general math.exp expansion: no overflow, NaN or denormal handling,
-/// which scores shifted by their row maximum never need.
-Value FlashBuilder::exp2(Value x) {
-  auto intType = VectorType::get({shape.vectorWidth}, b.getI32Type());
-  x = maxNoNaN(x, floatLike(x, -125.0));
-  Value n = math::RoundEvenOp::create(b, loc, x);
-  Value f = subF(x, n);
-  static constexpr double ln2 = 0.6931471805599453;
-  double coefficient[7];
-  coefficient[0] = 1.0;
-  for (int k = 1; k <= 6; ++k)
-    coefficient[k] = coefficient[k - 1] * ln2 / k;
-  Value p = floatLike(x, coefficient[6]);
-  for (int k = 5; k >= 0; --k)
-    p = math::FmaOp::create(b, loc, p, f, floatLike(x, coefficient[k]));
-  Value exponent = arith::ShLIOp::create(
-      b, loc, arith::FPToSIOp::create(b, loc, intType, n),
-      arith::ConstantOp::create(
-          b, loc, DenseElementsAttr::get(intType, b.getI32IntegerAttr(23))));
-  Value bits = arith::AddIOp::create(
-      b, loc, arith::BitcastOp::create(b, loc, intType, p), exponent);
-  return arith::BitcastOp::create(b, loc, vecType, bits);
-}
+/// The shared vector exp2 (VectorExp2.h).
+Value FlashBuilder::exp2(Value x) { return emitVectorExp2(*this, x); }
 
 /// Q^T[d, r] = scale * log2(e) * q[r, d] (so the softmax runs in base 2);
 /// padding rows are 0.

@@ -25,6 +25,7 @@
 
 #include "SQA/IR/SQAOps.h"
 #include "SQA/Utils/LoweringBuilder.h"
+#include "VectorExp2.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -41,6 +42,8 @@ namespace mlir::sqa {
 
 using namespace mlir;
 using namespace mlir::sqa;
+
+static constexpr float kLog2E = 1.4426950408889634f;
 
 namespace {
 
@@ -94,11 +97,12 @@ private:
   void packBlock(Value batch, Value kvHead, Value keyStart, Value kt, Value vt);
   /// For query row `pos` of output head `head` against the packed block at
   /// `keyStart`: p (probabilities) and ds (score gradients, times scale) of
-  /// lane chunk `j0`, as vectors; hidden keys give 0.
-  std::pair<Value, Value> probabilities(Value batch, Value head, Value pos,
-                                        Value qHead, Value keyStart, Value j0,
-                                        Value kt, Value vt, Value lse,
-                                        Value delta, Value first, Value end);
+  /// the `unroll` lane vectors from key `j0`; hidden keys give 0. Each
+  /// broadcast q/d_out scalar serves all of them.
+  std::pair<SmallVector<Value>, SmallVector<Value>>
+  probabilities(Value batch, Value head, Value pos, Value qHead, Value keyStart,
+                Value j0, Value kt, Value vt, Value lse, Value delta,
+                Value first, Value end);
 
   void computeDelta(Value deltaBuf);
   void keyValueGradients(Value deltaBuf);
@@ -108,6 +112,9 @@ private:
   Location loc;
   AttentionBackwardOp op;
   int64_t w, kvBlock, queryBlock;
+  /// Lane vectors of keys per step: the largest divisor of kv-block / w up
+  /// to 8 (accumulators for s and dP stay in registers).
+  int64_t unroll = 1;
   Type f32Type;
   VectorType vecType;
 
@@ -160,25 +167,34 @@ void BackwardBuilder::packBlock(Value batch, Value kvHead, Value keyStart,
   });
 }
 
-std::pair<Value, Value>
+std::pair<SmallVector<Value>, SmallVector<Value>>
 BackwardBuilder::probabilities(Value batch, Value head, Value pos, Value qHead,
                                Value keyStart, Value j0, Value kt, Value vt,
                                Value lse, Value delta, Value first, Value end) {
   using Softmax = OnlineSoftmax<LoweringBuilder>;
+  SmallVector<Value> cols;
+  for (int64_t u = 0; u < unroll; ++u)
+    cols.push_back(add(j0, u * w));
   // s = q . k over the lanes' keys; dp = d_out . v.
-  SmallVector<Value> acc =
-      forLoop(index(0), index(headDim), 1, {zeroVector()},
-              [&](Value d, ValueRange a) -> SmallVector<Value> {
-                Value qd = toF32(load(op.getQuery(), {batch, qHead, pos, d}));
-                return {fma(splat(qd), loadVector(kt, {d, j0}), a[0])};
-              });
-  SmallVector<Value> dpAcc =
-      forLoop(index(0), index(valueDim), 1, {zeroVector()},
-              [&](Value n, ValueRange a) -> SmallVector<Value> {
-                Value g = toF32(load(op.getDOut(), {batch, head, pos, n}));
-                return {fma(splat(g), loadVector(vt, {n, j0}), a[0])};
-              });
-  Value scores = mulF(acc[0], splat(f32(scale)));
+  SmallVector<Value> zeros(unroll, zeroVector());
+  SmallVector<Value> acc = forLoop(
+      index(0), index(headDim), 1, zeros,
+      [&](Value d, ValueRange a) -> SmallVector<Value> {
+        Value qd = splat(toF32(load(op.getQuery(), {batch, qHead, pos, d})));
+        SmallVector<Value> next;
+        for (int64_t u = 0; u < unroll; ++u)
+          next.push_back(fma(qd, loadVector(kt, {d, cols[u]}), a[u]));
+        return next;
+      });
+  SmallVector<Value> dp = forLoop(
+      index(0), index(valueDim), 1, zeros,
+      [&](Value n, ValueRange a) -> SmallVector<Value> {
+        Value g = splat(toF32(load(op.getDOut(), {batch, head, pos, n})));
+        SmallVector<Value> next;
+        for (int64_t u = 0; u < unroll; ++u)
+          next.push_back(fma(g, loadVector(vt, {n, cols[u]}), a[u]));
+        return next;
+      });
   // Hidden lanes (outside the row's key range or past T) are -inf.
   auto indexVec = VectorType::get({w}, b.getIndexType());
   SmallVector<Attribute> lanes;
@@ -186,23 +202,33 @@ BackwardBuilder::probabilities(Value batch, Value head, Value pos, Value qHead,
     lanes.push_back(b.getIndexAttr(i));
   Value laneIds = arith::ConstantOp::create(
       b, loc, DenseElementsAttr::get(indexVec, lanes));
-  Value keys = arith::AddIOp::create(
-      b, loc, laneIds,
-      vector::BroadcastOp::create(b, loc, indexVec, add(keyStart, j0)));
-  Value visible = arith::AndIOp::create(
-      b, loc,
-      arith::CmpIOp::create(
-          b, loc, arith::CmpIPredicate::sge, keys,
-          vector::BroadcastOp::create(b, loc, indexVec, first)),
-      arith::CmpIOp::create(
-          b, loc, arith::CmpIPredicate::slt, keys,
-          vector::BroadcastOp::create(b, loc, indexVec, end)));
-  scores = select(visible, scores,
-                  splat(f32(-std::numeric_limits<float>::infinity())));
-  Softmax::Exponential exp{[&](Value x) { return this->exp(x); }};
-  Value p = Softmax::probabilityFromLogSumExp(*this, scores, splat(lse), exp);
-  Value ds = Softmax::scoreGradient(*this, p, dpAcc[0], splat(delta));
-  return {p, mulF(ds, splat(f32(scale)))};
+  Value firstVec = vector::BroadcastOp::create(b, loc, indexVec, first);
+  Value endVec = vector::BroadcastOp::create(b, loc, indexVec, end);
+  // Base 2, as the forward: s * log2(e) against lse * log2(e).
+  Value scoreScale = splat(f32(scale * kLog2E));
+  Value lse2 = splat(mulF(lse, f32(kLog2E)));
+  Value deltaVec = splat(delta), gradScale = splat(f32(scale));
+  Value negInf = splat(f32(-std::numeric_limits<float>::infinity()));
+  // exp2 gives ~2^-125, not 0, at -inf: the rule guards it.
+  Softmax::Exponential exp{[&](Value x) { return emitVectorExp2(*this, x); },
+                           /*zeroAtNegInf=*/false};
+  SmallVector<Value> ps, dss;
+  for (int64_t u = 0; u < unroll; ++u) {
+    Value keys = arith::AddIOp::create(
+        b, loc, laneIds,
+        vector::BroadcastOp::create(b, loc, indexVec, add(keyStart, cols[u])));
+    Value visible = arith::AndIOp::create(
+        b, loc,
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, keys,
+                              firstVec),
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, keys, endVec));
+    Value scores = select(visible, mulF(acc[u], scoreScale), negInf);
+    Value p = Softmax::probabilityFromLogSumExp(*this, scores, lse2, exp);
+    ps.push_back(p);
+    dss.push_back(
+        mulF(Softmax::scoreGradient(*this, p, dp[u], deltaVec), gradScale));
+  }
+  return {ps, dss};
 }
 
 void BackwardBuilder::computeDelta(Value deltaBuf) {
@@ -252,19 +278,26 @@ void BackwardBuilder::keyValueGradients(Value deltaBuf) {
         auto [first, end] = rowKeyRange(add(pos, diagonalOffset));
         Value lse = load(op.getLse(), {batch, head, pos});
         Value delta = load(deltaBuf, {batch, head, pos});
-        forLoop(index(0), index(kvBlock), w, [&](Value j0) {
+        forLoop(index(0), index(kvBlock), unroll * w, [&](Value j0) {
           auto [p, ds] = probabilities(batch, head, pos, qHead, keyStart, j0,
                                        kt, vt, lse, delta, first, end);
           // dV^T[n, j] += p_j * d_out[n]; dK^T[d, j] += ds_j * q[d].
           forLoop(index(0), index(valueDim), 1, [&](Value n) {
-            Value g = toF32(load(op.getDOut(), {batch, head, pos, n}));
-            storeVector(fma(p, splat(g), loadVector(dvt, {n, j0})), dvt,
-                        {n, j0});
+            Value g = splat(toF32(load(op.getDOut(), {batch, head, pos, n})));
+            for (int64_t u = 0; u < unroll; ++u) {
+              Value col = add(j0, u * w);
+              storeVector(fma(p[u], g, loadVector(dvt, {n, col})), dvt,
+                          {n, col});
+            }
           });
           forLoop(index(0), index(headDim), 1, [&](Value d) {
-            Value qd = toF32(load(op.getQuery(), {batch, qHead, pos, d}));
-            storeVector(fma(ds, splat(qd), loadVector(dkt, {d, j0})), dkt,
-                        {d, j0});
+            Value qd =
+                splat(toF32(load(op.getQuery(), {batch, qHead, pos, d})));
+            for (int64_t u = 0; u < unroll; ++u) {
+              Value col = add(j0, u * w);
+              storeVector(fma(ds[u], qd, loadVector(dkt, {d, col})), dkt,
+                          {d, col});
+            }
           });
         });
       });
@@ -293,68 +326,70 @@ void BackwardBuilder::keyValueGradients(Value deltaBuf) {
 
 void BackwardBuilder::queryGradients(Value deltaBuf) {
   Value numBlocks = ceilDiv(queryLen, queryBlock);
-  parallel(
-      {batchSize, index(heads.queryHeads), numBlocks}, [&](ValueRange ivs) {
-        Value batch = ivs[0], qHead = ivs[1],
-              rowStart = mul(ivs[2], queryBlock);
-        Value rows = minS(index(queryBlock), sub(queryLen, rowStart));
-        Value kt = alloc({headDim, kvBlock}), vt = alloc({valueDim, kvBlock});
-        // dQ of the block's rows with keys along lanes, reduced once at the
-        // end.
-        Value dqAcc = alloc({queryBlock, headDim, w});
-        forLoop(index(0), index(queryBlock), 1, [&](Value r) {
-          forLoop(index(0), index(headDim), 1, [&](Value d) {
-            storeVector(zeroVector(), dqAcc, {r, d, index(0)});
-          });
-        });
-        Value firstDiagonal = add(rowStart, diagonalOffset);
-        Value lastDiagonal = add(firstDiagonal, sub(rows, index(1)));
-        auto [firstBlock, endBlock] = keyBlockRange(
-            *this, mask, firstDiagonal, lastDiagonal, keyLen, kvBlock);
-        // The output heads that use this query head (several for reverse SQA).
-        int64_t perQuery = heads.outputsPerQueryHead();
-        forLoop(index(0), index(perQuery), 1, [&](Value g) {
-          Value head = add(mul(qHead, perQuery), g);
-          Value kvHead = heads.kvHeadOf(*this, head);
-          forLoop(firstBlock, endBlock, 1, [&](Value block) {
-            Value keyStart = mul(block, kvBlock);
-            packBlock(batch, kvHead, keyStart, kt, vt);
-            forLoop(index(0), rows, 1, [&](Value r) {
-              Value pos = add(rowStart, r);
-              auto [first, end] = rowKeyRange(add(pos, diagonalOffset));
-              Value lse = load(op.getLse(), {batch, head, pos});
-              Value delta = load(deltaBuf, {batch, head, pos});
-              forLoop(index(0), index(kvBlock), w, [&](Value j0) {
-                auto [p, ds] =
-                    probabilities(batch, head, pos, qHead, keyStart, j0, kt, vt,
-                                  lse, delta, first, end);
-                (void)p;
-                forLoop(index(0), index(headDim), 1, [&](Value d) {
-                  Value lanes = loadVector(dqAcc, {r, d, index(0)});
-                  storeVector(fma(ds, loadVector(kt, {d, j0}), lanes), dqAcc,
-                              {r, d, index(0)});
-                });
-              });
+  parallel({batchSize, index(heads.queryHeads), numBlocks}, [&](ValueRange
+                                                                    ivs) {
+    Value batch = ivs[0], qHead = ivs[1], rowStart = mul(ivs[2], queryBlock);
+    Value rows = minS(index(queryBlock), sub(queryLen, rowStart));
+    Value kt = alloc({headDim, kvBlock}), vt = alloc({valueDim, kvBlock});
+    // dQ of the block's rows with keys along lanes, reduced once at the
+    // end.
+    Value dqAcc = alloc({queryBlock, headDim, w});
+    forLoop(index(0), index(queryBlock), 1, [&](Value r) {
+      forLoop(index(0), index(headDim), 1, [&](Value d) {
+        storeVector(zeroVector(), dqAcc, {r, d, index(0)});
+      });
+    });
+    Value firstDiagonal = add(rowStart, diagonalOffset);
+    Value lastDiagonal = add(firstDiagonal, sub(rows, index(1)));
+    auto [firstBlock, endBlock] = keyBlockRange(*this, mask, firstDiagonal,
+                                                lastDiagonal, keyLen, kvBlock);
+    // The output heads that use this query head (several for reverse SQA).
+    int64_t perQuery = heads.outputsPerQueryHead();
+    forLoop(index(0), index(perQuery), 1, [&](Value g) {
+      Value head = add(mul(qHead, perQuery), g);
+      Value kvHead = heads.kvHeadOf(*this, head);
+      forLoop(firstBlock, endBlock, 1, [&](Value block) {
+        Value keyStart = mul(block, kvBlock);
+        packBlock(batch, kvHead, keyStart, kt, vt);
+        forLoop(index(0), rows, 1, [&](Value r) {
+          Value pos = add(rowStart, r);
+          auto [first, end] = rowKeyRange(add(pos, diagonalOffset));
+          Value lse = load(op.getLse(), {batch, head, pos});
+          Value delta = load(deltaBuf, {batch, head, pos});
+          forLoop(index(0), index(kvBlock), unroll * w, [&](Value j0) {
+            auto [p, ds] = probabilities(batch, head, pos, qHead, keyStart, j0,
+                                         kt, vt, lse, delta, first, end);
+            (void)p;
+            forLoop(index(0), index(headDim), 1, [&](Value d) {
+              Value lanes = loadVector(dqAcc, {r, d, index(0)});
+              for (int64_t u = 0; u < unroll; ++u)
+                lanes = fma(ds[u], loadVector(kt, {d, add(j0, u * w)}), lanes);
+              storeVector(lanes, dqAcc, {r, d, index(0)});
             });
           });
         });
-        Type elementType = op.getQueryType().getElementType();
-        forLoop(index(0), rows, 1, [&](Value r) {
-          forLoop(index(0), index(headDim), 1, [&](Value d) {
-            Value sum = vector::ReductionOp::create(
-                b, loc, vector::CombiningKind::ADD,
-                loadVector(dqAcc, {r, d, index(0)}));
-            if (elementType != f32Type)
-              sum = arith::TruncFOp::create(b, loc, elementType, sum);
-            store(sum, op.getDQuery(), {batch, qHead, add(rowStart, r), d});
-          });
-        });
-        for (Value buffer : {kt, vt, dqAcc})
-          memref::DeallocOp::create(b, loc, buffer);
       });
+    });
+    Type elementType = op.getQueryType().getElementType();
+    forLoop(index(0), rows, 1, [&](Value r) {
+      forLoop(index(0), index(headDim), 1, [&](Value d) {
+        Value sum =
+            vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
+                                        loadVector(dqAcc, {r, d, index(0)}));
+        if (elementType != f32Type)
+          sum = arith::TruncFOp::create(b, loc, elementType, sum);
+        store(sum, op.getDQuery(), {batch, qHead, add(rowStart, r), d});
+      });
+    });
+    for (Value buffer : {kt, vt, dqAcc})
+      memref::DeallocOp::create(b, loc, buffer);
+  });
 }
 
 void BackwardBuilder::build() {
+  for (int64_t u = 1; u <= 8; ++u)
+    if ((kvBlock / w) % u == 0)
+      unroll = u;
   headDim = op.getHeadDim();
   valueDim = op.getValueHeadDim();
   scale = op.getScaleOrDefault();

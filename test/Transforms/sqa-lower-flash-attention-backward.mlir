@@ -15,7 +15,7 @@
 // CHECK: scf.forall (%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}}, %c4, %{{.*}})
 // CHECK: memref.alloc() {{.*}} : memref<32x64xf32>
 // CHECK: memref.alloc() {{.*}} : memref<16x64xf32>
-// CHECK: math.exp %{{.*}} : vector<8xf32>
+// CHECK: math.roundeven %{{.*}} : vector<8xf32>
 // CHECK: scf.forall (%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}}, %c8{{.*}}, %{{.*}})
 // CHECK: memref.alloc() {{.*}} : memref<32x32x8xf32>
 // CHECK: vector.reduction <add>
