@@ -82,6 +82,8 @@ config.substitutions.append(
              "--llvm-lib-dir", config.llvm_lib_dir)))
 config.substitutions.append(
     ("%sqa-check-decode", checker("check_decode.py", "--sqa-aot", sqa_aot)))
+config.substitutions.append(
+    ("%sqa-check-backward", checker("check_backward.py", "--sqa-aot", sqa_aot)))
 config.substitutions.append(("%sqa-check", checker("check.py", "--sqa-aot", sqa_aot)))
 
 config.substitutions.append(("%host-cc", clang or "clang"))

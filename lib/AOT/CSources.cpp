@@ -98,6 +98,7 @@ std::string aot::generateHeader(const AttentionConfig &config) {
     decode["v_new_shape"] = shape("KV_HEADS", "new_len", "VALUE_HEAD_DIM");
     decode["out_shape"] = shape("OUT_HEADS", "new_len", "VALUE_HEAD_DIM");
     prototypes += fillTemplate("header-decode-cpu.h.in", decode);
+    prototypes += fillTemplate("header-training-cpu.h.in", values);
   }
   values["prototypes"] = prototypes;
   values["target_note"] = fillTemplate(
@@ -226,6 +227,7 @@ std::string aot::generateEntryLayer(const AttentionConfig &config) {
     decode["out_dims"] =
         dims(config.outputHeads(), "new_len", config.valueHeadDim);
     entry += fillTemplate("entry-decode.c.in", decode);
+    entry += fillTemplate("entry-training-cpu.c.in", values);
   }
   return entry + generateCommonEntries(config);
 }

@@ -97,6 +97,73 @@ static MemRefType stridedBHSDType(MLIRContext *context, int64_t heads,
 static void buildDecodeKernel(OpBuilder &b, ModuleOp module,
                               const AttentionConfig &config, bool append);
 
+/// `<name>_kernel_lse` (q, k, v, out, lse) and `<name>_kernel_backward` (q,
+/// k, v, out, d_out, lse, dq, dk, dv): the forward with its logsumexp and the
+/// gradients, for training. `argTypes` are the forward's q, k, v, out; lse
+/// is f32 [B, OUT_HEADS, S] in every layout.
+static void buildTrainingKernels(OpBuilder &b, ModuleOp module,
+                                 const AttentionConfig &config,
+                                 ArrayRef<Type> argTypes) {
+  MLIRContext *context = module.getContext();
+  Location loc = FileLineColLoc::get(b.getStringAttr("sqa-aot-training"), 1, 1);
+  bool bshd = config.layout == Layout::BSHD;
+  int64_t dyn = ShapedType::kDynamic;
+  auto lseType =
+      MemRefType::get({dyn, config.outputHeads(), dyn}, b.getF32Type());
+  AffineMap toBHSD =
+      AffineMap::getPermutationMap(ArrayRef<unsigned>{0, 2, 1, 3}, context);
+  // BHSD views of the 4-D arguments; lse is already [B, H, S].
+  auto views = [&](func::FuncOp func) {
+    SmallVector<Value> result;
+    for (Value arg : func.getArguments())
+      result.push_back(bshd && cast<MemRefType>(arg.getType()).getRank() == 4
+                           ? memref::TransposeOp::create(
+                                 b, loc, arg, AffineMapAttr::get(toBHSD))
+                                 .getResult()
+                           : arg);
+    return result;
+  };
+
+  // Forward with lse: q, k, v, out, lse.
+  SmallVector<Type> lseArgs(argTypes);
+  lseArgs.push_back(lseType);
+  func::FuncOp lseFunc = createKernel(b, module, config, lseArgs);
+  lseFunc.setSymName(config.name + "_kernel_lse");
+  SmallVector<Value> v = views(lseFunc);
+  SmallVector<Value> t;
+  for (auto [i, view] : llvm::enumerate(v))
+    t.push_back(toTensor(b, loc, view, /*writable=*/i >= 3));
+  auto forward = AttentionOp::create(
+      b, loc, TypeRange{t[3].getType(), t[4].getType()}, t[0], t[1], t[2], t[3],
+      t[4], /*diagonal_offset=*/Value(), scaleAttr(b, config),
+      maskAttr(context, config), headsAttr(context, config));
+  bufferization::MaterializeInDestinationOp::create(
+      b, loc, TypeRange(), forward->getResult(0), v[3], /*restrict=*/true,
+      /*writable=*/true);
+  materialize(b, loc, forward->getResult(1), v[4]);
+
+  // Backward: q, k, v, out, d_out, lse, dq, dk, dv.
+  SmallVector<Type> backwardArgs = {argTypes[0], argTypes[1], argTypes[2],
+                                    argTypes[3], argTypes[3], lseType,
+                                    argTypes[0], argTypes[1], argTypes[2]};
+  func::FuncOp backwardFunc = createKernel(b, module, config, backwardArgs);
+  backwardFunc.setSymName(config.name + "_kernel_backward");
+  v = views(backwardFunc);
+  t.clear();
+  for (auto [i, view] : llvm::enumerate(v))
+    t.push_back(toTensor(b, loc, view, /*writable=*/i >= 6));
+  auto backward = AttentionBackwardOp::create(
+      b, loc, TypeRange{t[6].getType(), t[7].getType(), t[8].getType()}, t[0],
+      t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8],
+      /*diagonal_offset=*/Value(), scaleAttr(b, config),
+      maskAttr(context, config), headsAttr(context, config));
+  for (int i = 0; i < 2; ++i)
+    bufferization::MaterializeInDestinationOp::create(
+        b, loc, TypeRange(), backward->getResult(i), v[6 + i],
+        /*restrict=*/true, /*writable=*/true);
+  materialize(b, loc, backward->getResult(2), v[8]);
+}
+
 static OwningOpRef<ModuleOp> buildCoreModule(MLIRContext &context,
                                              const AttentionConfig &config) {
   OpBuilder b(&context);
@@ -148,6 +215,8 @@ static OwningOpRef<ModuleOp> buildCoreModule(MLIRContext &context,
   if (config.target == Target::CPU)
     for (bool append : {false, true})
       buildDecodeKernel(b, *module, config, append);
+  if (config.target == Target::CPU)
+    buildTrainingKernels(b, *module, config, argTypes);
   return module;
 }
 

@@ -99,6 +99,12 @@ void sqa::buildCPUPipeline(OpPassManager &pm,
     decodeOptions.kvBlock = block;
     decodeOptions.splitKeys = (512 + block - 1) / block * block;
     pm.addPass(createLowerDecodeSplitKV(decodeOptions));
+    LowerFlashAttentionBackwardOptions backwardOptions;
+    backwardOptions.vectorWidth = options.vectorWidth;
+    // Keys of a backward block along lanes: the flash kv-block is a
+    // multiple of the vector width.
+    backwardOptions.kvBlock = options.kvBlock;
+    pm.addPass(createLowerFlashAttentionBackward(backwardOptions));
   } else {
     pm.addPass(createLowerDecodeReference());
   }

@@ -12,9 +12,12 @@ using namespace mlir;
 using namespace mlir::bufferization;
 
 namespace {
+/// sqa.attention and sqa.attention_backward: every init is only written, and
+/// the buffer form is the same op on memrefs without results.
+template <typename OpTy>
 struct AttentionOpInterface
-    : public DstBufferizableOpInterfaceExternalModel<AttentionOpInterface,
-                                                     sqa::AttentionOp> {
+    : public DstBufferizableOpInterfaceExternalModel<AttentionOpInterface<OpTy>,
+                                                     OpTy> {
   // The destination is only written: its old contents need no copy.
   bool bufferizesToMemoryRead(Operation *op, OpOperand &operand,
                               const AnalysisState &state) const {
@@ -24,7 +27,7 @@ struct AttentionOpInterface
   LogicalResult bufferize(Operation *op, RewriterBase &rewriter,
                           const BufferizationOptions &options,
                           BufferizationState &state) const {
-    auto attention = cast<sqa::AttentionOp>(op);
+    auto dps = cast<DestinationStyleOpInterface>(op);
     SmallVector<Value> operands;
     for (Value operand : op->getOperands()) {
       if (!isa<TensorType>(operand.getType())) {
@@ -36,11 +39,12 @@ struct AttentionOpInterface
         return failure();
       operands.push_back(*buffer);
     }
-    Value initBuffer =
-        operands[attention.getDpsInitOperand(0)->getOperandNumber()];
+    SmallVector<Value> initBuffers;
+    for (OpOperand &init : dps.getDpsInitsMutable())
+      initBuffers.push_back(operands[init.getOperandNumber()]);
     rewriter.setInsertionPoint(op);
     mlir::clone(rewriter, op, TypeRange{}, operands);
-    replaceOpWithBufferizedValues(rewriter, op, initBuffer);
+    replaceOpWithBufferizedValues(rewriter, op, initBuffers);
     return success();
   }
 };
@@ -49,6 +53,9 @@ struct AttentionOpInterface
 void mlir::sqa::registerBufferizableOpInterfaceExternalModels(
     DialectRegistry &registry) {
   registry.addExtension(+[](MLIRContext *context, sqa::SQADialect *) {
-    sqa::AttentionOp::attachInterface<AttentionOpInterface>(*context);
+    sqa::AttentionOp::attachInterface<AttentionOpInterface<sqa::AttentionOp>>(
+        *context);
+    sqa::AttentionBackwardOp::attachInterface<
+        AttentionOpInterface<sqa::AttentionBackwardOp>>(*context);
   });
 }

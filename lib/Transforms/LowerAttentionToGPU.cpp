@@ -814,6 +814,8 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
   if (!op.hasPureBufferSemantics())
     return op.emitOpError(
         "sqa-lower-attention-to-gpu needs buffer semantics; bufferize first");
+  if (op.getLse())
+    return op.emitOpError("the GPU kernels do not write lse yet (CPU only)");
   // Bounded before any size arithmetic: kv-block multiplies head dims.
   if (std::string bad = checkOptionRange("kv-block", kvBlock, 1, kMaxBlock);
       !bad.empty())

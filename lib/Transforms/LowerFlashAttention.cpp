@@ -15,6 +15,7 @@
 #include "PairDotLoop.h"
 #include "SQA/IR/SQAOps.h"
 #include "SQA/Utils/LoweringBuilder.h"
+#include "VectorExp2.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -374,8 +375,15 @@ void FlashBuilder::writeOutput(Value batch, Value outHead0) {
   forLoop(index(0), rows, 1, [&](Value r) {
     Value head = add(outHead0, divU(r, queryLen));
     Value pos = remU(r, queryLen);
-    Value inverse =
-        OnlineSoftmax<LoweringBuilder>::normalizer(*this, load(rowSum, {r}));
+    Value sum = load(rowSum, {r});
+    Value inverse = OnlineSoftmax<LoweringBuilder>::normalizer(*this, sum);
+    if (Value lse = op.getLse()) {
+      // The max is of base-2 scores: ln(sum) + max * ln 2 is the natural
+      // logsumexp (the sum is of exp2(s2 - max) = exp(s - max * ln 2)).
+      Value naturalMax = mulF(load(rowMax, {r}), f32(0.6931471805599453f));
+      store(OnlineSoftmax<LoweringBuilder>::logSumExp(*this, naturalMax, sum),
+            lse, {batch, head, pos});
+    }
     forLoop(index(0), index(valueDim), 1, [&](Value d) {
       Value y = mulF(load(accT, {d, r}), inverse);
       if (elementType != f32Type)

@@ -9,7 +9,14 @@
   const char *NAME_error_string(int status);
   const char *NAME_config(void);
 
-``NAME_element_t`` is ``float`` for f32 and ``uint16_t`` bit patterns for
+and, for training (CPU libraries; lse is float32 [B, OUT_HEADS, S]),
+
+  int NAME_forward_lse(q, k, v, out, float *lse, batch, q_len, kv_len);
+  int NAME_backward(q, k, v, out, d_out, const float *lse, dq, dk, dv,
+                    batch, q_len, kv_len);
+
+(:meth:`AttentionLibrary.forward_lse` and :meth:`AttentionLibrary.backward`
+return numpy arrays). ``NAME_element_t`` is ``float`` for f32 and ``uint16_t`` bit patterns for
 f16/bf16 (the storage :func:`sqa_mlir.reference.to_storage` produces).
 
 A CPU library holds its kernels for several x86-64 ISA levels and picks one
@@ -361,6 +368,113 @@ class AttentionLibrary(_Library):
         if kv_len is None:
             kv_len = k.shape[2] if not bshd else k.shape[1]
         return self.forward_raw(q, k, v, out, batch, q_len, kv_len)
+
+    # -- training: NAME_forward_lse and NAME_backward (CPU libraries) ------
+
+    def _training(self, suffix: str, nargs: int):
+        """The bound NAME_<suffix>, or AttributeError where the library does
+        not export it (so ``hasattr(lib, "backward")`` tells)."""
+        cache = self.__dict__.setdefault("_training_fns", {})
+        if suffix not in cache:
+            try:
+                cache[suffix] = self._bind(suffix, ctypes.c_int,
+                                           [ctypes.c_void_p] * nargs + [ctypes.c_int64] * 3)
+            except AttributeError:
+                cache[suffix] = None
+        if cache[suffix] is None:
+            raise AttributeError(f"{self.path} does not export {self.name}_{suffix}")
+        return cache[suffix]
+
+    def _check_lse(self, lse) -> None:
+        if lse is None or isinstance(lse, int):
+            return
+        if not isinstance(lse, np.ndarray) or lse.dtype != np.float32:
+            raise TypeError("lse must be a float32 numpy array, an address or None")
+        if not lse.flags.c_contiguous:
+            raise ValueError("lse must be C-contiguous")
+
+    def forward_lse_raw(self, q, k, v, out, lse, batch: int, q_len: int,
+                        kv_len: int) -> int:
+        """Call NAME_forward_lse as is (arrays, addresses or None); returns
+        the status. For argument-check tests."""
+        fn = self._training("forward_lse", 5)
+        for what, a in (("q", q), ("k", k), ("v", v), ("out", out)):
+            self._check_array(what, a)
+        self._check_lse(lse)
+        return int(fn(*(_pointer(a) for a in (q, k, v, out, lse)),
+                      int(batch), int(q_len), int(kv_len)))
+
+    def backward_raw(self, q, k, v, out, d_out, lse, dq, dk, dv, batch: int,
+                     q_len: int, kv_len: int) -> int:
+        """Call NAME_backward as is (arrays, addresses or None); returns the
+        status. For argument-check tests."""
+        fn = self._training("backward", 9)
+        for what, a in (("q", q), ("k", k), ("v", v), ("out", out),
+                        ("d_out", d_out), ("dq", dq), ("dk", dk), ("dv", dv)):
+            self._check_array(what, a)
+        self._check_lse(lse)
+        return int(fn(*(_pointer(a) for a in (q, k, v, out, d_out, lse, dq, dk, dv)),
+                      int(batch), int(q_len), int(kv_len)))
+
+    def _sizes(self, q, k):
+        bshd = self.layout == "bshd"
+        for what, a in (("q", q), ("k", k)):
+            if not isinstance(a, np.ndarray) or a.ndim != 4:
+                raise ValueError(f"{what} must be a rank-4 numpy array")
+        return q.shape[0], q.shape[1 if bshd else 2], k.shape[1 if bshd else 2]
+
+    def _out_shape(self, q, v):
+        heads = int(self.settings.get("out_heads", 0)) or max(
+            q.shape[2 if self.layout == "bshd" else 1],
+            v.shape[2 if self.layout == "bshd" else 1])
+        B, S = q.shape[0], q.shape[1 if self.layout == "bshd" else 2]
+        Dv = v.shape[3]
+        return (B, S, heads, Dv) if self.layout == "bshd" else (B, heads, S, Dv)
+
+    def _raise(self, status: int, what: str):
+        if status != 0:
+            raise AOTError(f"{self.name}_{what} failed: status {status} "
+                           f"({self.error_string(status)})")
+
+    @property
+    def forward_lse(self):
+        """``forward_lse(q, k, v) -> (out, lse)``: the forward and each row's
+        logsumexp, float32 [B, OUT_HEADS, S] (-inf for a row that sees no
+        key). Raises AOTError on a non-zero status."""
+        self._training("forward_lse", 5)
+
+        def call(q, k, v):
+            B, S, T = self._sizes(q, k)
+            out = np.empty(self._out_shape(q, v), dtype=self.storage)
+            heads = out.shape[2 if self.layout == "bshd" else 1]
+            lse = np.empty((B, heads, S), dtype=np.float32)
+            self._raise(self.forward_lse_raw(q, k, v, out, lse, B, S, T), "forward_lse")
+            return out, lse
+        return call
+
+    @property
+    def backward(self):
+        """``backward(q, k, v, out, d_out, lse) -> (dq, dk, dv)``: gradients
+        of sum(out * d_out), shaped as q, k, v, from the forward's out and
+        lse. Raises AOTError on a non-zero status."""
+        self._training("backward", 9)
+
+        def call(q, k, v, out, d_out, lse):
+            B, S, T = self._sizes(q, k)
+            # The C call trusts the sizes: every buffer must match them.
+            want = self._out_shape(q, v)
+            heads = want[2 if self.layout == "bshd" else 1]
+            for what, a, shape in (("out", out, want), ("d_out", d_out, want),
+                                   ("lse", lse, (B, heads, S))):
+                if not isinstance(a, np.ndarray) or a.shape != tuple(shape):
+                    raise ValueError(f"{what} must be an array of shape "
+                                     f"{tuple(shape)}, got "
+                                     f"{getattr(a, 'shape', type(a).__name__)}")
+            dq, dk, dv = (np.empty(a.shape, dtype=self.storage) for a in (q, k, v))
+            self._raise(self.backward_raw(q, k, v, out, d_out, lse, dq, dk, dv,
+                                          B, S, T), "backward")
+            return dq, dk, dv
+        return call
 
 
 

@@ -250,6 +250,93 @@ def attention(q, k, v, *, scale=None, causal=False, alignment="top_left",
     return out
 
 
+def _check_shapes(q, k, v):
+    if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+        raise ValueError("query, key and value must be rank 4 (BHSD)")
+    B, Hq, S, D = q.shape
+    Bk, Hkv, T, Dk = k.shape
+    Bv, Hv, Tv, Dv = v.shape
+    if not (B == Bk == Bv):
+        raise ValueError(f"batch mismatch: {B}, {Bk}, {Bv}")
+    if Dk != D:
+        raise ValueError(f"key head dim {Dk} != query head dim {D}")
+    if Hv != Hkv or Tv != T:
+        raise ValueError(f"value shape {v.shape} does not match key shape {k.shape}")
+
+
+def attention_lse(q, k, v, *, scale=None, causal=False, alignment="top_left",
+                  window=(-1, -1)):
+    """float64 reference of ``sqa.attention ... lse(...)``: returns
+    ``(out, lse)`` with lse [B, max(Hq,Hkv), S] the natural logsumexp of each
+    row's scaled, masked scores, -inf for a row that sees no key."""
+    q = np.asarray(q, dtype=np.float64)
+    k = np.asarray(k, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    _check_shapes(q, k, v)
+    B, Hq, S, D = q.shape
+    Hkv, T = k.shape[1], k.shape[2]
+    if scale is None:
+        scale = 1.0 / math.sqrt(D)
+    H = max(Hq, Hkv)
+    mask = visible_mask(S, T, causal=causal, alignment=alignment, window=window)
+    lse = np.full((B, H, S), -np.inf)
+    for b in range(B):
+        for h in range(H):
+            qh, kh = head_mapping(h, Hq, Hkv)
+            scores = np.where(mask, (q[b, qh] @ k[b, kh].T) * scale, -np.inf)
+            for i in range(S):
+                row = scores[i][mask[i]]
+                if row.size:
+                    m = row.max()
+                    lse[b, h, i] = m + math.log(np.exp(row - m).sum())
+    out = attention(q, k, v, scale=scale, causal=causal, alignment=alignment,
+                    window=window)
+    return out, lse
+
+
+def attention_backward(q, k, v, d_out, *, scale=None, causal=False,
+                       alignment="top_left", window=(-1, -1)):
+    """float64 gradients of ``sum(attention(q, k, v) * d_out)``:
+    ``(dq, dk, dv)`` shaped as q, k, v.
+
+    Per output head h with P its softmax (0 for hidden keys and empty rows):
+    dV_kh += P^T dO, dP = dO V^T, dS = P * (dP - rowsum(P * dP)),
+    dQ_qh += scale dS K, dK_kh += scale dS^T Q. The += is the head mapping's
+    reduction: every output head that uses a kv head (or, for reverse SQA, a
+    query head) adds to its gradient.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    k = np.asarray(k, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
+    d_out = np.asarray(d_out, dtype=np.float64)
+    _check_shapes(q, k, v)
+    B, Hq, S, D = q.shape
+    Hkv, T, Dv = k.shape[1], k.shape[2], v.shape[3]
+    H = max(Hq, Hkv)
+    if d_out.shape != (B, H, S, Dv):
+        raise ValueError(f"d_out shape {d_out.shape} must be {(B, H, S, Dv)}")
+    if scale is None:
+        scale = 1.0 / math.sqrt(D)
+    mask = visible_mask(S, T, causal=causal, alignment=alignment, window=window)
+    any_visible = mask.any(axis=1)
+    dq, dk, dv = np.zeros(q.shape), np.zeros(k.shape), np.zeros(v.shape)
+    for b in range(B):
+        for h in range(H):
+            qh, kh = head_mapping(h, Hq, Hkv)
+            scores = np.where(mask, (q[b, qh] @ k[b, kh].T) * scale, -np.inf)
+            row_max = np.where(any_visible, scores.max(axis=1), 0.0)[:, None]
+            e = np.where(mask, np.exp(scores - row_max), 0.0)
+            denom = np.where(any_visible, e.sum(axis=1), 1.0)[:, None]
+            p = e / denom                                   # (S, T)
+            g = d_out[b, h]                                 # (S, Dv)
+            dv[b, kh] += p.T @ g
+            dp = g @ v[b, kh].T                             # (S, T)
+            ds = p * (dp - (p * dp).sum(axis=1, keepdims=True))
+            dq[b, qh] += scale * (ds @ k[b, kh])
+            dk[b, kh] += scale * (ds.T @ q[b, qh])
+    return dq, dk, dv
+
+
 def compare(got, want, atol: float, rtol: float):
     """Checks kernel output ``got`` against ``want`` (float arrays, same
     shape) with |got - want| <= atol + rtol * max|want|.

@@ -208,6 +208,23 @@ template <typename D> struct OnlineSoftmax {
         d.isPositive(sum), d.addF(rowMax, d.log(sum)),
         d.floatLike(sum, -std::numeric_limits<double>::infinity()));
   }
+
+  // The backward pass (FlashAttention-2): probabilities are recomputed from
+  // the forward's logsumexp instead of being stored.
+
+  /// P = exp(score - lse), 0 for a hidden key and for every key of a row
+  /// that saw none (lse = -inf: the shift is 0 and its scores are -inf).
+  /// `lse` must be in the domain of `exp` (times log2(e) for base 2).
+  static Float probabilityFromLogSumExp(D &d, Float score, Float lse,
+                                        Exponential exp) {
+    return probability(d, score, shift(d, lse), exp);
+  }
+  /// The gradient of a softmax input: dS = P * (dP - Delta), where dP is
+  /// the gradient of P (d_out . v) and Delta = rowsum(d_out * out) =
+  /// rowsum(P * dP).
+  static Float scoreGradient(D &d, Float p, Float dp, Float delta) {
+    return d.mulF(p, d.subF(dp, delta));
+  }
 };
 
 //===----------------------------------------------------------------------===//

@@ -32,16 +32,16 @@ static bool isSupportedElementType(Type type) {
 }
 
 /// Checks that dimension `dim` of `a` and `b` agree where both are static.
-static LogicalResult verifyDimsAgree(AttentionOp op, ShapedType a,
+static LogicalResult verifyDimsAgree(Operation *op, ShapedType a,
                                      StringRef aName, ShapedType b,
                                      StringRef bName, unsigned dim,
                                      StringRef what) {
   int64_t sa = a.getDimSize(dim), sb = b.getDimSize(dim);
   if (ShapedType::isDynamic(sa) || ShapedType::isDynamic(sb) || sa == sb)
     return success();
-  return op.emitOpError() << bName << " " << what << " (" << sb
-                          << ") must match " << aName << " " << what << " ("
-                          << sa << ")";
+  return op->emitOpError() << bName << " " << what << " (" << sb
+                           << ") must match " << aName << " " << what << " ("
+                           << sa << ")";
 }
 
 static std::string formatShape(ArrayRef<int64_t> shape);
@@ -96,63 +96,75 @@ static int64_t elementBytes(ShapedType type) {
   return std::max<int64_t>(1, type.getElementTypeBitWidth() / 8);
 }
 
-LogicalResult AttentionOp::verify() {
-  // Value semantics (tensors, one result) or buffer semantics (memrefs, no
-  // result), never a mix: the ops that consume either form rely on it.
-  Value shaped[] = {getQuery(), getKey(), getValue(), getInit()};
+/// Value semantics (tensors, `numTensorResults` results) or buffer semantics
+/// (memrefs, no result), never a mix: the ops that consume either form rely
+/// on it.
+static LogicalResult verifySemantics(Operation *op, ArrayRef<Value> shaped,
+                                     unsigned numTensorResults) {
   bool allTensors = llvm::all_of(
       shaped, [](Value v) { return isa<RankedTensorType>(v.getType()); });
   bool allMemRefs = llvm::all_of(
       shaped, [](Value v) { return isa<MemRefType>(v.getType()); });
   if (!allTensors && !allMemRefs)
-    return emitOpError() << "operands must be all ranked tensors or all "
-                            "ranked memrefs";
-  if (allTensors && getNumResults() != 1)
-    return emitOpError() << "on tensors must return one result, got "
-                         << getNumResults();
-  if (allMemRefs && getNumResults() != 0)
-    return emitOpError() << "on memrefs must not return results, got "
-                         << getNumResults();
+    return op->emitOpError() << "operands must be all ranked tensors or all "
+                                "ranked memrefs";
+  if (allTensors && op->getNumResults() != numTensorResults)
+    return op->emitOpError() << "on tensors must return "
+                             << (numTensorResults == 1   ? "one result"
+                                 : numTensorResults == 2 ? "two results"
+                                                         : "three results")
+                             << ", got " << op->getNumResults();
+  if (allMemRefs && op->getNumResults() != 0)
+    return op->emitOpError()
+           << "on memrefs must not return results, got " << op->getNumResults();
+  return success();
+}
 
-  ShapedType queryType = getQueryType(), keyType = getKeyType(),
-             valueType = getValueType(), initType = getInitType();
-
+/// The rules sqa.attention and sqa.attention_backward share: element types,
+/// the BHSD ranks, static heads and head dims within the limits, agreeing
+/// dims, the head ratio, the scale and the head configuration. `out` is the
+/// forward's result (the init of sqa.attention).
+static LogicalResult
+verifyAttentionOperands(Operation *op, ShapedType queryType, ShapedType keyType,
+                        ShapedType valueType, ShapedType outType,
+                        StringRef outName, FloatAttr scale, HeadsAttr heads) {
   Type elementType = queryType.getElementType();
   if (!isSupportedElementType(elementType))
-    return emitOpError() << "element type " << elementType
-                         << " is not supported; expected f32, f16 or bf16";
+    return op->emitOpError() << "element type " << elementType
+                             << " is not supported; expected f32, f16 or bf16";
   std::pair<StringRef, ShapedType> others[] = {
-      {"key", keyType}, {"value", valueType}, {"init", initType}};
+      {"key", keyType}, {"value", valueType}, {outName, outType}};
   for (auto [name, type] : others)
     if (type.getElementType() != elementType)
-      return emitOpError() << name << " element type " << type.getElementType()
-                           << " must match query element type " << elementType;
-  if (allTensors && getResult().getType() != initType)
-    return emitOpError() << "result type " << getResult().getType()
-                         << " must match init type " << initType;
+      return op->emitOpError()
+             << name << " element type " << type.getElementType()
+             << " must match query element type " << elementType;
 
   // Rank, then the dimensions a kernel is specialized on: heads and head dim.
+  std::string outShape = "[B, max(Hq, Hkv), S, Dv]";
   OperandLayout layouts[] = {{"query", "[B, Hq, S, D]"},
                              {"key", "[B, Hkv, T, D]"},
                              {"value", "[B, Hkv, T, Dv]"},
-                             {"init", "[B, max(Hq, Hkv), S, Dv]"}};
-  ShapedType types[] = {queryType, keyType, valueType, initType};
+                             {outName, outShape}};
+  ShapedType types[] = {queryType, keyType, valueType, outType};
   for (auto [layout, type] : llvm::zip_equal(layouts, types)) {
     if (type.getRank() != 4)
-      return emitOpError() << layout.name << " must have rank 4 "
-                           << layout.shape << ", got rank " << type.getRank();
+      return op->emitOpError()
+             << layout.name << " must have rank 4 " << layout.shape
+             << ", got rank " << type.getRank();
     for (auto [dim, what] : {std::pair<unsigned, StringRef>{1, "heads"},
                              std::pair<unsigned, StringRef>{3, "head dim"}}) {
       int64_t size = type.getDimSize(dim);
       if (ShapedType::isDynamic(size))
-        return emitOpError() << layout.name << " " << what << " (dim " << dim
-                             << " of " << layout.shape << ") must be static";
+        return op->emitOpError()
+               << layout.name << " " << what << " (dim " << dim << " of "
+               << layout.shape << ") must be static";
       if (size <= 0)
-        return emitOpError() << layout.name << " " << what
-                             << " must be positive, got " << size;
+        return op->emitOpError() << layout.name << " " << what
+                                 << " must be positive, got " << size;
       int64_t limit = dim == 1 ? kMaxHeads : kMaxHeadDim;
       if (size > limit)
-        return emitOpError()
+        return op->emitOpError()
                << layout.name << " " << what << " (" << size
                << ") exceeds the supported maximum (" << limit << ")";
     }
@@ -163,59 +175,105 @@ LogicalResult AttentionOp::verify() {
          {std::pair<unsigned, StringRef>{0, "batch size"},
           std::pair<unsigned, StringRef>{2, "sequence length"}})
       if (type.getDimSize(dim) == 0)
-        return emitOpError()
+        return op->emitOpError()
                << layout.name << " " << what << " (dim " << dim << " of "
                << layout.shape << ") is a static 0; sizes must be positive";
-    if (failed(
-            verifyStaticExtent(*this, layout.name, type, elementBytes(type))))
+    if (failed(verifyStaticExtent(op, layout.name, type, elementBytes(type))))
       return failure();
   }
 
   // Batch everywhere; sequence lengths and head dims pairwise.
   for (auto [name, type] : others)
-    if (failed(verifyDimsAgree(*this, queryType, "query", type, name, 0,
+    if (failed(verifyDimsAgree(op, queryType, "query", type, name, 0,
                                "batch size")))
       return failure();
-  if (failed(verifyDimsAgree(*this, queryType, "query", keyType, "key", 3,
+  if (failed(verifyDimsAgree(op, queryType, "query", keyType, "key", 3,
                              "head dim")) ||
-      failed(verifyDimsAgree(*this, keyType, "key", valueType, "value", 1,
+      failed(verifyDimsAgree(op, keyType, "key", valueType, "value", 1,
                              "heads")) ||
-      failed(verifyDimsAgree(*this, keyType, "key", valueType, "value", 2,
+      failed(verifyDimsAgree(op, keyType, "key", valueType, "value", 2,
                              "sequence length")) ||
-      failed(verifyDimsAgree(*this, queryType, "query", initType, "init", 2,
+      failed(verifyDimsAgree(op, queryType, "query", outType, outName, 2,
                              "sequence length")) ||
-      failed(verifyDimsAgree(*this, valueType, "value", initType, "init", 3,
+      failed(verifyDimsAgree(op, valueType, "value", outType, outName, 3,
                              "head dim")))
     return failure();
 
-  int64_t numQueryHeads = getNumQueryHeads(), numKVHeads = getNumKVHeads();
+  int64_t numQueryHeads = queryType.getDimSize(1),
+          numKVHeads = keyType.getDimSize(1);
   if (numQueryHeads >= numKVHeads && numQueryHeads % numKVHeads != 0)
-    return emitOpError() << "query heads (" << numQueryHeads
-                         << ") must be a multiple of key/value heads ("
-                         << numKVHeads << ")";
+    return op->emitOpError()
+           << "query heads (" << numQueryHeads
+           << ") must be a multiple of key/value heads (" << numKVHeads << ")";
   if (numKVHeads > numQueryHeads && numKVHeads % numQueryHeads != 0)
-    return emitOpError() << "key/value heads (" << numKVHeads
-                         << ") must be a multiple of query heads ("
-                         << numQueryHeads << ")";
-  if (initType.getDimSize(1) != getNumOutputHeads())
-    return emitOpError() << "init heads (" << initType.getDimSize(1)
-                         << ") must equal max(query heads, key/value heads) = "
-                         << getNumOutputHeads();
+    return op->emitOpError()
+           << "key/value heads (" << numKVHeads
+           << ") must be a multiple of query heads (" << numQueryHeads << ")";
+  int64_t numOutputHeads = std::max(numQueryHeads, numKVHeads);
+  if (outType.getDimSize(1) != numOutputHeads)
+    return op->emitOpError()
+           << outName << " heads (" << outType.getDimSize(1)
+           << ") must equal max(query heads, key/value heads) = "
+           << numOutputHeads;
 
-  if (FloatAttr scale = getScaleAttr();
-      scale && !std::isfinite(scale.getValueAsDouble()))
-    return emitOpError() << "scale must be finite, got "
-                         << scale.getValueAsDouble();
+  if (scale && !std::isfinite(scale.getValueAsDouble()))
+    return op->emitOpError()
+           << "scale must be finite, got " << scale.getValueAsDouble();
 
-  if (HeadsAttr heads = getHeadsAttr()) {
+  if (heads) {
     if (heads.getQuery() != numQueryHeads)
-      return emitOpError() << "query heads (" << numQueryHeads
-                           << ") do not match the head configuration's ("
-                           << heads.getQuery() << ")";
+      return op->emitOpError() << "query heads (" << numQueryHeads
+                               << ") do not match the head configuration's ("
+                               << heads.getQuery() << ")";
     if (heads.getKv() != numKVHeads)
-      return emitOpError() << "key/value heads (" << numKVHeads
-                           << ") do not match the head configuration's ("
-                           << heads.getKv() << ")";
+      return op->emitOpError() << "key/value heads (" << numKVHeads
+                               << ") do not match the head configuration's ("
+                               << heads.getKv() << ")";
+  }
+  return success();
+}
+
+/// The logsumexp operand: f32 [B, max(Hq, Hkv), S], dims as `out`'s.
+static LogicalResult verifyLse(Operation *op, ShapedType lseType,
+                               ShapedType outType, StringRef outName) {
+  if (lseType.getRank() != 3)
+    return op->emitOpError()
+           << "lse must have rank 3 [B, max(Hq, Hkv), S], got rank "
+           << lseType.getRank();
+  if (!lseType.getElementType().isF32())
+    return op->emitOpError()
+           << "lse element type " << lseType.getElementType() << " must be f32";
+  for (auto [dim, what] :
+       {std::pair<unsigned, StringRef>{0, "batch size"},
+        std::pair<unsigned, StringRef>{1, "heads"},
+        std::pair<unsigned, StringRef>{2, "sequence length"}})
+    if (failed(
+            verifyDimsAgree(op, outType, outName, lseType, "lse", dim, what)))
+      return failure();
+  return verifyStaticExtent(op, "lse", lseType, 4);
+}
+
+LogicalResult AttentionOp::verify() {
+  SmallVector<Value> shaped = {getQuery(), getKey(), getValue(), getInit()};
+  if (getLse())
+    shaped.push_back(getLse());
+  if (failed(verifySemantics(*this, shaped, getLse() ? 2 : 1)))
+    return failure();
+  ShapedType initType = getInitType();
+  if (failed(verifyAttentionOperands(*this, getQueryType(), getKeyType(),
+                                     getValueType(), initType, "init",
+                                     getScaleAttr(), getHeadsAttr())))
+    return failure();
+  if (hasPureTensorSemantics() && getResult().getType() != initType)
+    return emitOpError() << "result type " << getResult().getType()
+                         << " must match init type " << initType;
+  if (Value lse = getLse()) {
+    if (failed(verifyLse(*this, cast<ShapedType>(lse.getType()), initType,
+                         "init")))
+      return failure();
+    if (hasPureTensorSemantics() && getResults()[1].getType() != lse.getType())
+      return emitOpError() << "lse result type " << getResults()[1].getType()
+                           << " must match lse init type " << lse.getType();
   }
   return success();
 }
@@ -239,8 +297,9 @@ void AttentionOp::getEffects(
   for (OpOperand *input : getDpsInputOperands())
     effects.emplace_back(MemoryEffects::Read::get(), input,
                          SideEffects::DefaultResource::get());
-  effects.emplace_back(MemoryEffects::Write::get(), &getInitMutable(),
-                       SideEffects::DefaultResource::get());
+  for (OpOperand &init : getDpsInitsMutable())
+    effects.emplace_back(MemoryEffects::Write::get(), &init,
+                         SideEffects::DefaultResource::get());
 }
 
 MaskAttr AttentionOp::getEffectiveMask() {
@@ -282,6 +341,82 @@ LogicalResult AttentionOp::canonicalize(AttentionOp op,
     }
   }
   return success(changed);
+}
+
+//===----------------------------------------------------------------------===//
+// AttentionBackwardOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AttentionBackwardOp::verify() {
+  if (failed(verifySemantics(*this,
+                             {getQuery(), getKey(), getValue(), getOut(),
+                              getDOut(), getLse(), getDQuery(), getDKey(),
+                              getDValue()},
+                             3)))
+    return failure();
+  ShapedType outType = getOutType();
+  if (failed(verifyAttentionOperands(*this, getQueryType(), getKeyType(),
+                                     getValueType(), outType, "out",
+                                     getScaleAttr(), getHeadsAttr())))
+    return failure();
+  // d_out is shaped as out; each gradient as its primal.
+  std::tuple<StringRef, Value, StringRef, ShapedType> pairs[] = {
+      {"d_out", getDOut(), "out", outType},
+      {"d_query", getDQuery(), "query", getQueryType()},
+      {"d_key", getDKey(), "key", getKeyType()},
+      {"d_value", getDValue(), "value", getValueType()}};
+  for (auto [name, value, primalName, primal] : pairs) {
+    auto type = cast<ShapedType>(value.getType());
+    if (type.getElementType() != primal.getElementType())
+      return emitOpError() << name << " element type " << type.getElementType()
+                           << " must match " << primalName << " element type "
+                           << primal.getElementType();
+    if (type.getRank() != primal.getRank())
+      return emitOpError() << name << " must have the rank of " << primalName
+                           << " (" << primal.getRank() << "), got rank "
+                           << type.getRank();
+    for (unsigned dim = 0; dim < 4; ++dim) {
+      int64_t a = type.getDimSize(dim), b = primal.getDimSize(dim);
+      if (!ShapedType::isDynamic(a) && !ShapedType::isDynamic(b) && a != b)
+        return emitOpError()
+               << name << " dim " << dim << " (" << a << ") must match "
+               << primalName << " dim " << dim << " (" << b << ")";
+    }
+  }
+  if (failed(verifyLse(*this, cast<ShapedType>(getLse().getType()), outType,
+                       "out")))
+    return failure();
+  if (hasPureTensorSemantics())
+    for (auto [result, init] : llvm::zip_equal(
+             getResults(), ValueRange{getDQuery(), getDKey(), getDValue()}))
+      if (result.getType() != init.getType())
+        return emitOpError() << "result type " << result.getType()
+                             << " must match its init type " << init.getType();
+  return success();
+}
+
+float AttentionBackwardOp::getScaleOrDefault() {
+  if (FloatAttr scale = getScaleAttr())
+    return static_cast<float>(scale.getValueAsDouble());
+  return 1.0f / std::sqrt(static_cast<float>(getHeadDim()));
+}
+
+MaskAttr AttentionBackwardOp::getEffectiveMask() {
+  MaskAttr mask = getMaskAttr();
+  return mask && mask.isRestrictive() ? mask : MaskAttr();
+}
+
+void AttentionBackwardOp::getEffects(
+    SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>>
+        &effects) {
+  if (!hasPureBufferSemantics())
+    return;
+  for (OpOperand *input : getDpsInputOperands())
+    effects.emplace_back(MemoryEffects::Read::get(), input,
+                         SideEffects::DefaultResource::get());
+  for (OpOperand &init : getDpsInitsMutable())
+    effects.emplace_back(MemoryEffects::Write::get(), &init,
+                         SideEffects::DefaultResource::get());
 }
 
 //===----------------------------------------------------------------------===//

@@ -10,7 +10,7 @@ include "mlir/Interfaces/SideEffectInterfaces.td"
 include "mlir/Interfaces/TilingInterface.td"
 
 def SQA_AttentionOp : SQA_Op<"attention", [
-    DestinationStyleOpInterface,
+    AttrSizedOperandSegments, DestinationStyleOpInterface,
     DeclareOpInterfaceMethods<MemoryEffectsOpInterface>,
     DeclareOpInterfaceMethods<TilingInterface,
         ["getIterationDomain", "getLoopIteratorTypes",
@@ -59,6 +59,12 @@ def SQA_AttentionOp : SQA_Op<"attention", [
     buffer, its values are not read. On tensors it returns the result; after
     bufferization it takes memrefs, writes `init` and returns nothing.
 
+    `lse(%l : tensor<[B, max(Hq, Hkv), S]xf32>)`, optional, is a second
+    destination: the per-row logsumexp of the scaled, masked scores in the
+    natural-log domain (`-inf` for a row that sees no key), which
+    `sqa.attention_backward` takes to recompute the probabilities. With it
+    the tensor form returns two results (output, lse). CPU lowerings only.
+
     ```mlir
     %r = sqa.attention ins(%q, %k, %v : tensor<2x8x?x64xf32>,
                            tensor<2x4x?x64xf32>, tensor<2x4x?x64xf32>)
@@ -72,6 +78,7 @@ def SQA_AttentionOp : SQA_Op<"attention", [
     AnyShaped:$key,
     AnyShaped:$value,
     AnyShaped:$init,
+    Optional<AnyShaped>:$lse,
     Optional<Index>:$diagonal_offset,
     OptionalAttr<F32Attr>:$scale,
     OptionalAttr<SQA_MaskAttr>:$mask,
@@ -82,9 +89,20 @@ def SQA_AttentionOp : SQA_Op<"attention", [
     `ins` `(` $query `,` $key `,` $value `:` type($query) `,` type($key) `,`
       type($value) `)`
     `outs` `(` $init `:` type($init) `)`
+    (`lse` `(` $lse^ `:` type($lse) `)`)?
     (`diagonal_offset` `(` $diagonal_offset^ `)`)?
     attr-dict (`->` type($results)^)?
   }];
+
+  // The form without lse keeps its builder signature.
+  let builders = [
+    OpBuilder<(ins "TypeRange":$results, "Value":$query, "Value":$key,
+      "Value":$value, "Value":$init, "Value":$diagonal_offset,
+      "FloatAttr":$scale, "MaskAttr":$mask, "HeadsAttr":$heads), [{
+      build($_builder, $_state, results, query, key, value, init,
+            /*lse=*/Value(), diagonal_offset, scale, mask, heads);
+    }]>
+  ];
 
   let hasVerifier = 1;
   let hasCanonicalizeMethod = 1;
@@ -118,7 +136,100 @@ def SQA_AttentionOp : SQA_Op<"attention", [
     /// The mask if it hides anything, else null.
     MaskAttr getEffectiveMask();
 
-    MutableOperandRange getDpsInitsMutable() { return getInitMutable(); }
+    /// The lse tensor result, or null (buffer semantics or no lse).
+    Value getLseResult() {
+      return getLse() && getNumResults() == 2 ? getResults()[1] : Value();
+    }
+
+    /// init, then lse when present (consecutive operands).
+    MutableOperandRange getDpsInitsMutable() {
+      return MutableOperandRange(getOperation(),
+                                 getODSOperandIndexAndLength(3).first,
+                                 getLse() ? 2 : 1);
+    }
+  }];
+}
+
+def SQA_AttentionBackwardOp : SQA_Op<"attention_backward", [
+    DestinationStyleOpInterface,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "gradients of sqa.attention with respect to query, key, value";
+  let description = [{
+    The exact gradient of `sqa.attention` with the same heads, `mask`,
+    `scale` and `diagonal_offset`:
+
+    | operand | shape |
+    |---------|-------|
+    | query, key, value | as for `sqa.attention` |
+    | out, d_out | `[B, max(Hq, Hkv), S, Dv]`: the forward's result and its gradient |
+    | lse | `[B, max(Hq, Hkv), S]` f32: the forward's logsumexp (`sqa.attention ... lse(...)`) |
+    | d_query, d_key, d_value (inits) | shapes of query, key, value |
+
+    With `P = exp(scale * q.k^T + mask - lse)` (0 for a row whose lse is
+    -inf), `Delta = rowsum(d_out * out)` and `dS = P * (d_out.v^T - Delta)`:
+    `d_value = P^T.d_out`, `d_query = scale * dS.k`, `d_key = scale * dS^T.q`.
+    Grouped heads are reduced, never expanded: the gradient of a key/value
+    head sums over every output head that uses it (GQA, MQA, SQA), and for
+    reverse SQA the gradient of a query head sums over its key/value heads.
+    Arithmetic is f32; each gradient is rounded once to the element type.
+    The inits are only written. On tensors the op returns the three
+    gradients; on memrefs it writes the inits.
+  }];
+
+  let arguments = (ins
+    AnyShaped:$query,
+    AnyShaped:$key,
+    AnyShaped:$value,
+    AnyShaped:$out,
+    AnyShaped:$d_out,
+    AnyShaped:$lse,
+    AnyShaped:$d_query,
+    AnyShaped:$d_key,
+    AnyShaped:$d_value,
+    Optional<Index>:$diagonal_offset,
+    OptionalAttr<F32Attr>:$scale,
+    OptionalAttr<SQA_MaskAttr>:$mask,
+    OptionalAttr<SQA_HeadsAttr>:$heads);
+  let results = (outs Variadic<AnyRankedTensor>:$results);
+
+  let assemblyFormat = [{
+    `ins` `(` $query `,` $key `,` $value `,` $out `,` $d_out `,` $lse `:`
+      type($query) `,` type($key) `,` type($value) `,` type($out) `,`
+      type($d_out) `,` type($lse) `)`
+    `outs` `(` $d_query `,` $d_key `,` $d_value `:` type($d_query) `,`
+      type($d_key) `,` type($d_value) `)`
+    (`diagonal_offset` `(` $diagonal_offset^ `)`)?
+    attr-dict (`->` type($results)^)?
+  }];
+
+  let hasVerifier = 1;
+
+  let extraClassDeclaration = [{
+    ShapedType getQueryType() { return cast<ShapedType>(getQuery().getType()); }
+    ShapedType getKeyType() { return cast<ShapedType>(getKey().getType()); }
+    ShapedType getValueType() { return cast<ShapedType>(getValue().getType()); }
+    ShapedType getOutType() { return cast<ShapedType>(getOut().getType()); }
+    int64_t getNumQueryHeads() { return getQueryType().getDimSize(1); }
+    int64_t getNumKVHeads() { return getKeyType().getDimSize(1); }
+    int64_t getNumOutputHeads() {
+      return std::max(getNumQueryHeads(), getNumKVHeads());
+    }
+    int64_t getHeadDim() { return getQueryType().getDimSize(3); }
+    int64_t getValueHeadDim() { return getValueType().getDimSize(3); }
+    bool isReverse() { return getNumKVHeads() > getNumQueryHeads(); }
+    HeadMapping getHeadMapping() {
+      return {getNumQueryHeads(), getNumKVHeads()};
+    }
+    /// `scale` if set, else 1 / sqrt(D) (the forward's rule).
+    float getScaleOrDefault();
+    /// As AttentionOp::buildDiagonalOffset.
+    Value buildDiagonalOffset(OpBuilder &builder, Location loc);
+    /// The mask if it hides anything, else null.
+    MaskAttr getEffectiveMask();
+
+    MutableOperandRange getDpsInitsMutable() {
+      return MutableOperandRange(getOperation(), 6, 3);
+    }
   }];
 }
 

@@ -27,17 +27,29 @@ static OpFoldResult getMixedDim(OpBuilder &b, Location loc, Value shaped,
   return tensor::getMixedSize(b, loc, shaped, dim);
 }
 
-Value AttentionOp::buildDiagonalOffset(OpBuilder &b, Location loc) {
-  if (Value offset = getDiagonalOffset())
+/// The key position of query row 0's diagonal: the explicit offset, else 0
+/// (top-left) or T - S (bottom-right).
+static Value buildDiagonalOffsetOf(OpBuilder &b, Location loc, Value offset,
+                                   MaskAttr mask, Value query, Value key) {
+  if (offset)
     return offset;
-  MaskAttr mask = getMaskAttr();
   if (!mask || mask.getAlignment() == MaskAlignment::TopLeft)
     return arith::ConstantIndexOp::create(b, loc, 0);
   Value keyLen =
-      getValueOrCreateConstantIndexOp(b, loc, getMixedDim(b, loc, getKey(), 2));
-  Value queryLen = getValueOrCreateConstantIndexOp(
-      b, loc, getMixedDim(b, loc, getQuery(), 2));
+      getValueOrCreateConstantIndexOp(b, loc, getMixedDim(b, loc, key, 2));
+  Value queryLen =
+      getValueOrCreateConstantIndexOp(b, loc, getMixedDim(b, loc, query, 2));
   return arith::SubIOp::create(b, loc, keyLen, queryLen);
+}
+
+Value AttentionOp::buildDiagonalOffset(OpBuilder &b, Location loc) {
+  return buildDiagonalOffsetOf(b, loc, getDiagonalOffset(), getMaskAttr(),
+                               getQuery(), getKey());
+}
+
+Value AttentionBackwardOp::buildDiagonalOffset(OpBuilder &b, Location loc) {
+  return buildDiagonalOffsetOf(b, loc, getDiagonalOffset(), getMaskAttr(),
+                               getQuery(), getKey());
 }
 
 SmallVector<utils::IteratorType> AttentionOp::getLoopIteratorTypes() {
@@ -56,9 +68,13 @@ LogicalResult AttentionOp::getResultTilePosition(
     OpBuilder &b, unsigned resultNumber, ArrayRef<OpFoldResult> offsets,
     ArrayRef<OpFoldResult> sizes, SmallVector<OpFoldResult> &resultOffsets,
     SmallVector<OpFoldResult> &resultSizes) {
-  resultOffsets = {offsets[0], offsets[1], offsets[2], b.getIndexAttr(0)};
-  resultSizes = {sizes[0], sizes[1], sizes[2],
-                 b.getIndexAttr(getValueHeadDim())};
+  resultOffsets = {offsets[0], offsets[1], offsets[2]};
+  resultSizes = {sizes[0], sizes[1], sizes[2]};
+  // Result 1 is the lse [B, H, S]; result 0 has the value head dim.
+  if (resultNumber == 0) {
+    resultOffsets.push_back(b.getIndexAttr(0));
+    resultSizes.push_back(b.getIndexAttr(getValueHeadDim()));
+  }
   return success();
 }
 
@@ -106,17 +122,27 @@ AttentionOp::getTiledImplementation(OpBuilder &b,
   Value key = slice(getKey(), kvOffset, kvSize, zero, keyLen);
   Value value = slice(getValue(), kvOffset, kvSize, zero, keyLen);
   Value init = slice(getInit(), offsets[1], sizes[1], offsets[2], sizes[2]);
+  SmallVector<Type> resultTypes = {init.getType()};
+  Value lse;
+  if (getLse()) {
+    auto op = tensor::ExtractSliceOp::create(
+        b, loc, getLse(), {offsets[0], offsets[1], offsets[2]},
+        {sizes[0], sizes[1], sizes[2]}, {one, one, one});
+    slices.push_back(op);
+    lse = op.getResult();
+    resultTypes.push_back(lse.getType());
+  }
 
   // Rows [s0, s0 + n) keep their global diagonal.
-  SmallVector<Value> operands = {query, key, value, init};
+  Value diagonalOffset;
   if (getEffectiveMask()) {
     Value rowOffset = getValueOrCreateConstantIndexOp(b, loc, offsets[2]);
-    operands.push_back(
-        arith::AddIOp::create(b, loc, buildDiagonalOffset(b, loc), rowOffset));
+    diagonalOffset =
+        arith::AddIOp::create(b, loc, buildDiagonalOffset(b, loc), rowOffset);
   }
-  Operation *tiled =
-      mlir::clone(b, getOperation(), TypeRange{init.getType()}, operands);
   // The head configuration describes the whole layer, not a tile.
-  cast<AttentionOp>(tiled).removeHeadsAttr();
-  return TilingResult{{tiled}, {tiled->getResult(0)}, slices};
+  auto tiled = AttentionOp::create(b, loc, resultTypes, query, key, value, init,
+                                   lse, diagonalOffset, getScaleAttr(),
+                                   getMaskAttr(), HeadsAttr());
+  return TilingResult{{tiled}, SmallVector<Value>(tiled->getResults()), slices};
 }

@@ -25,14 +25,21 @@ namespace mlir {
 class RewriterBase;
 namespace sqa {
 class AttentionOp;
+class AttentionBackwardOp;
 
 #define GEN_PASS_DECL
 #include "sqa/Transforms/Passes.h.inc"
 
 /// Builds the naive reference computation of `op` at the rewriter's insertion
-/// point and returns the value that replaces its result.
-FailureOr<Value> lowerAttentionToReferenceLinalg(RewriterBase &rewriter,
-                                                 AttentionOp op);
+/// point and returns the values that replace its results (output, and lse
+/// when the op has one).
+FailureOr<SmallVector<Value>>
+lowerAttentionToReferenceLinalg(RewriterBase &rewriter, AttentionOp op);
+
+/// The same for sqa.attention_backward: returns (d_query, d_key, d_value).
+FailureOr<SmallVector<Value>>
+lowerAttentionBackwardToReferenceLinalg(RewriterBase &rewriter,
+                                        AttentionBackwardOp op);
 
 #define GEN_PASS_REGISTRATION
 #include "sqa/Transforms/Passes.h.inc"

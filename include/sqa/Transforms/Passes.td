@@ -18,7 +18,19 @@ def LowerAttentionReference : Pass<"sqa-lower-attention-reference"> {
 
     This is the in-compiler oracle for the tiled kernels, not a fast path:
     it needs O(B * H * S * T) memory.
+
+    `sqa.attention ... lse(...)` also writes each row's logsumexp.
+    `sqa.attention_backward` becomes the same scores, the probabilities
+    recomputed from lse, `Delta = rowsum(d_out * out)`, `dP = d_out.v^T`,
+    `dS = P * (dP - Delta)` and the three gradient contractions, each
+    reducing over the group dim of the grouped side (no expanded K/V).
+    `backward-only` leaves `sqa.attention` alone (for pipelines whose
+    forward is tiled).
   }];
+  let options = [
+    Option<"backwardOnly", "backward-only", "bool", /*default=*/"false",
+           "Lower only sqa.attention_backward ops">
+  ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
     "::mlir::linalg::LinalgDialect",
@@ -117,6 +129,45 @@ def TileAttention : Pass<"sqa-tile-attention"> {
     "::mlir::affine::AffineDialect",
     "::mlir::scf::SCFDialect",
     "::mlir::tensor::TensorDialect"
+  ];
+}
+
+def LowerFlashAttentionBackward : Pass<"sqa-lower-flash-attention-backward"> {
+  let summary = "Lower memref sqa.attention_backward to FlashAttention-2's "
+                "backward on threads";
+  let description = [{
+    Rewrites every buffer-form `sqa.attention_backward` into three
+    `scf.forall` loops (OpenMP after `convert-scf-to-openmp`), with no
+    S x T buffer:
+
+    1. Delta = rowsum(d_out * out) per (batch, output head).
+    2. dK and dV per (batch, kv head, key block): the block's K and V are
+       packed once (f32, keys along vector lanes); every output head of the
+       kv head and every query row that sees the block recomputes
+       P = exp(s - lse) and dS = P * (dP - Delta) and accumulates into the
+       block's dK/dV scratch. K/V/dK/dV are never expanded per query head.
+    3. dQ per (batch, query head, query block) against every visible key
+       block (reverse SQA: summed over the query head's kv heads).
+
+    Each output element is written by one iteration, summing in a fixed
+    order: the result is bitwise identical for any number of threads.
+    Extra memory: O(B * H * S) for Delta plus O(threads * (D + Dv) *
+    kv-block + query-block * D * vector-width).
+  }];
+  let options = [
+    Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"8",
+           "f32 lanes per vector (keys along lanes)">,
+    Option<"kvBlock", "kv-block", "int64_t", /*default=*/"64",
+           "Keys per block; a multiple of vector-width">,
+    Option<"queryBlock", "query-block", "int64_t", /*default=*/"32",
+           "Query rows per dQ task">
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect"
   ];
 }
 

@@ -923,3 +923,189 @@ func.func @f(%q: memref<2x4x3x8xf32>, %kc: memref<2x2x16x8xf32>, %vc: memref<2x2
   "sqa.decode"(%q, %kc, %vc, %l, %kn, %o) <{operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 0, 1>}> : (memref<2x4x3x8xf32>, memref<2x2x16x8xf32>, memref<2x2x16x8xf32>, memref<2xi64>, memref<2x2x3x8xf32>, memref<2x4x3x8xf32>) -> ()
   return
 }
+
+// -----
+
+// sqa.attention with lse; sqa.attention_backward.
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %l: tensor<2x8x16xf32>) {
+  // expected-error @+1 {{on tensors must return two results, got 1}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) lse(%l : tensor<2x8x16xf32>) -> tensor<2x8x16x24xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %l: tensor<2x8xf32>) {
+  // expected-error @+1 {{lse must have rank 3 [B, max(Hq, Hkv), S], got rank 2}}
+  %r:2 = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) lse(%l : tensor<2x8xf32>) -> tensor<2x8x16x24xf32>, tensor<2x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %l: tensor<2x8x16xf16>) {
+  // expected-error @+1 {{lse element type 'f16' must be f32}}
+  %r:2 = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) lse(%l : tensor<2x8x16xf16>) -> tensor<2x8x16x24xf32>, tensor<2x8x16xf16>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %l: tensor<2x4x16xf32>) {
+  // expected-error @+1 {{lse heads (4) must match init heads (8)}}
+  %r:2 = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) lse(%l : tensor<2x4x16xf32>) -> tensor<2x8x16x24xf32>, tensor<2x4x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %l: tensor<2x8x15xf32>) {
+  // expected-error @+1 {{lse sequence length (15) must match init sequence length (16)}}
+  %r:2 = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) lse(%l : tensor<2x8x15xf32>) -> tensor<2x8x16x24xf32>, tensor<2x8x15xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %l: tensor<3x8x16xf32>) {
+  // expected-error @+1 {{lse batch size (3) must match init batch size (2)}}
+  %r:2 = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) lse(%l : tensor<3x8x16xf32>) -> tensor<2x8x16x24xf32>, tensor<3x8x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %l: tensor<2x8x16xf32>) {
+  // expected-error @+1 {{lse result type 'tensor<2x8x?xf32>' must match lse init type 'tensor<2x8x16xf32>'}}
+  %r:2 = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) lse(%l : tensor<2x8x16xf32>) -> tensor<2x8x16x24xf32>, tensor<2x8x?xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %l: memref<2x8x16xf32>) {
+  // expected-error @+1 {{operands must be all ranked tensors or all ranked memrefs}}
+  %r = sqa.attention ins(%q, %k, %v : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) outs(%o : tensor<2x8x16x24xf32>) lse(%l : memref<2x8x16xf32>) -> tensor<2x8x16x24xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %g: tensor<2x8x16x24xf32>, %l: tensor<2x8x16xf32>, %dq: tensor<2x8x16x32xf32>, %dk: tensor<2x4x20x32xf32>, %dv: tensor<2x4x20x24xf32>) {
+  // expected-error @+1 {{on tensors must return three results, got 1}}
+  %r = sqa.attention_backward ins(%q, %k, %v, %o, %g, %l : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16xf32>) outs(%dq, %dk, %dv : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) -> tensor<2x8x16x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %g: tensor<2x8x16x24xf32>, %l: tensor<2x8x16xf32>, %dq: tensor<2x8x16x32xf32>, %dk: tensor<2x4x20x32xf32>, %dv: memref<2x4x20x24xf32>) {
+  // expected-error @+1 {{operands must be all ranked tensors or all ranked memrefs}}
+  %r:2 = sqa.attention_backward ins(%q, %k, %v, %o, %g, %l : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16xf32>) outs(%dq, %dk, %dv : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, memref<2x4x20x24xf32>) -> tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf64>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %g: tensor<2x8x16x24xf32>, %l: tensor<2x8x16xf32>, %dq: tensor<2x8x16x32xf64>, %dk: tensor<2x4x20x32xf32>, %dv: tensor<2x4x20x24xf32>) {
+  // expected-error @+1 {{element type 'f64' is not supported; expected f32, f16 or bf16}}
+  %r:3 = sqa.attention_backward ins(%q, %k, %v, %o, %g, %l : tensor<2x8x16x32xf64>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16xf32>) outs(%dq, %dk, %dv : tensor<2x8x16x32xf64>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) -> tensor<2x8x16x32xf64>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x4x16x24xf32>, %g: tensor<2x8x16x24xf32>, %l: tensor<2x8x16xf32>, %dq: tensor<2x8x16x32xf32>, %dk: tensor<2x4x20x32xf32>, %dv: tensor<2x4x20x24xf32>) {
+  // expected-error @+1 {{out heads (4) must equal max(query heads, key/value heads) = 8}}
+  %r:3 = sqa.attention_backward ins(%q, %k, %v, %o, %g, %l : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>, tensor<2x4x16x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16xf32>) outs(%dq, %dk, %dv : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) -> tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x6x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x6x16x24xf32>, %g: tensor<2x6x16x24xf32>, %l: tensor<2x6x16xf32>, %dq: tensor<2x6x16x32xf32>, %dk: tensor<2x4x20x32xf32>, %dv: tensor<2x4x20x24xf32>) {
+  // expected-error @+1 {{query heads (6) must be a multiple of key/value heads (4)}}
+  %r:3 = sqa.attention_backward ins(%q, %k, %v, %o, %g, %l : tensor<2x6x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>, tensor<2x6x16x24xf32>, tensor<2x6x16x24xf32>, tensor<2x6x16xf32>) outs(%dq, %dk, %dv : tensor<2x6x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) -> tensor<2x6x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x15x24xf32>, %g: tensor<2x8x16x24xf32>, %l: tensor<2x8x16xf32>, %dq: tensor<2x8x16x32xf32>, %dk: tensor<2x4x20x32xf32>, %dv: tensor<2x4x20x24xf32>) {
+  // expected-error @+1 {{out sequence length (15) must match query sequence length (16)}}
+  %r:3 = sqa.attention_backward ins(%q, %k, %v, %o, %g, %l : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>, tensor<2x8x15x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16xf32>) outs(%dq, %dk, %dv : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) -> tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %g: tensor<2x8x16x24xf16>, %l: tensor<2x8x16xf32>, %dq: tensor<2x8x16x32xf32>, %dk: tensor<2x4x20x32xf32>, %dv: tensor<2x4x20x24xf32>) {
+  // expected-error @+1 {{d_out element type 'f16' must match out element type 'f32'}}
+  %r:3 = sqa.attention_backward ins(%q, %k, %v, %o, %g, %l : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16x24xf16>, tensor<2x8x16xf32>) outs(%dq, %dk, %dv : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) -> tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %g: tensor<2x8x16x32xf32>, %l: tensor<2x8x16xf32>, %dq: tensor<2x8x16x32xf32>, %dk: tensor<2x4x20x32xf32>, %dv: tensor<2x4x20x24xf32>) {
+  // expected-error @+1 {{d_out dim 3 (32) must match out dim 3 (24)}}
+  %r:3 = sqa.attention_backward ins(%q, %k, %v, %o, %g, %l : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16x32xf32>, tensor<2x8x16xf32>) outs(%dq, %dk, %dv : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) -> tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %g: tensor<2x8x16x24xf32>, %l: tensor<2x8x16xf32>, %dq: tensor<2x8x16xf32>, %dk: tensor<2x4x20x32xf32>, %dv: tensor<2x4x20x24xf32>) {
+  // expected-error @+1 {{d_query must have the rank of query (4), got rank 3}}
+  %r:3 = sqa.attention_backward ins(%q, %k, %v, %o, %g, %l : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16xf32>) outs(%dq, %dk, %dv : tensor<2x8x16xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) -> tensor<2x8x16xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %g: tensor<2x8x16x24xf32>, %l: tensor<2x8x16xf32>, %dq: tensor<2x8x16x32xf32>, %dk: tensor<2x4x21x32xf32>, %dv: tensor<2x4x20x24xf32>) {
+  // expected-error @+1 {{d_key dim 2 (21) must match key dim 2 (20)}}
+  %r:3 = sqa.attention_backward ins(%q, %k, %v, %o, %g, %l : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16xf32>) outs(%dq, %dk, %dv : tensor<2x8x16x32xf32>, tensor<2x4x21x32xf32>, tensor<2x4x20x24xf32>) -> tensor<2x8x16x32xf32>, tensor<2x4x21x32xf32>, tensor<2x4x20x24xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %g: tensor<2x8x16x24xf32>, %l: tensor<2x8x16xf32>, %dq: tensor<2x8x16x32xf32>, %dk: tensor<2x4x20x32xf32>, %dv: tensor<2x4x20x24xbf16>) {
+  // expected-error @+1 {{d_value element type 'bf16' must match value element type 'f32'}}
+  %r:3 = sqa.attention_backward ins(%q, %k, %v, %o, %g, %l : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16xf32>) outs(%dq, %dk, %dv : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xbf16>) -> tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xbf16>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %g: tensor<2x8x16x24xf32>, %l: tensor<2x8x16xf16>, %dq: tensor<2x8x16x32xf32>, %dk: tensor<2x4x20x32xf32>, %dv: tensor<2x4x20x24xf32>) {
+  // expected-error @+1 {{lse element type 'f16' must be f32}}
+  %r:3 = sqa.attention_backward ins(%q, %k, %v, %o, %g, %l : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16xf16>) outs(%dq, %dk, %dv : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) -> tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %g: tensor<2x8x16x24xf32>, %l: tensor<2x4x16xf32>, %dq: tensor<2x8x16x32xf32>, %dk: tensor<2x4x20x32xf32>, %dv: tensor<2x4x20x24xf32>) {
+  // expected-error @+1 {{lse heads (4) must match out heads (8)}}
+  %r:3 = sqa.attention_backward ins(%q, %k, %v, %o, %g, %l : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16x24xf32>, tensor<2x4x16xf32>) outs(%dq, %dk, %dv : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) -> tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %g: tensor<2x8x16x24xf32>, %l: tensor<2x8x16xf32>, %dq: tensor<2x8x16x32xf32>, %dk: tensor<2x4x20x32xf32>, %dv: tensor<2x4x20x24xf32>) {
+  // expected-error @+1 {{result type 'tensor<2x4x?x32xf32>' must match its init type 'tensor<2x4x20x32xf32>'}}
+  %r:3 = sqa.attention_backward ins(%q, %k, %v, %o, %g, %l : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16xf32>) outs(%dq, %dk, %dv : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) -> tensor<2x8x16x32xf32>, tensor<2x4x?x32xf32>, tensor<2x4x20x24xf32>
+  return
+}
+
+// -----
+
+func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x4x20x24xf32>, %o: tensor<2x8x16x24xf32>, %g: tensor<2x8x16x24xf32>, %l: tensor<2x8x16xf32>, %dq: tensor<2x8x16x32xf32>, %dk: tensor<2x4x20x32xf32>, %dv: tensor<2x4x20x24xf32>) {
+  // expected-error @+1 {{scale must be finite, got INF}}
+  %r:3 = sqa.attention_backward ins(%q, %k, %v, %o, %g, %l : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16xf32>) outs(%dq, %dk, %dv : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) {scale = 0x7F800000 : f32} -> tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>
+  return
+}

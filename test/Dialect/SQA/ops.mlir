@@ -132,3 +132,59 @@ func.func @decode_memory(%q: memref<1x2x3x32xbf16, strided<[?, ?, ?, 1], offset:
              outs(%o : memref<1x4x3x16xbf16>) {heads = #sqa.heads<total = 4, query = 2, kv = 4>, scale = 0.5 : f32}
   return
 }
+
+// The forward with its logsumexp (a second destination and result).
+// CHECK-LABEL: func @attention_lse
+// CHECK: sqa.attention ins(%{{.*}}, %{{.*}}, %{{.*}} : tensor<?x8x?x32xf32>, tensor<?x4x?x32xf32>, tensor<?x4x?x32xf32>) outs(%{{.*}} : tensor<?x8x?x32xf32>) lse(%{{.*}} : tensor<?x8x?xf32>)
+// CHECK-SAME: -> tensor<?x8x?x32xf32>, tensor<?x8x?xf32>
+func.func @attention_lse(%q: tensor<?x8x?x32xf32>, %k: tensor<?x4x?x32xf32>, %v: tensor<?x4x?x32xf32>,
+                         %o: tensor<?x8x?x32xf32>, %l: tensor<?x8x?xf32>) -> (tensor<?x8x?x32xf32>, tensor<?x8x?xf32>) {
+  %r:2 = sqa.attention ins(%q, %k, %v : tensor<?x8x?x32xf32>, tensor<?x4x?x32xf32>, tensor<?x4x?x32xf32>)
+                       outs(%o : tensor<?x8x?x32xf32>) lse(%l : tensor<?x8x?xf32>)
+                       {mask = #sqa.mask<causal = true>} -> tensor<?x8x?x32xf32>, tensor<?x8x?xf32>
+  return %r#0, %r#1 : tensor<?x8x?x32xf32>, tensor<?x8x?xf32>
+}
+
+// CHECK-LABEL: func @attention_lse_buffers
+// CHECK: sqa.attention ins({{.*}}) outs(%{{.*}} : memref<2x4x16x8xbf16>) lse(%{{.*}} : memref<2x4x16xf32>) diagonal_offset(%{{.*}})
+// CHECK-NOT: ->
+func.func @attention_lse_buffers(%q: memref<2x2x16x8xbf16>, %k: memref<2x4x9x8xbf16>, %v: memref<2x4x9x8xbf16>,
+                                 %o: memref<2x4x16x8xbf16>, %l: memref<2x4x16xf32>, %d: index) {
+  sqa.attention ins(%q, %k, %v : memref<2x2x16x8xbf16>, memref<2x4x9x8xbf16>, memref<2x4x9x8xbf16>)
+                outs(%o : memref<2x4x16x8xbf16>) lse(%l : memref<2x4x16xf32>) diagonal_offset(%d)
+                {mask = #sqa.mask<causal = true>}
+  return
+}
+
+// The backward: GQA on tensors, reverse SQA on buffers.
+// CHECK-LABEL: func @backward_gqa
+// CHECK: sqa.attention_backward ins(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x8x?x32xf16>, tensor<?x2x?x32xf16>, tensor<?x2x?x16xf16>, tensor<?x8x?x16xf16>, tensor<?x8x?x16xf16>, tensor<?x8x?xf32>) outs(%{{.*}}, %{{.*}}, %{{.*}} : tensor<?x8x?x32xf16>, tensor<?x2x?x32xf16>, tensor<?x2x?x16xf16>)
+// CHECK-SAME: {heads = #sqa.heads<total = 8, query = 8, kv = 2>, mask = #sqa.mask<causal = true, alignment = bottom_right, window_left = 4>, scale = 5.000000e-01 : f32}
+// CHECK-SAME: -> tensor<?x8x?x32xf16>, tensor<?x2x?x32xf16>, tensor<?x2x?x16xf16>
+func.func @backward_gqa(%q: tensor<?x8x?x32xf16>, %k: tensor<?x2x?x32xf16>, %v: tensor<?x2x?x16xf16>,
+                        %o: tensor<?x8x?x16xf16>, %g: tensor<?x8x?x16xf16>, %l: tensor<?x8x?xf32>,
+                        %dq: tensor<?x8x?x32xf16>, %dk: tensor<?x2x?x32xf16>, %dv: tensor<?x2x?x16xf16>)
+    -> (tensor<?x8x?x32xf16>, tensor<?x2x?x32xf16>, tensor<?x2x?x16xf16>) {
+  %r:3 = sqa.attention_backward
+      ins(%q, %k, %v, %o, %g, %l : tensor<?x8x?x32xf16>, tensor<?x2x?x32xf16>, tensor<?x2x?x16xf16>,
+          tensor<?x8x?x16xf16>, tensor<?x8x?x16xf16>, tensor<?x8x?xf32>)
+      outs(%dq, %dk, %dv : tensor<?x8x?x32xf16>, tensor<?x2x?x32xf16>, tensor<?x2x?x16xf16>)
+      {heads = #sqa.heads<gqa, total = 8, groups = 2>,
+       mask = #sqa.mask<causal = true, alignment = bottom_right, window_left = 4>, scale = 0.5 : f32}
+      -> tensor<?x8x?x32xf16>, tensor<?x2x?x32xf16>, tensor<?x2x?x16xf16>
+  return %r#0, %r#1, %r#2 : tensor<?x8x?x32xf16>, tensor<?x2x?x32xf16>, tensor<?x2x?x16xf16>
+}
+
+// CHECK-LABEL: func @backward_reverse_buffers
+// CHECK: sqa.attention_backward ins({{.*}}) outs({{.*}}) diagonal_offset(%{{.*}})
+// CHECK-NOT: ->
+func.func @backward_reverse_buffers(%q: memref<1x2x5x8xf32>, %k: memref<1x4x7x8xf32>, %v: memref<1x4x7x8xf32>,
+                                    %o: memref<1x4x5x8xf32>, %g: memref<1x4x5x8xf32>, %l: memref<1x4x5xf32>,
+                                    %dq: memref<1x2x5x8xf32>, %dk: memref<1x4x7x8xf32>, %dv: memref<1x4x7x8xf32>, %d: index) {
+  sqa.attention_backward
+      ins(%q, %k, %v, %o, %g, %l : memref<1x2x5x8xf32>, memref<1x4x7x8xf32>, memref<1x4x7x8xf32>,
+          memref<1x4x5x8xf32>, memref<1x4x5x8xf32>, memref<1x4x5xf32>)
+      outs(%dq, %dk, %dv : memref<1x2x5x8xf32>, memref<1x4x7x8xf32>, memref<1x4x7x8xf32>)
+      diagonal_offset(%d) {mask = #sqa.mask<causal = true>}
+  return
+}

@@ -160,12 +160,90 @@ def check_against_scalar():
     return n + 1
 
 
+def check_lse():
+    """lse against a direct log(sum(exp(scores))) per row."""
+    rng = np.random.default_rng(3)
+    n = 0
+    for Hq, Hkv in [(4, 2), (2, 4), (1, 1)]:
+        for causal, align, window in [(False, "top_left", (-1, -1)),
+                                      (True, "top_left", (-1, -1)),
+                                      (False, "bottom_right", (1, 0))]:
+            B, S, T, D = 2, 5, 3, 4
+            q = rng.standard_normal((B, Hq, S, D))
+            k = rng.standard_normal((B, Hkv, T, D))
+            v = rng.standard_normal((B, Hkv, T, 2))
+            out, lse = R.attention_lse(q, k, v, causal=causal, alignment=align,
+                                       window=window)
+            assert np.array_equal(out, R.attention(q, k, v, causal=causal,
+                                                   alignment=align, window=window))
+            mask = R.visible_mask(S, T, causal=causal, alignment=align, window=window)
+            for b in range(B):
+                for h in range(max(Hq, Hkv)):
+                    qh, kh = R.head_mapping(h, Hq, Hkv)
+                    for i in range(S):
+                        keys = [j for j in range(T) if mask[i, j]]
+                        if not keys:
+                            assert lse[b, h, i] == -np.inf
+                            continue
+                        z = sum(math.exp(float(q[b, qh, i] @ k[b, kh, j]) / 2.0)
+                                for j in keys)
+                        assert abs(lse[b, h, i] - math.log(z)) < 1e-12
+                        n += 1
+    return n
+
+
+def check_backward_finite_differences():
+    """attention_backward against central differences of
+    L = sum(attention(q, k, v) * d_out), for every kind of head mapping and
+    mask, including rows that see no key (S > T, causal bottom-right)."""
+    rng = np.random.default_rng(4)
+    n = 0
+    heads = [(2, 2), (4, 2), (4, 1), (2, 4), (1, 2)]
+    masks = [(False, "top_left", (-1, -1)), (True, "top_left", (-1, -1)),
+             (True, "bottom_right", (-1, -1)), (False, "bottom_right", (1, 1)),
+             (True, "top_left", (1, -1))]
+    eps = 1e-6
+    for Hq, Hkv in heads:
+        for causal, align, window in masks:
+            B, S, T, D, Dv = 2, 5, 3, 3, 2
+            q = rng.standard_normal((B, Hq, S, D))
+            k = rng.standard_normal((B, Hkv, T, D))
+            v = rng.standard_normal((B, Hkv, T, Dv))
+            g = rng.standard_normal((B, max(Hq, Hkv), S, Dv))
+            kw = dict(scale=0.8, causal=causal, alignment=align, window=window)
+
+            def loss(q_, k_, v_):
+                return float((R.attention(q_, k_, v_, **kw) * g).sum())
+
+            grads = R.attention_backward(q, k, v, g, **kw)
+            for which, (x, dx) in enumerate(zip((q, k, v), grads)):
+                fd = np.zeros_like(x)
+                for idx in np.ndindex(*x.shape):
+                    xp, xm = x.copy(), x.copy()
+                    xp[idx] += eps
+                    xm[idx] -= eps
+                    args_p = [q, k, v]
+                    args_m = [q, k, v]
+                    args_p[which], args_m[which] = xp, xm
+                    fd[idx] = (loss(*args_p) - loss(*args_m)) / (2 * eps)
+                assert np.allclose(dx, fd, rtol=1e-6, atol=1e-7), \
+                    (Hq, Hkv, causal, align, window, which,
+                     float(np.abs(dx - fd).max()))
+                n += 1
+            if causal and align == "bottom_right":
+                # S > T: rows 0 and 1 see no key, so their dq is exactly 0.
+                assert not np.any(grads[0][:, :, :S - T])
+    return n
+
+
 def main():
     counts = {
         "bf16": check_bf16(),
         "presets": check_presets(),
         "masks": check_masks(),
         "reference-vs-scalar": check_against_scalar(),
+        "lse": check_lse(),
+        "backward-vs-finite-differences": check_backward_finite_differences(),
     }
     print("selftest OK: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     return 0
