@@ -15,7 +15,6 @@
 #include "PairDotLoop.h"
 #include "SQA/IR/SQAOps.h"
 #include "SQA/Utils/LoweringBuilder.h"
-#include "VectorExp2.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"

@@ -25,7 +25,6 @@
 
 #include "SQA/IR/SQAOps.h"
 #include "SQA/Utils/LoweringBuilder.h"
-#include "VectorExp2.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -210,7 +209,7 @@ BackwardBuilder::probabilities(Value batch, Value head, Value pos, Value qHead,
   Value deltaVec = splat(delta), gradScale = splat(f32(scale));
   Value negInf = splat(f32(-std::numeric_limits<float>::infinity()));
   // exp2 gives ~2^-125, not 0, at -inf: the rule guards it.
-  Softmax::Exponential exp{[&](Value x) { return emitVectorExp2(*this, x); },
+  Softmax::Exponential exp{[&](Value x) { return exp2Approx(x); },
                            /*zeroAtNegInf=*/false};
   SmallVector<Value> ps, dss;
   for (int64_t u = 0; u < unroll; ++u) {
