@@ -57,15 +57,6 @@ public:
 private:
   using Softmax = OnlineSoftmax<LoweringBuilder>;
 
-  Value dim(Value memref, int64_t d) {
-    return memref::DimOp::create(b, loc, memref, d);
-  }
-  Value load(Value memref, ValueRange indices) {
-    return memref::LoadOp::create(b, loc, memref, indices);
-  }
-  void store(Value value, Value memref, ValueRange indices) {
-    memref::StoreOp::create(b, loc, value, memref, indices);
-  }
   /// A vector of `vectorWidth` elements as f32.
   Value loadVector(Value memref, ValueRange indices) {
     Type element = cast<MemRefType>(memref.getType()).getElementType();

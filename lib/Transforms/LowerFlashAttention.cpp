@@ -60,9 +60,6 @@ public:
   void build();
 
 private:
-  Value dim(Value memref, int64_t d) {
-    return memref::DimOp::create(b, loc, memref, d);
-  }
   Value zeroVector() {
     return arith::ConstantOp::create(b, loc, b.getZeroAttr(vecType));
   }
@@ -71,12 +68,6 @@ private:
   }
   void storeVector(Value value, Value memref, ValueRange indices) {
     vector::StoreOp::create(b, loc, value, memref, indices);
-  }
-  Value load(Value memref, ValueRange indices) {
-    return memref::LoadOp::create(b, loc, memref, indices);
-  }
-  void store(Value value, Value memref, ValueRange indices) {
-    memref::StoreOp::create(b, loc, value, memref, indices);
   }
   Value loadF32(Value memref, ValueRange indices) {
     return toF32(load(memref, indices));
@@ -539,7 +530,6 @@ void FlashBuilder::packValuePairs(Value batch, Value kvHead, Value keyStart) {
   int64_t w = shape.vectorWidth;
   Type bf16 = b.getBF16Type();
   auto halfType = VectorType::get({w}, bf16);
-  auto pairType = VectorType::get({2 * w}, bf16);
   auto wordType = VectorType::get({w}, b.getI32Type());
   forLoop(index(0), index(shape.kvBlock / 2), 1, [&](Value n2) {
     Value first = add(keyStart, mul(n2, 2));

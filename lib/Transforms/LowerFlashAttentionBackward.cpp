@@ -58,15 +58,6 @@ public:
   void build();
 
 private:
-  Value dim(Value memref, int64_t d) {
-    return memref::DimOp::create(b, loc, memref, d);
-  }
-  Value load(Value memref, ValueRange indices) {
-    return memref::LoadOp::create(b, loc, memref, indices);
-  }
-  void store(Value value, Value memref, ValueRange indices) {
-    memref::StoreOp::create(b, loc, value, memref, indices);
-  }
   Value loadVector(Value memref, ValueRange indices) {
     return vector::LoadOp::create(b, loc, vecType, memref, indices);
   }

@@ -278,10 +278,21 @@ LogicalResult AttentionOp::verify() {
   return success();
 }
 
-float AttentionOp::getScaleOrDefault() {
-  if (FloatAttr scale = getScaleAttr())
+/// The default scale rule of every attention op: `scale` if set, else
+/// 1 / sqrt(D).
+static float scaleOrDefault(FloatAttr scale, int64_t headDim) {
+  if (scale)
     return static_cast<float>(scale.getValueAsDouble());
-  return 1.0f / std::sqrt(static_cast<float>(getHeadDim()));
+  return 1.0f / std::sqrt(static_cast<float>(headDim));
+}
+
+/// The mask if it hides anything, else null (every attention op).
+static MaskAttr effectiveMask(MaskAttr mask) {
+  return mask && mask.isRestrictive() ? mask : MaskAttr();
+}
+
+float AttentionOp::getScaleOrDefault() {
+  return scaleOrDefault(getScaleAttr(), getHeadDim());
 }
 
 Value AttentionOp::getResult() {
@@ -303,8 +314,7 @@ void AttentionOp::getEffects(
 }
 
 MaskAttr AttentionOp::getEffectiveMask() {
-  MaskAttr mask = getMaskAttr();
-  return mask && mask.isRestrictive() ? mask : MaskAttr();
+  return effectiveMask(getMaskAttr());
 }
 
 /// Canonical form: a mask is present only if it hides keys and carries no
@@ -396,14 +406,11 @@ LogicalResult AttentionBackwardOp::verify() {
 }
 
 float AttentionBackwardOp::getScaleOrDefault() {
-  if (FloatAttr scale = getScaleAttr())
-    return static_cast<float>(scale.getValueAsDouble());
-  return 1.0f / std::sqrt(static_cast<float>(getHeadDim()));
+  return scaleOrDefault(getScaleAttr(), getHeadDim());
 }
 
 MaskAttr AttentionBackwardOp::getEffectiveMask() {
-  MaskAttr mask = getMaskAttr();
-  return mask && mask.isRestrictive() ? mask : MaskAttr();
+  return effectiveMask(getMaskAttr());
 }
 
 void AttentionBackwardOp::getEffects(
@@ -671,14 +678,11 @@ LogicalResult DecodeOp::verify() {
 }
 
 float DecodeOp::getScaleOrDefault() {
-  if (FloatAttr scale = getScaleAttr())
-    return static_cast<float>(scale.getValueAsDouble());
-  return 1.0f / std::sqrt(static_cast<float>(getHeadDim()));
+  return scaleOrDefault(getScaleAttr(), getHeadDim());
 }
 
 MaskAttr DecodeOp::getEffectiveMask() {
-  MaskAttr mask = getMaskAttr();
-  return mask && mask.isRestrictive() ? mask : MaskAttr();
+  return effectiveMask(getMaskAttr());
 }
 
 void DecodeOp::getEffects(

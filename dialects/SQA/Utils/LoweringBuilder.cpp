@@ -3,6 +3,7 @@
 #include "SQA/Utils/LoweringBuilder.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/TypeUtilities.h"
@@ -130,6 +131,15 @@ Value LoweringBuilder::exp2Approx(Value x) {
       builder, loc, arith::BitcastOp::create(builder, loc, intType, p),
       exponent);
   return arith::BitcastOp::create(builder, loc, x.getType(), bits);
+}
+Value LoweringBuilder::dim(Value memref, int64_t d) {
+  return memref::DimOp::create(builder, loc, memref, d);
+}
+Value LoweringBuilder::load(Value memref, ValueRange indices) {
+  return memref::LoadOp::create(builder, loc, memref, indices);
+}
+void LoweringBuilder::store(Value value, Value memref, ValueRange indices) {
+  memref::StoreOp::create(builder, loc, value, memref, indices);
 }
 Value LoweringBuilder::log(Value x) {
   return math::LogOp::create(builder, loc, x);

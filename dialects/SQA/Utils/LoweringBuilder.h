@@ -87,6 +87,11 @@ public:
   /// `x` as f32 (extended from f16/bf16; f32 unchanged).
   Value toF32(Value x);
 
+  // Buffers: a dimension's size, scalar loads and stores.
+  Value dim(Value memref, int64_t d);
+  Value load(Value memref, ValueRange indices);
+  void store(Value value, Value memref, ValueRange indices);
+
   // Structured control flow; bodies build at the start of their region.
   void forLoop(Value lb, Value ub, int64_t step,
                function_ref<void(Value)> body);
