@@ -681,9 +681,7 @@ float DecodeOp::getScaleOrDefault() {
   return scaleOrDefault(getScaleAttr(), getHeadDim());
 }
 
-MaskAttr DecodeOp::getEffectiveMask() {
-  return effectiveMask(getMaskAttr());
-}
+MaskAttr DecodeOp::getEffectiveMask() { return effectiveMask(getMaskAttr()); }
 
 void DecodeOp::getEffects(
     SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>>
