@@ -41,7 +41,8 @@ sys.path.insert(0, BENCH_DIR)
 
 import numpy as np  # noqa: E402
 
-import attention_bench as AB  # noqa: E402  (config parsing, FLOPs, FMA peak)
+import attention_bench as AB  # noqa: E402  (config parsing, FLOPs)
+import harness  # noqa: E402  (compiler, FMA peak, shapes)
 from sqa_mlir import aot, reference  # noqa: E402
 
 DEFAULT_CONFIGS = [f"{v}:h16{g}:d{d}{c}" for d in (64, 128) for c in ("", ":causal")
@@ -132,9 +133,9 @@ def main():
         args.warmup, args.reps = 0, 1
 
     workdir = tempfile.mkdtemp(prefix="sqa-bwd-bench-")
-    cc = AB.find_cc(None)
-    exe, _ = AB.compile_fma_peak(cc, workdir) if cc else (None, "")
-    peak = AB.measure_peak(exe, args.threads, args.peak_seconds) if exe else None
+    cc = harness.find_cc(None)
+    exe, _ = harness.compile_fma_peak(cc, workdir) if cc else (None, "")
+    peak = harness.measure_peak(exe, args.threads, args.peak_seconds) if exe else None
     peak_gflops = peak["gflops"] if peak else None
     print(f"# backward benchmark, {args.threads} threads, FMA peak "
           f"{peak_gflops:.1f} GFLOP/s" if peak_gflops else "# no FMA peak measured")
@@ -185,7 +186,7 @@ def main():
                        torch_bwd_s=torch_t[1] if torch_t else None,
                        fwdbwd_speedup_vs_mha=(speedup / (t_fwd + t_bwd)) if speedup else None)
             records.append(rec)
-            print(f"| {text} | {AB.shape_str(shape)} | {t_fwd * 1e3:.2f} | {t_bwd * 1e3:.2f} "
+            print(f"| {text} | {harness.shape_str(shape)} | {t_fwd * 1e3:.2f} | {t_bwd * 1e3:.2f} "
                   f"| {(t_fwd + t_bwd) * 1e3:.2f} | {gflops:.1f} | "
                   + (f"{rec['bwd_peak_pct']:.1f}%" if peak_gflops else "-") + " | "
                   + (f"{torch_t[1] * 1e3:.2f} | {torch_t[1] / t_bwd:.2f}x" if torch_t
