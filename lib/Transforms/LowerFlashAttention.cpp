@@ -643,15 +643,14 @@ struct LowerFlashAttentionPass
 
   void runOnOperation() override {
     // Ranges first: mr x nr tiles are unrolled at build time.
-    for (std::string error :
-         {checkOptionRange("vector-width", vectorWidth, 1, kMaxVectorWidth),
-          checkOptionRange("kv-block", kvBlock, 1, kMaxBlock),
-          checkOptionRange("mr", rowsPerKernel, 1, kMaxRowsPerKernel),
-          checkOptionRange("nr", vectorsPerKernel, 1, kMaxVectorsPerKernel)})
-      if (!error.empty()) {
-        emitError(getOperation()->getLoc()) << error;
-        return signalPassFailure();
-      }
+    if (failed(emitOptionErrors(
+            getOperation(),
+            {checkOptionRange("vector-width", vectorWidth, 1, kMaxVectorWidth),
+             checkOptionRange("kv-block", kvBlock, 1, kMaxBlock),
+             checkOptionRange("mr", rowsPerKernel, 1, kMaxRowsPerKernel),
+             checkOptionRange("nr", vectorsPerKernel, 1,
+                              kMaxVectorsPerKernel)})))
+      return signalPassFailure();
     if (kvBlock % rowsPerKernel != 0 || kvBlock % 4 != 0) {
       emitError(getOperation()->getLoc())
           << "kv-block (" << static_cast<int64_t>(kvBlock)

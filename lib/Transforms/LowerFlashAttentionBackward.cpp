@@ -409,14 +409,12 @@ struct LowerFlashAttentionBackwardPass
   using Base::Base;
 
   void runOnOperation() override {
-    for (std::string error :
-         {checkOptionRange("vector-width", vectorWidth, 1, kMaxVectorWidth),
-          checkOptionRange("kv-block", kvBlock, 1, kMaxBlock),
-          checkOptionRange("query-block", queryBlock, 1, kMaxBlock)})
-      if (!error.empty()) {
-        emitError(getOperation()->getLoc()) << error;
-        return signalPassFailure();
-      }
+    if (failed(emitOptionErrors(
+            getOperation(),
+            {checkOptionRange("vector-width", vectorWidth, 1, kMaxVectorWidth),
+             checkOptionRange("kv-block", kvBlock, 1, kMaxBlock),
+             checkOptionRange("query-block", queryBlock, 1, kMaxBlock)})))
+      return signalPassFailure();
     if (kvBlock % vectorWidth != 0) {
       emitError(getOperation()->getLoc())
           << "kv-block (" << static_cast<int64_t>(kvBlock)

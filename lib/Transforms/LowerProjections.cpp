@@ -217,16 +217,14 @@ struct LowerProjectionsPass
   void runOnOperation() override {
     // The micro-kernel is unrolled mr x nr times; the blocks size a scratch
     // buffer of kc x nc f32.
-    for (std::string error :
-         {checkOptionRange("vector-width", vectorWidth, 1, kMaxVectorWidth),
-          checkOptionRange("mr", rowsPerKernel, 1, kMaxRowsPerKernel),
-          checkOptionRange("nr", vectorsPerKernel, 1, kMaxVectorsPerKernel),
-          checkOptionRange("kc", kBlock, 1, kMaxBlock),
-          checkOptionRange("nc", nBlock, 1, kMaxBlock)})
-      if (!error.empty()) {
-        emitError(getOperation()->getLoc()) << error;
-        return signalPassFailure();
-      }
+    if (failed(emitOptionErrors(
+            getOperation(),
+            {checkOptionRange("vector-width", vectorWidth, 1, kMaxVectorWidth),
+             checkOptionRange("mr", rowsPerKernel, 1, kMaxRowsPerKernel),
+             checkOptionRange("nr", vectorsPerKernel, 1, kMaxVectorsPerKernel),
+             checkOptionRange("kc", kBlock, 1, kMaxBlock),
+             checkOptionRange("nc", nBlock, 1, kMaxBlock)})))
+      return signalPassFailure();
     GemmShape shape{vectorWidth, rowsPerKernel, vectorsPerKernel, kBlock,
                     nBlock};
     SmallVector<linalg::BatchMatmulOp> ops;

@@ -28,13 +28,11 @@ struct TileAttentionPass
   void runOnOperation() override {
     // A tile is meant to fit a cache; the bounds keep the tile loops' index
     // math (offset + tile) far from int64's limit.
-    for (std::string error :
-         {checkOptionRange("query-tile", queryTile, 1, kMaxQueryTile),
-          checkOptionRange("head-tile", headTile, 0, kMaxHeads)})
-      if (!error.empty()) {
-        emitError(getOperation()->getLoc()) << error;
-        return signalPassFailure();
-      }
+    if (failed(emitOptionErrors(
+            getOperation(),
+            {checkOptionRange("query-tile", queryTile, 1, kMaxQueryTile),
+             checkOptionRange("head-tile", headTile, 0, kMaxHeads)})))
+      return signalPassFailure();
     SmallVector<AttentionOp> ops;
     getOperation()->walk([&](AttentionOp op) {
       if (op.hasPureTensorSemantics())

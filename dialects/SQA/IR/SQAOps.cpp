@@ -278,6 +278,22 @@ LogicalResult AttentionOp::verify() {
   return success();
 }
 
+/// Effects of a destination-style attention op: none on tensors; on buffers
+/// it reads its inputs and writes its inits.
+static void addDestinationStyleEffects(
+    DestinationStyleOpInterface op,
+    SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>>
+        &effects) {
+  if (!op.hasPureBufferSemantics())
+    return;
+  for (OpOperand *input : op.getDpsInputOperands())
+    effects.emplace_back(MemoryEffects::Read::get(), input,
+                         SideEffects::DefaultResource::get());
+  for (OpOperand &init : op.getDpsInitsMutable())
+    effects.emplace_back(MemoryEffects::Write::get(), &init,
+                         SideEffects::DefaultResource::get());
+}
+
 /// The default scale rule of every attention op: `scale` if set, else
 /// 1 / sqrt(D).
 static float scaleOrDefault(FloatAttr scale, int64_t headDim) {
@@ -302,15 +318,7 @@ Value AttentionOp::getResult() {
 void AttentionOp::getEffects(
     SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>>
         &effects) {
-  // Only the buffer form touches memory.
-  if (!hasPureBufferSemantics())
-    return;
-  for (OpOperand *input : getDpsInputOperands())
-    effects.emplace_back(MemoryEffects::Read::get(), input,
-                         SideEffects::DefaultResource::get());
-  for (OpOperand &init : getDpsInitsMutable())
-    effects.emplace_back(MemoryEffects::Write::get(), &init,
-                         SideEffects::DefaultResource::get());
+  addDestinationStyleEffects(*this, effects);
 }
 
 MaskAttr AttentionOp::getEffectiveMask() {
@@ -416,14 +424,7 @@ MaskAttr AttentionBackwardOp::getEffectiveMask() {
 void AttentionBackwardOp::getEffects(
     SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>>
         &effects) {
-  if (!hasPureBufferSemantics())
-    return;
-  for (OpOperand *input : getDpsInputOperands())
-    effects.emplace_back(MemoryEffects::Read::get(), input,
-                         SideEffects::DefaultResource::get());
-  for (OpOperand &init : getDpsInitsMutable())
-    effects.emplace_back(MemoryEffects::Write::get(), &init,
-                         SideEffects::DefaultResource::get());
+  addDestinationStyleEffects(*this, effects);
 }
 
 //===----------------------------------------------------------------------===//

@@ -10,6 +10,8 @@
 #ifndef SQA_TRANSFORMS_OPTIONLIMITS_H
 #define SQA_TRANSFORMS_OPTIONLIMITS_H
 
+#include "mlir/IR/Operation.h"
+#include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -36,6 +38,16 @@ inline std::string checkOptionRange(llvm::StringRef name, int64_t value,
   llvm::raw_string_ostream(message)
       << name << " must be in [" << lo << ", " << hi << "], got " << value;
   return message;
+}
+
+/// Emits the first non-empty `checkOptionRange` message at `op`'s location;
+/// failure if there was one.
+inline LogicalResult emitOptionErrors(Operation *op,
+                                      llvm::ArrayRef<std::string> errors) {
+  for (const std::string &error : errors)
+    if (!error.empty())
+      return emitError(op->getLoc()) << error;
+  return success();
 }
 
 } // namespace mlir::sqa
