@@ -127,6 +127,10 @@ private:
   MaskBounds mask;
   // f32 K/V are read in place; other types are converted block by block.
   bool packKV = false;
+  // V is also copied per block when its rows are a power-of-two multiple of
+  // 256 bytes apart: the P.V kernel walks V down a column, and at that pitch
+  // the walk lands in a few L1 sets; the copy has an odd-line pitch.
+  bool packValues = false;
   Value queryT, accT, rowMax, rowSum, rescale, scoresT, packedKeys,
       packedValues;
   // bf16-dot: Q [D/2, 2M] and P [kv-block/2, 2M] bf16 with each row's pair
@@ -169,11 +173,21 @@ void FlashBuilder::packQuery(Value batch, Value outHead0) {
 /// and their values never read.
 void FlashBuilder::packKeysAndValues(Value batch, Value kvHead,
                                      Value keyStart) {
+  bool f32Values = op.getValueType().getElementType() == f32Type;
   forLoop(index(0), index(shape.kvBlock), 1, [&](Value n) {
     Value key = minS(add(keyStart, n), lastKey);
-    forLoop(index(0), index(headDim), 1, [&](Value d) {
-      store(loadF32(op.getKey(), {batch, kvHead, key, d}), packedKeys, {n, d});
-    });
+    if (packKV)
+      forLoop(index(0), index(headDim), 1, [&](Value d) {
+        store(loadF32(op.getKey(), {batch, kvHead, key, d}), packedKeys,
+              {n, d});
+      });
+    if (f32Values && valueDim % shape.vectorWidth == 0) {
+      forLoop(index(0), index(valueDim), shape.vectorWidth, [&](Value d) {
+        storeVector(loadVector(op.getValue(), {batch, kvHead, key, d}),
+                    packedValues, {n, d});
+      });
+      return;
+    }
     forLoop(index(0), index(valueDim), 1, [&](Value d) {
       store(loadF32(op.getValue(), {batch, kvHead, key, d}), packedValues,
             {n, d});
@@ -190,7 +204,7 @@ Value FlashBuilder::keyScalar(Value batch, Value kvHead, Value key, Value n,
 
 Value FlashBuilder::valueScalar(Value batch, Value kvHead, Value key, Value n,
                                 Value d) {
-  if (packKV)
+  if (packValues)
     return load(packedValues, {n, d});
   return load(op.getValue(), {batch, kvHead, key, d});
 }
@@ -350,7 +364,7 @@ void FlashBuilder::accumulateKernel(Value batch, Value kvHead, Value keyStart,
                       return loadVector(scoresT, {n, rowCols[v]});
                     },
                     [&](Value n, int64_t i) {
-                      Value key = packKV ? Value() : add(keyStart, n);
+                      Value key = packValues ? Value() : add(keyStart, n);
                       return valueScalar(batch, kvHead, key, n, valueCols[i]);
                     });
       for (int64_t i = 0; i < mr; ++i)
@@ -407,17 +421,30 @@ void FlashBuilder::build() {
   paddedRows = mul(ceilDiv(rows, rowChunk), rowChunk);
 
   int64_t kvBlock = shape.kvBlock;
-  queryT = alloc({headDim, ShapedType::kDynamic}, {paddedRows});
-  accT = alloc({paddedValueDim, ShapedType::kDynamic}, {paddedRows});
+  // The row-major scratch [*, rows] is walked down its columns (d, n, c) by
+  // the micro-kernels: with a power-of-two row pitch those walks hit a few
+  // L1 sets only (at D = 128 the Q^T column of one tile fills them), so the
+  // pitch is an odd number of 64-byte lines.
+  Value rowPitch = mul(orI(ceilDiv(paddedRows, 16), index(1)), 16);
+  queryT = alloc({headDim, ShapedType::kDynamic}, {rowPitch});
+  accT = alloc({paddedValueDim, ShapedType::kDynamic}, {rowPitch});
   rowMax = alloc({ShapedType::kDynamic}, {paddedRows});
   rowSum = alloc({ShapedType::kDynamic}, {paddedRows});
   rescale = alloc({ShapedType::kDynamic}, {paddedRows});
-  scoresT = alloc({kvBlock, ShapedType::kDynamic}, {paddedRows});
+  scoresT = alloc({kvBlock, ShapedType::kDynamic}, {rowPitch});
   SmallVector<Value> buffers = {queryT, accT, rowMax, rowSum, rescale, scoresT};
+  packValues =
+      !bf16Dot &&
+      (packKV || (valueDim % 64 == 0 && llvm::isPowerOf2_64(valueDim / 64)));
   if (packKV && !bf16Dot) {
     packedKeys = alloc({kvBlock, headDim}, {});
-    packedValues = alloc({kvBlock, valueDim}, {});
-    buffers.append({packedKeys, packedValues});
+    buffers.push_back(packedKeys);
+  }
+  if (packValues) {
+    int64_t valuePitch = valueDim % 32 == 0 ? valueDim + 16 : valueDim;
+    // Columns past valueDim are never read.
+    packedValues = alloc({kvBlock, valuePitch}, {});
+    buffers.push_back(packedValues);
   }
   if (bf16Dot) {
     Type bf16 = b.getBF16Type();
@@ -456,7 +483,7 @@ void FlashBuilder::build() {
         Value validKeys = minS(index(kvBlock), sub(keyLen, keyStart));
         if (bf16Dot)
           packValuePairs(batch, kvHead, keyStart);
-        else if (packKV)
+        else if (packValues)
           packKeysAndValues(batch, kvHead, keyStart);
         scoreKernel(batch, kvHead, keyStart);
         // Only blocks that run past T or cross a mask bound for some row

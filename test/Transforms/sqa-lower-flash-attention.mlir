@@ -84,3 +84,28 @@ func.func @tile_f32(%q: memref<1x4x?x16xf32, strided<[?, ?, 16, 1], offset: ?>>,
                 outs(%o : memref<1x4x?x16xf32, strided<[?, ?, 16, 1], offset: ?>>)
   return
 }
+
+// f32 at D = 64: the row scratch gets an odd number of 64-byte lines per row
+// (a power-of-two pitch would put a column walk into a few L1 sets), and V,
+// which P.V walks down a column, is copied per block with pitch 64 + 16.
+// K is still read in place.
+// CHECK-LABEL: func @pitch_f32
+// CHECK: %[[LINES:.+]] = arith.ori %{{.+}}, %c1{{.*}} : index
+// CHECK: %[[PITCH:.+]] = arith.muli %[[LINES]], %c16{{.*}} : index
+// CHECK: memref.alloc(%[[PITCH]]) {alignment = 64 : i64} : memref<64x?xf32>
+// CHECK-DAG: memref.alloc() {alignment = 64 : i64} : memref<64x80xf32>
+// CHECK-NOT: memref<64x64xf32>
+// CHECK: vector.load %arg2[%{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}] : memref<1x1x?x64xf32{{.*}}>, vector<8xf32>
+// CHECK: memref.load %arg1[%{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}] : memref<1x1x?x64xf32
+// CHECK-COUNT-7: memref.dealloc
+// CHECK-NOT: memref.dealloc
+func.func @pitch_f32(%q: memref<1x1x?x64xf32, strided<[?, ?, 64, 1], offset: ?>>,
+                     %k: memref<1x1x?x64xf32, strided<[?, ?, 64, 1], offset: ?>>,
+                     %v: memref<1x1x?x64xf32, strided<[?, ?, 64, 1], offset: ?>>,
+                     %o: memref<1x1x?x64xf32, strided<[?, ?, 64, 1], offset: ?>>) {
+  sqa.attention ins(%q, %k, %v : memref<1x1x?x64xf32, strided<[?, ?, 64, 1], offset: ?>>,
+                                 memref<1x1x?x64xf32, strided<[?, ?, 64, 1], offset: ?>>,
+                                 memref<1x1x?x64xf32, strided<[?, ?, 64, 1], offset: ?>>)
+                outs(%o : memref<1x1x?x64xf32, strided<[?, ?, 64, 1], offset: ?>>)
+  return
+}
