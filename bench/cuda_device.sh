@@ -11,6 +11,11 @@
 #    check against the prebuilt libraries (check_cuda.py --lib-dir DIR/check
 #    --all), then bench/cuda_bench.py --lib-dir DIR/bench, which writes
 #    bench/results/cuda-<date>.md and .json.
+#    Decode (NAME_decode of CUDA libraries): DIR/decode is prepared by
+#    bench/cuda_decode_bench.py --prepare; on the GPU, check_decode.py
+#    --target cuda checks each of its libraries against numpy, then
+#    cuda_decode_bench.py times them (DIR/decode-<date>.json). There is no
+#    CUDA backward yet (CPU only), so no backward check or timing.
 # 3. Print a summary. Exit status 0 only if nothing failed.
 #
 # The GPU machine needs only DIR, python/, test/lib/python/ and bench/ (plus
@@ -85,6 +90,12 @@ if [ "$do_prepare" = 1 ] && [ -x "$SQA_AOT" ]; then
         note "prepare: benchmark libraries FAILED (see above)"; status=1
       fi
     fi
+    echo "== preparing decode libraries into $LIBS/decode"
+    if "$PY" bench/cuda_decode_bench.py --sqa-aot "$SQA_AOT" --prepare "$LIBS/decode"; then
+      note "prepare: decode libraries built into $LIBS/decode"
+    else
+      note "prepare: decode libraries FAILED (see above)"; status=1
+    fi
   else
     note "prepare: skipped ($SQA_AOT has no --target cuda / --chip yet)"
   fi
@@ -139,6 +150,43 @@ else
       note "benchmark: FAILED: no $LIBS/bench (prepare first where sqa-aot is)"; status=1
     fi
   fi
+fi
+
+# --- 2b. decode on the GPU ----------------------------------------------------
+if [ "$gpu_ok" = 0 ] && [ -d "$LIBS/decode" ]; then
+  dlog="$LIBS/decode-$stamp.log"
+  : >"$dlog"
+  if [ "$do_check" = 1 ]; then
+    echo "== decode checks ($LIBS/decode), log $dlog"
+    dfail=0
+    # label q-heads kv-heads: bench/cuda_decode_bench.py's CONFIGS.
+    for cfg in "mha 16 16" "gqa 16 4" "sqa 8 4" "mqa 16 1"; do
+      set -- $cfg
+      name="dec_$1_d128_bf16"
+      "$PY" test/lib/python/check_decode.py --sqa-aot none --target cuda \
+        --lib "$LIBS/decode/lib$name.so" --name "$name" --q-heads "$2" --kv-heads "$3" \
+        --head-dim 128 --dtype bf16 --causal bottom-right \
+        --cases '1:0/5/700:800,3:17/1/0:40,2:30/9:40:memory,4:1000/3000:4096' \
+        2>&1 | tee -a "$dlog"
+      [ "${PIPESTATUS[0]}" = 0 ] || dfail=1
+    done
+    if [ "$dfail" = 0 ]; then
+      note "decode checks: passed (log $dlog)"
+    else
+      note "decode checks: FAILED (log $dlog)"; status=1
+    fi
+  fi
+  if [ "$do_bench" = 1 ]; then
+    echo "== decode timing ($LIBS/decode)"
+    djson="$LIBS/decode-$stamp.json"
+    if "$PY" bench/cuda_decode_bench.py --lib-dir "$LIBS/decode" --json "$djson" 2>&1 | tee -a "$dlog"; then
+      note "decode timing: wrote $djson"
+    else
+      note "decode timing: FAILED (log $dlog)"; status=1
+    fi
+    [ -n "${OUT:-}" ] && cp "$djson" "$OUT/" 2>/dev/null
+  fi
+  [ -n "${OUT:-}" ] && cp "$dlog" "$OUT/" 2>/dev/null
 fi
 
 # --- 3. summary -------------------------------------------------------------

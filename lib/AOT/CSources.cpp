@@ -90,6 +90,8 @@ std::string aot::generateHeader(const AttentionConfig &config) {
     prototypes = fillTemplate("header-forward-cuda.h.in", values);
   } else {
     prototypes = fillTemplate("header-forward-cpu.h.in", values);
+  }
+  if (!config.layer) {
     TemplateValues decode = values;
     decode["q_shape"] = shape("Q_HEADS", "new_len", "HEAD_DIM");
     decode["k_cache_shape"] = shape("KV_HEADS", "capacity", "HEAD_DIM");
@@ -97,8 +99,10 @@ std::string aot::generateHeader(const AttentionConfig &config) {
     decode["k_new_shape"] = shape("KV_HEADS", "new_len", "HEAD_DIM");
     decode["v_new_shape"] = shape("KV_HEADS", "new_len", "VALUE_HEAD_DIM");
     decode["out_shape"] = shape("OUT_HEADS", "new_len", "VALUE_HEAD_DIM");
-    prototypes += fillTemplate("header-decode-cpu.h.in", decode);
-    prototypes += fillTemplate("header-training-cpu.h.in", values);
+    prototypes += fillTemplate(
+        cuda ? "header-decode-cuda.h.in" : "header-decode-cpu.h.in", decode);
+    if (!cuda)
+      prototypes += fillTemplate("header-training-cpu.h.in", values);
   }
   values["prototypes"] = prototypes;
   values["target_note"] = fillTemplate(

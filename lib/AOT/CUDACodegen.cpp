@@ -39,12 +39,15 @@ struct KernelLaunch {
 };
 } // namespace
 
+/// The forward kernel: the one that is no decode stage.
 static std::optional<KernelLaunch> findKernel(ModuleOp module) {
   auto kernels = module.lookupSymbol<gpu::GPUModuleOp>("sqa_kernels");
   if (!kernels)
     return std::nullopt;
   std::optional<KernelLaunch> launch;
   for (auto func : kernels.getOps<gpu::GPUFuncOp>()) {
+    if (func->hasAttr(gpu_abi::kDecodeStageAttrName))
+      continue;
     auto geometry =
         func->getAttrOfType<GPULaunchAttr>(gpu_abi::kLaunchAttrName);
     if (launch || !geometry) // One attention op per configuration module.
@@ -52,6 +55,47 @@ static std::optional<KernelLaunch> findKernel(ModuleOp module) {
     launch = KernelLaunch{func.getName().str(), geometry};
   }
   return launch;
+}
+
+namespace {
+/// The decode kernels in the launcher's order: (no append) split, merge;
+/// (append) append, split, merge; and the split kernel's keys per split.
+struct DecodeKernels {
+  SmallVector<KernelLaunch> kernels;
+  int64_t splitKeys = 0;
+};
+} // namespace
+
+static std::optional<DecodeKernels> findDecodeKernels(ModuleOp module,
+                                                      StringRef name) {
+  auto kernels = module.lookupSymbol<gpu::GPUModuleOp>("sqa_kernels");
+  if (!kernels)
+    return std::nullopt;
+  DecodeKernels found;
+  std::pair<StringRef, StringRef> wanted[] = {
+      {"_decode_kernel", "split"},
+      {"_decode_kernel", "merge"},
+      {"_decode_append_kernel", "append"},
+      {"_decode_append_kernel", "split"},
+      {"_decode_append_kernel", "merge"}};
+  for (auto [host, stage] : wanted) {
+    std::string kernelName = (name + host + "_" + stage).str();
+    auto func = kernels.lookupSymbol<gpu::GPUFuncOp>(kernelName);
+    if (!func)
+      return std::nullopt;
+    auto geometry =
+        func->getAttrOfType<GPULaunchAttr>(gpu_abi::kLaunchAttrName);
+    if (!geometry || geometry.getThreads() <= 0 ||
+        geometry.getRowsPerBlock() <= 0)
+      return std::nullopt;
+    if (auto keys =
+            func->getAttrOfType<IntegerAttr>(gpu_abi::kDecodeSplitKeysAttrName))
+      found.splitKeys = keys.getInt();
+    found.kernels.push_back({kernelName, geometry});
+  }
+  if (found.splitKeys <= 0)
+    return std::nullopt;
+  return found;
 }
 
 static std::optional<std::string> binaryObject(ModuleOp module) {
@@ -171,8 +215,80 @@ static void fillParameterBlock(const AttentionConfig &config,
   values["parameter_pointers"] = pointers;
 }
 
+/// The decode entry's parameter block from GPUKernelABI.def's decode lists.
+static void fillDecodeParameterBlock(const AttentionConfig &config,
+                                     TemplateValues &values) {
+  static const KernelABINames abi;
+  SmallVector<StringRef> buffers, scalars;
+#define SQA_GPU_DECODE_BUFFER(Name, cName) buffers.push_back(#cName);
+#define SQA_GPU_DECODE_SCALAR(Name, cName) scalars.push_back(#cName);
+#include "sqa/Transforms/GPUKernelABI.def"
+  struct Extent {
+    int64_t heads;
+    StringRef len;
+    int64_t dim;
+  };
+  // Element buffers: (heads, length, head dim); the rest are counted by the
+  // template (n_cache_lens, n_partials).
+  std::map<std::string, Extent, std::less<>> extents = {
+      {"q", {config.heads.query, "new_len", config.headDim}},
+      {"k_cache", {config.heads.kv, "capacity", config.headDim}},
+      {"v_cache", {config.heads.kv, "capacity", config.valueHeadDim}},
+      {"k_new", {config.heads.kv, "new_len", config.headDim}},
+      {"v_new", {config.heads.kv, "new_len", config.valueHeadDim}},
+      {"out", {config.outputHeads(), "new_len", config.valueHeadDim}}};
+  std::map<std::string, std::string, std::less<>> scalarValues = {
+      {"new_len", "new_len"},
+      {"capacity", "capacity"},
+      {"num_splits", "num_splits"}};
+  std::string counts, descriptors, pointers;
+  bool bhsd = config.layout == Layout::BHSD;
+  for (StringRef buffer : buffers) {
+    std::string b = buffer.str();
+    if (auto extent = extents.find(buffer); extent != extents.end()) {
+      auto [heads, len, dim] = extent->second;
+      counts += llvm::formatv("  n_{0} = elements(batch, {1}, {2}, {3});\n", b,
+                              heads, len, dim)
+                    .str();
+      scalarValues[b + "_stride_batch"] =
+          llvm::formatv("{0} * {1} * {2}", len, heads, dim).str();
+      scalarValues[b + "_stride_head"] =
+          bhsd ? llvm::formatv("{0} * {1}", len, dim).str()
+               : std::to_string(dim);
+      scalarValues[b + "_stride_pos"] =
+          bhsd ? std::to_string(dim)
+               : llvm::formatv("{0} * {1}", heads, dim).str();
+    }
+    std::map<std::string, std::string, std::less<>> wordValues = {
+        {"allocated", "(void *)" + b},
+        {"aligned", "(void *)" + b},
+        {"offset", "0"},
+        {"size", "n_" + b},
+        {"stride", "1"}};
+    descriptors +=
+        "    flat_memref m_" + b + " = {" +
+        llvm::join(lookupAll(abi.memrefWords, wordValues, "memref word"),
+                   ", ") +
+        "};\n";
+    for (StringRef word : abi.memrefWords)
+      pointers += ("      &m_" + b + "." + word + ",\n").str();
+  }
+  std::string scalarText;
+  SmallVector<std::string> scalarExprs =
+      lookupAll(scalars, scalarValues, "decode scalar");
+  for (auto [i, name] : llvm::enumerate(scalars)) {
+    scalarText += "        " + scalarExprs[i] + ", /* " + name.str() + " */\n";
+    pointers += "      &scalars[" + std::to_string(i) + "],\n";
+  }
+  values["decode_element_counts"] = counts;
+  values["decode_buffer_descriptors"] = descriptors;
+  values["decode_scalar_values"] = scalarText;
+  values["decode_parameter_pointers"] = pointers;
+}
+
 static std::string generateLauncher(const AttentionConfig &config,
                                     const KernelLaunch &launch,
+                                    const DecodeKernels &decode,
                                     StringRef cubin) {
   TemplateValues values = {{"name", config.name},
                            {"chip", config.chip},
@@ -196,7 +312,30 @@ static std::string generateLauncher(const AttentionConfig &config,
   values["image_size"] = std::to_string(cubin.size() + 1);
   values["image_bytes"] = bytes;
   fillParameterBlock(config, values);
+  std::string names = "  \"" + launch.name + "\",\n";
+  std::string shared =
+      "  " + std::to_string(geometry.getSharedMemoryBytes()) + ",\n";
+  for (const KernelLaunch &kernel : decode.kernels) {
+    names += "  \"" + kernel.name + "\",\n";
+    shared +=
+        "  " + std::to_string(kernel.geometry.getSharedMemoryBytes()) + ",\n";
+  }
+  values["kernel_names"] = names;
+  values["kernel_shared_bytes"] = shared;
+  // Append, split and merge share one geometry but the split's shared
+  // memory.
+  GPULaunchAttr split = decode.kernels[0].geometry;
+  values["decode_rows_per_block"] = std::to_string(split.getRowsPerBlock());
+  values["decode_group"] = std::to_string(split.getHeadsPerBlock());
+  values["decode_split_keys"] = std::to_string(decode.splitKeys);
+  values["decode_shared_memory_bytes"] =
+      std::to_string(split.getSharedMemoryBytes());
+  values["decode_threads"] = std::to_string(split.getThreads());
+  values["decode_kv_heads"] = std::to_string(config.heads.kv);
+  values["decode_value_head_dim"] = std::to_string(config.valueHeadDim);
+  fillDecodeParameterBlock(config, values);
   return fillTemplate("cuda-launcher.c.in", values) +
+         fillTemplate("entry-decode-cuda.c.in", values) +
          generateCommonEntries(config);
 }
 
@@ -227,6 +366,9 @@ bool aot::compileCUDALibrary(ModuleOp module, const CodegenOptions &options,
       launch->geometry.getHeadsPerBlock() <= 0 ||
       launch->geometry.getOutputHeads() % launch->geometry.getHeadsPerBlock())
     return fail(error, "expected one sqa-lower-attention-to-gpu kernel");
+  std::optional<DecodeKernels> decode = findDecodeKernels(module, config.name);
+  if (!decode)
+    return fail(error, "expected the sqa-lower-decode-to-gpu kernels");
 
   PassManager binaryStage(module.getContext());
   buildCUDABinaryPipeline(binaryStage, pipeline);
@@ -247,7 +389,8 @@ bool aot::compileCUDALibrary(ModuleOp module, const CodegenOptions &options,
   llvm::sys::path::append(source, "launcher.c");
   llvm::sys::path::append(header, config.name + ".h");
   if (!writeFile(header, generateHeader(config), error) ||
-      !writeFile(source, generateLauncher(config, *launch, *object), error))
+      !writeFile(source, generateLauncher(config, *launch, *decode, *object),
+                 error))
     return false;
   std::string clang = findClang(options);
   if (clang.empty())

@@ -211,10 +211,10 @@ static OwningOpRef<ModuleOp> buildCoreModule(MLIRContext &context,
       tensors[2], tensors[3], /*diagonal_offset=*/Value(), scaleAttr(b, config),
       maskAttr(&context, config), headsAttr(&context, config));
   materialize(b, loc, op->getResult(0), views[3]);
-  // CPU libraries also export decode (the CUDA pipeline has no decode yet).
-  if (config.target == Target::CPU)
-    for (bool append : {false, true})
-      buildDecodeKernel(b, *module, config, append);
+  // Decode (sqa-lower-decode-split-kv on CPU, sqa-lower-decode-to-gpu on
+  // CUDA).
+  for (bool append : {false, true})
+    buildDecodeKernel(b, *module, config, append);
   if (config.target == Target::CPU)
     buildTrainingKernels(b, *module, config, argTypes);
   return module;

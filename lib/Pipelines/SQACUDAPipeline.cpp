@@ -112,6 +112,7 @@ void sqa::buildCUDAKernelPipeline(OpPassManager &pm,
   gpuOptions.headsPerBlock = options.headsPerBlock;
   gpuOptions.rowsPerWarp = options.rowsPerWarp;
   pm.addPass(createLowerAttentionToGPU(gpuOptions));
+  pm.addPass(createLowerDecodeToGPU());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
 }

@@ -17,20 +17,34 @@
 
 namespace mlir::sqa {
 
-/// `cache_lens[batch]` as an index.
-inline Value cachedLength(LoweringBuilder &d, DecodeOp op, Value batch) {
+/// `lens[batch]` (an i64 memref: the op's cache_lens or a kernel's view of
+/// it) as an index.
+inline Value cachedLength(LoweringBuilder &d, Value lens, Value batch) {
   OpBuilder &b = d.getBuilder();
-  Value length = memref::LoadOp::create(b, d.getLoc(), op.getCacheLens(),
-                                        ValueRange{batch});
+  Value length = memref::LoadOp::create(b, d.getLoc(), lens, ValueRange{batch});
   return arith::IndexCastOp::create(b, d.getLoc(), b.getIndexType(), length);
 }
+inline Value cachedLength(LoweringBuilder &d, DecodeOp op, Value batch) {
+  return cachedLength(d, op.getCacheLens(), batch);
+}
 
-/// The keys batch row `batch` attends to: its cached tokens plus the
-/// appended ones. Query row i's diagonal is `valid - newLen + i`.
+/// The keys a batch row attends to: its cached tokens plus the appended
+/// ones. Query row i's diagonal is `valid - newLen + i`.
+inline Value validLength(LoweringBuilder &d, bool append, Value cached,
+                         Value newLen) {
+  return append ? d.add(cached, newLen) : cached;
+}
 inline Value validLength(LoweringBuilder &d, DecodeOp op, Value batch,
                          Value newLen) {
-  Value cached = cachedLength(d, op, batch);
-  return op.hasAppend() ? d.add(cached, newLen) : cached;
+  return validLength(d, op.hasAppend(), cachedLength(d, op, batch), newLen);
+}
+
+/// Whether a row's lengths are in range: 0 <= cached and valid <= capacity.
+/// Host entries check this before the call; a GPU kernel, whose lengths sit
+/// in device memory, checks it itself.
+inline Value lengthsInRange(LoweringBuilder &d, Value cached, Value valid,
+                            Value capacity) {
+  return d.andI(d.sge(cached, d.index(0)), d.sle(valid, capacity));
 }
 
 /// Copies key_new/value_new into the caches at [cache_lens[b], +newLen),

@@ -12,6 +12,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "GPUHostSupport.h"
 #include "sqa/Transforms/GPUKernelABI.h"
 #include "sqa/Transforms/OptionLimits.h"
 #include "sqa/Transforms/Passes.h"
@@ -757,45 +758,6 @@ void KernelBuilder::buildSIMTKernel() {
 //===----------------------------------------------------------------------===//
 
 namespace {
-
-/// The flat view of a strided 4-D memref handed to the kernel, and its
-/// (batch, head, position) strides.
-struct FlatOperand {
-  Value flat;
-  Value strides[3];
-};
-
-FlatOperand flattenOperand(ImplicitLocOpBuilder &b, Value memref) {
-  auto type = cast<MemRefType>(memref.getType());
-  auto meta = memref::ExtractStridedMetadataOp::create(b, memref);
-  // Elements spanned: 1 + sum (size_i - 1) * stride_i.
-  Value one = arith::ConstantIndexOp::create(b, 1);
-  Value extent = one;
-  for (int64_t i = 0; i < type.getRank(); ++i) {
-    Value last = arith::SubIOp::create(b, meta.getSizes()[i], one);
-    extent = arith::AddIOp::create(
-        b, extent, arith::MulIOp::create(b, last, meta.getStrides()[i]));
-  }
-  auto flatType = MemRefType::get(
-      {ShapedType::kDynamic}, type.getElementType(),
-      StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic, {1}),
-      type.getMemorySpace());
-  Value flat = memref::ReinterpretCastOp::create(
-      b, flatType, meta.getBaseBuffer(), OpFoldResult(meta.getOffset()),
-      ArrayRef<OpFoldResult>{extent},
-      ArrayRef<OpFoldResult>{b.getIndexAttr(1)});
-  return {flat,
-          {meta.getStrides()[0], meta.getStrides()[1], meta.getStrides()[2]}};
-}
-
-/// Innermost stride 1 is what the kernel's vector copies assume.
-bool hasUnitInnerStride(MemRefType type) {
-  SmallVector<int64_t> strides;
-  int64_t offset;
-  if (failed(type.getStridesAndOffset(strides, offset)))
-    return false;
-  return strides.back() == 1;
-}
 
 struct LowerAttentionToGPUPass
     : public sqa::impl::LowerAttentionToGPUBase<LowerAttentionToGPUPass> {

@@ -615,6 +615,11 @@ class CUDAAttentionLibrary(_Library):
                                    [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 3
                                    + [ctypes.c_void_p])
         self._last_error = self._bind("last_error", ctypes.c_char_p, [])
+        # q, k_cache, v_cache, k_new, v_new, cache_lens, out, batch, new_len,
+        # capacity, stream.
+        self._decode = self._bind("decode", ctypes.c_int,
+                                  [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 3
+                                  + [ctypes.c_void_p])
         self.target = self.settings.get("target")
         self.chip = self.settings.get("chip")
 
@@ -639,6 +644,33 @@ class CUDAAttentionLibrary(_Library):
         if kv_len is None:
             kv_len = k.shape[1] if bshd else k.shape[2]
         return self.forward_raw(q, k, v, out, batch, q_len, kv_len, stream)
+
+    def decode_raw(self, q, k_cache, v_cache, k_new, v_new, cache_lens, out,
+                   batch: int, new_len: int, capacity: int, stream=None) -> int:
+        """Call NAME_decode as is: every pointer a device address (cache_lens
+        too: int64 [batch] in device memory; k_new = v_new = None for no
+        append), explicit sizes. Returns the status; the work is only
+        enqueued on the stream (compiles and runs on the CPU emulator,
+        unmeasured on a GPU)."""
+        names = ("q", "k_cache", "v_cache", "k_new", "v_new", "cache_lens", "out")
+        args = (q, k_cache, v_cache, k_new, v_new, cache_lens, out)
+        ptrs = [_device_pointer(w, a) for w, a in zip(names, args)]
+        return int(self._decode(*[p or None for p in ptrs], int(batch), int(new_len),
+                                int(capacity), _stream_handle(stream)))
+
+    def decode(self, q, k_cache, v_cache, cache_lens, out, k_new=None, v_new=None,
+               batch=None, new_len=None, capacity=None, stream=None) -> int:
+        """Like decode_raw, with sizes from q.shape / k_cache.shape unless
+        given."""
+        bshd = self.layout == "bshd"
+        if batch is None:
+            batch = q.shape[0]
+        if new_len is None:
+            new_len = q.shape[1] if bshd else q.shape[2]
+        if capacity is None:
+            capacity = k_cache.shape[1] if bshd else k_cache.shape[2]
+        return self.decode_raw(q, k_cache, v_cache, k_new, v_new, cache_lens, out,
+                               batch, new_len, capacity, stream)
 
     def last_error(self) -> str:
         s = self._last_error()

@@ -101,6 +101,8 @@ _SIGNATURES = {
     "cuMemcpyHtoD": ([ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t], ("cuMemcpyHtoD_v2",)),
     "cuMemcpyDtoH": ([ctypes.c_void_p, ctypes.c_uint64, ctypes.c_size_t], ("cuMemcpyDtoH_v2",)),
     "cuMemsetD8": ([ctypes.c_uint64, ctypes.c_ubyte, ctypes.c_size_t], ("cuMemsetD8_v2",)),
+    "cuMemcpyDtoDAsync": ([ctypes.c_uint64, ctypes.c_uint64, ctypes.c_size_t, ctypes.c_void_p],
+                          ("cuMemcpyDtoDAsync_v2",)),
     "cuStreamCreate": ([_c_void_pp, ctypes.c_uint], ()),
     "cuStreamSynchronize": ([ctypes.c_void_p], ()),
     "cuStreamDestroy": ([ctypes.c_void_p], ("cuStreamDestroy_v2",)),
@@ -312,6 +314,13 @@ class Driver:
         if nbytes:
             self.call("cuMemcpyDtoH", ctypes.c_void_p(dst_address), ctypes.c_uint64(src),
                       int(nbytes))
+
+    def memcpy_dtod_async(self, dst: int, src: int, nbytes: int,
+                          stream: Optional[int] = None) -> None:
+        """Device -> device copy enqueued on `stream` (a bandwidth reference)."""
+        if nbytes:
+            self.call("cuMemcpyDtoDAsync", ctypes.c_uint64(dst), ctypes.c_uint64(src),
+                      int(nbytes), stream)
 
     def memset_d8(self, ptr: int, value: int, nbytes: int) -> None:
         if nbytes:

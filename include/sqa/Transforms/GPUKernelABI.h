@@ -41,6 +41,29 @@ constexpr int firstStride(Buffer buffer) {
   return kQueryStrideBatch + 3 * static_cast<int>(buffer);
 }
 
+/// The decode kernels' buffers and scalars (one list for all three).
+enum DecodeBuffer : int {
+#define SQA_GPU_DECODE_BUFFER(Name, cName) kDecode##Name,
+#include "sqa/Transforms/GPUKernelABI.def"
+  kNumDecodeBuffers
+};
+enum DecodeScalar : int {
+#define SQA_GPU_DECODE_SCALAR(Name, cName) kDecode##Name,
+#include "sqa/Transforms/GPUKernelABI.def"
+  kNumDecodeScalars
+};
+/// Index of the first of a decode element buffer's three strides.
+constexpr int decodeFirstStride(DecodeBuffer buffer) {
+  return kDecodeQueryStrideBatch + 3 * static_cast<int>(buffer);
+}
+/// Element buffers with strides: q, the caches, the new tokens, out.
+constexpr int kNumDecodeStridedBuffers = kDecodeCacheLens;
+
+/// Name of the decode kernels' stage attribute ("append", "split" or
+/// "merge") and of the split kernel's keys per split.
+constexpr const char *kDecodeStageAttrName = "sqa.gpu_decode_stage";
+constexpr const char *kDecodeSplitKeysAttrName = "sqa.gpu_decode_split_keys";
+
 /// Name of the kernel attribute holding its #sqa.gpu_launch geometry.
 constexpr const char *kLaunchAttrName = "sqa.gpu_launch";
 

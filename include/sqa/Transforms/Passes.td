@@ -285,6 +285,47 @@ def LowerAttentionToGPU : Pass<"sqa-lower-attention-to-gpu",
   ];
 }
 
+def LowerDecodeToGPU : Pass<"sqa-lower-decode-to-gpu", "::mlir::ModuleOp"> {
+  let summary = "Lower sqa.decode to split-KV CUDA kernels and their launches";
+  let description = [{
+    Rewrites every `sqa.decode` into `gpu.launch_func`s of SIMT kernels
+    generated into `gpu.module @sqa_kernels` (decode is bandwidth bound):
+
+    1. `append` (with new tokens): copies key_new/value_new into the caches.
+    2. `split`: a block per (batch row, split of `split-keys` cache
+       positions, kv head, chunk of `rows-per-block` stacked query rows of
+       the kv head's group x new_len): K/V tiles of `kv-block` keys are
+       staged in shared memory with 16-byte loads and read once for all the
+       chunk's rows; online softmax per row (base 2); the partial max, sum
+       and accumulator of each row go to an f32 scratch buffer.
+    3. `merge`: per (batch row, kv head, chunk), partials merged in split
+       order (`OnlineSoftmax::merge`), normalized and stored.
+
+    Splits are fixed ranges of the capacity: deterministic. A row whose
+    device-side lengths are out of range (`lengthsInRange`) is not appended
+    or read; its output is NaN. Parameters follow the decode lists of
+    `include/sqa/Transforms/GPUKernelABI.def`; each kernel carries
+    `sqa.gpu_launch` and `sqa.gpu_decode_stage`.
+  }];
+  let options = [
+    Option<"kvBlock", "kv-block", "int64_t", /*default=*/"32",
+           "Keys per shared-memory tile">,
+    Option<"splitKeys", "split-keys", "int64_t", /*default=*/"256",
+           "Cache positions per split (a multiple of kv-block)">,
+    Option<"rowsPerBlock", "rows-per-block", "int64_t", /*default=*/"16",
+           "Stacked query rows (group heads x new_len) per thread block">
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::gpu::GPUDialect",
+    "::mlir::LLVM::LLVMDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::NVVM::NVVMDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect"
+  ];
+}
+
 def LowerDecodeReference : Pass<"sqa-lower-decode-reference"> {
   let summary = "Lower sqa.decode to naive scalar loops (the oracle)";
   let description = [{

@@ -132,6 +132,11 @@ LogicalResult Emulator::rewrite(Operation *op) {
         b, i32, static_cast<int64_t>(bid.getDimension()));
     op->getResult(0).replaceAllUsesWith(
         indexOf(call(b, "sqa_emu_block_id", {dim}, i64)));
+  } else if (auto grid = dyn_cast<gpu::GridDimOp>(op)) {
+    Value dim = arith::ConstantIntOp::create(
+        b, i32, static_cast<int64_t>(grid.getDimension()));
+    op->getResult(0).replaceAllUsesWith(
+        indexOf(call(b, "sqa_emu_grid_dim", {dim}, i64)));
   } else if (isa<gpu::DynamicSharedMemoryOp>(op)) {
     op->getResult(0).replaceAllUsesWith(sharedMemory);
   } else if (isa<gpu::BarrierOp>(op)) {

@@ -36,6 +36,8 @@ enum {
 struct fake_function {
   void *kernel;
   int max_dynamic_shared;
+  /* A decode kernel (its name says so): GPUKernelABI.def's decode lists. */
+  int decode;
 };
 
 static int initialized;
@@ -43,6 +45,7 @@ static int context_token;
 static __thread void *current_context;
 static void *kernels;
 static sqa_emu_launch_fn launch;
+static sqa_emu_launch_decode_fn launch_decode;
 
 static const char *error_name(CUresult r) {
   switch (r) {
@@ -113,6 +116,16 @@ CUresult cuMemAlloc_v2(uint64_t *ptr, size_t bytes) {
   return OK;
 }
 CUresult cuMemAlloc(uint64_t *ptr, size_t bytes) { return cuMemAlloc_v2(ptr, bytes); }
+/* Stream-ordered allocation: work runs synchronously, so it is immediate. */
+CUresult cuMemAllocAsync(uint64_t *ptr, size_t bytes, void *stream) {
+  (void)stream;
+  return cuMemAlloc_v2(ptr, bytes);
+}
+CUresult cuMemFreeAsync(uint64_t ptr, void *stream) {
+  (void)stream;
+  free((void *)(uintptr_t)ptr);
+  return OK;
+}
 CUresult cuMemFree_v2(uint64_t ptr) { free((void *)(uintptr_t)ptr); return OK; }
 CUresult cuMemFree(uint64_t ptr) { return cuMemFree_v2(ptr); }
 CUresult cuMemcpyHtoD_v2(uint64_t dst, const void *src, size_t n) {
@@ -171,7 +184,10 @@ CUresult cuModuleLoadData(void **module, const void *image) {
       return INVALID_IMAGE;
     }
     launch = (sqa_emu_launch_fn)dlsym(kernels, "sqa_emu_launch");
-    if (!launch) return INVALID_IMAGE;
+    launch_decode =
+        (sqa_emu_launch_decode_fn)dlsym(kernels, "sqa_emu_launch_decode");
+    if (!launch || !launch_decode)
+      return INVALID_IMAGE;
   }
   *module = kernels;
   return OK;
@@ -185,6 +201,8 @@ CUresult cuModuleGetFunction(void **function, void *module, const char *name) {
   struct fake_function *f = calloc(1, sizeof *f);
   f->kernel = kernel;
   f->max_dynamic_shared = 48 * 1024;
+  f->decode = strstr(name, "_decode_kernel_") != 0 ||
+              strstr(name, "_decode_append_kernel_") != 0;
   *function = f;
   return OK;
 }
@@ -213,6 +231,32 @@ CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz,
     fprintf(stderr, "fake libcuda: %u bytes of dynamic shared memory without "
             "cuFuncSetAttribute (limit %d)\n", shared, f->max_dynamic_shared);
     return INVALID_VALUE;
+  }
+  if (f->decode) {
+    void *buffers[SQA_NUM_DECODE_BUFFERS];
+    int64_t sizes[SQA_NUM_DECODE_BUFFERS], scalars[SQA_NUM_DECODE_SCALARS];
+    for (int i = 0; i < SQA_NUM_DECODE_BUFFERS; ++i) {
+      void **words = params + i * SQA_MEMREF_WORDS;
+      sqa_gpu_memref m;
+#define SQA_GPU_MEMREF_WORD(name, c_type)                                      \
+  m.name = *(c_type *)words[SQA_WORD_##name];
+#include "sqa/Transforms/GPUKernelABI.def"
+      /* k_new and v_new are NULL without an append. */
+      if (m.offset != 0 || m.stride != 1 || m.size < 0 ||
+          (!m.aligned) != (m.size == 0)) {
+        fprintf(stderr, "fake libcuda: bad decode memref parameter %d\n", i);
+        return INVALID_VALUE;
+      }
+      buffers[i] = m.aligned;
+      sizes[i] = m.size;
+    }
+    for (int i = 0; i < SQA_NUM_DECODE_SCALARS; ++i)
+      scalars[i] =
+          *(int64_t *)params[SQA_NUM_DECODE_BUFFERS * SQA_MEMREF_WORDS + i];
+    return launch_decode((sqa_emulated_decode_kernel)f->kernel, gx, gy, bx,
+                         shared, buffers, sizes, scalars)
+               ? LAUNCH_FAILED
+               : OK;
   }
   /* params[i] points to parameter word i (GPUKernelABI.def's order). */
   void *buffers[SQA_NUM_BUFFERS];

@@ -53,4 +53,34 @@ typedef int (*sqa_emu_launch_fn)(sqa_emulated_kernel kernel, int64_t grid_x,
                                  int64_t shared_bytes, void *const *buffers,
                                  const int64_t *sizes, const int64_t *scalars);
 
+/* The decode kernels' lists (one parameter block for all three). */
+enum {
+#define SQA_GPU_DECODE_BUFFER(Name, c_name) SQA_DECODE_BUFFER_##Name,
+#include "sqa/Transforms/GPUKernelABI.def"
+  SQA_NUM_DECODE_BUFFERS
+};
+enum {
+#define SQA_GPU_DECODE_SCALAR(Name, c_name) SQA_DECODE_SCALAR_##Name,
+#include "sqa/Transforms/GPUKernelABI.def"
+  SQA_NUM_DECODE_SCALARS
+};
+
+/* An emulated decode kernel: GPUKernelABI.def's decode lists plus the
+ * shared memory. */
+typedef void (*sqa_emulated_decode_kernel)(
+#define SQA_GPU_DECODE_BUFFER(Name, c_name) sqa_gpu_memref *,
+#include "sqa/Transforms/GPUKernelABI.def"
+#define SQA_GPU_DECODE_SCALAR(Name, c_name) int64_t,
+#include "sqa/Transforms/GPUKernelABI.def"
+    sqa_gpu_memref *shared);
+
+/* gpu_emulator.c's entry for decode kernels, as sqa_emu_launch_fn with the
+ * decode lists (an unused buffer may be NULL with size 0). */
+typedef int (*sqa_emu_launch_decode_fn)(sqa_emulated_decode_kernel kernel,
+                                        int64_t grid_x, int64_t grid_y,
+                                        int64_t threads, int64_t shared_bytes,
+                                        void *const *buffers,
+                                        const int64_t *sizes,
+                                        const int64_t *scalars);
+
 #endif /* SQA_TEST_GPU_ABI_H */

@@ -38,11 +38,13 @@ static pthread_barrier_t block_barrier;
 
 static __thread int64_t thread_id;
 static __thread int64_t block_id[3];
+static int64_t grid_dim[3];
 static __thread int32_t result_i32[4];
 static __thread float result_f32[4];
 
 int64_t sqa_emu_thread_id(void) { return thread_id; }
 int64_t sqa_emu_block_id(int32_t dim) { return block_id[dim]; }
+int64_t sqa_emu_grid_dim(int32_t dim) { return grid_dim[dim]; }
 void sqa_emu_barrier(void) { pthread_barrier_wait(&block_barrier); }
 
 static warp_state *my_warp(void) { return &warps[thread_id / 32]; }
@@ -156,6 +158,8 @@ typedef struct {
   memref1 *operands;
   const int64_t *scalars;
   memref1 *shared;
+  /* A decode kernel (GPUKernelABI.def's decode lists) instead of kernel. */
+  sqa_emulated_decode_kernel decode;
 } thread_args;
 
 static void *run_thread(void *p) {
@@ -165,6 +169,16 @@ static void *run_thread(void *p) {
   block_id[1] = a->by;
   block_id[2] = 0;
   const int64_t *s = a->scalars;
+  if (a->decode) {
+    a->decode(
+#define SQA_GPU_DECODE_BUFFER(Name, c_name)                                    \
+  &a->operands[SQA_DECODE_BUFFER_##Name],
+#include "sqa/Transforms/GPUKernelABI.def"
+#define SQA_GPU_DECODE_SCALAR(Name, c_name) s[SQA_DECODE_SCALAR_##Name],
+#include "sqa/Transforms/GPUKernelABI.def"
+        a->shared);
+    return 0;
+  }
   a->kernel(
 #define SQA_GPU_BUFFER(Name, c_name) &a->operands[SQA_BUFFER_##Name],
 #include "sqa/Transforms/GPUKernelABI.def"
@@ -174,26 +188,26 @@ static void *run_thread(void *p) {
   return 0;
 }
 
-/* See sqa_emu_launch_fn in gpu_abi.h. */
-int sqa_emu_launch(sqa_emulated_kernel kernel, int64_t grid_x, int64_t grid_y,
-                   int64_t threads, int64_t shared_bytes, void *const *buffers,
-                   const int64_t *sizes, const int64_t *scalars) {
+/* Runs the grid: one block at a time, a pthread per GPU thread, of
+ * `kernel` or `decode`. */
+static int run_grid(sqa_emulated_kernel kernel,
+                    sqa_emulated_decode_kernel decode, int64_t grid_x,
+                    int64_t grid_y, int64_t threads, int64_t shared_bytes,
+                    memref1 *operands, const int64_t *scalars) {
   if (threads != THREADS_PER_BLOCK) {
-    fprintf(stderr, "gpu_emulator: blocks of %lld threads; the emulator runs %d\n",
+    fprintf(stderr,
+            "gpu_emulator: blocks of %lld threads; the emulator runs %d\n",
             (long long)threads, THREADS_PER_BLOCK);
     return 1;
   }
-  memref1 operands[SQA_NUM_BUFFERS];
-  for (int i = 0; i < SQA_NUM_BUFFERS; ++i) {
-    operands[i].allocated = operands[i].aligned = buffers[i];
-    operands[i].offset = 0;
-    operands[i].size = sizes[i];
-    operands[i].stride = 1;
-  }
-  void *shared = aligned_alloc(128, (size_t)((shared_bytes + 127) / 128 * 128));
+  size_t shared_size = (size_t)((shared_bytes + 127) / 128 * 128);
+  void *shared = aligned_alloc(128, shared_size ? shared_size : 128);
   if (!shared)
     return 1;
   memref1 shared_ref = {shared, shared, 0, shared_bytes, 1};
+  grid_dim[0] = grid_x;
+  grid_dim[1] = grid_y;
+  grid_dim[2] = 1;
   pthread_barrier_init(&block_barrier, 0, THREADS_PER_BLOCK);
   for (int w = 0; w < WARPS; ++w)
     pthread_barrier_init(&warps[w].barrier, 0, 32);
@@ -208,8 +222,8 @@ int sqa_emu_launch(sqa_emulated_kernel kernel, int64_t grid_x, int64_t grid_y,
       pthread_t threads[THREADS_PER_BLOCK];
       thread_args args[THREADS_PER_BLOCK];
       for (int t = 0; t < THREADS_PER_BLOCK; ++t) {
-        args[t] = (thread_args){kernel, t, bx, by, operands, scalars,
-                                &shared_ref};
+        args[t] = (thread_args){kernel,   t,       bx,          by,
+                                operands, scalars, &shared_ref, decode};
         if (pthread_create(&threads[t], &attr, run_thread, &args[t])) {
           fprintf(stderr, "gpu_emulator: pthread_create failed\n");
           exit(2); /* Threads already started wait on barriers forever. */
@@ -224,4 +238,36 @@ int sqa_emu_launch(sqa_emulated_kernel kernel, int64_t grid_x, int64_t grid_y,
   pthread_barrier_destroy(&block_barrier);
   free(shared);
   return status;
+}
+
+/* Flat descriptors of `n` buffers of sizes[i] elements. */
+static void describe(memref1 *operands, int n, void *const *buffers,
+                     const int64_t *sizes) {
+  for (int i = 0; i < n; ++i) {
+    operands[i].allocated = operands[i].aligned = buffers[i];
+    operands[i].offset = 0;
+    operands[i].size = sizes[i];
+    operands[i].stride = 1;
+  }
+}
+
+/* See sqa_emu_launch_fn in gpu_abi.h. */
+int sqa_emu_launch(sqa_emulated_kernel kernel, int64_t grid_x, int64_t grid_y,
+                   int64_t threads, int64_t shared_bytes, void *const *buffers,
+                   const int64_t *sizes, const int64_t *scalars) {
+  memref1 operands[SQA_NUM_BUFFERS];
+  describe(operands, SQA_NUM_BUFFERS, buffers, sizes);
+  return run_grid(kernel, 0, grid_x, grid_y, threads, shared_bytes, operands,
+                  scalars);
+}
+
+/* See sqa_emu_launch_decode_fn in gpu_abi.h. */
+int sqa_emu_launch_decode(sqa_emulated_decode_kernel kernel, int64_t grid_x,
+                          int64_t grid_y, int64_t threads, int64_t shared_bytes,
+                          void *const *buffers, const int64_t *sizes,
+                          const int64_t *scalars) {
+  memref1 operands[SQA_NUM_DECODE_BUFFERS];
+  describe(operands, SQA_NUM_DECODE_BUFFERS, buffers, sizes);
+  return run_grid(0, kernel, grid_x, grid_y, threads, shared_bytes, operands,
+                  scalars);
 }

@@ -319,9 +319,54 @@ def run_no_gpu(lib, st: Setup, args, report: Report) -> None:
                     f"{tag} last-error-fresh-thread last_error={box.get('last', box.get('error'))!r}"
                     " want ''")
 
+    run_no_gpu_decode(lib, st, report, ok_gpu)
+
     for code in list(range(0, 10)) + [-1, 10, 1000]:
         msg = lib.error_string(code)
         report.line(bool(msg), f"{tag} error-string-{code} message: {msg}")
+
+
+def run_no_gpu_decode(lib, st: Setup, report: Report, ok_gpu: bool) -> None:
+    """NAME_decode's argument checks with fake device addresses (B = 2,
+    new_len = 3, capacity = 40), then a valid call that must reach the
+    driver (6 or 7 without one)."""
+    tag = "no-gpu decode"
+    names = ("q", "k_cache", "v_cache", "k_new", "v_new", "cache_lens", "out")
+    base = 0x7E0000000000
+    p = {name: base + (i + 1) * (1 << 32) for i, name in enumerate(names)}
+    sizes = dict(batch=2, new_len=3, capacity=40)
+
+    def call(**changes):
+        args = dict(p, **sizes)
+        args.update(changes)
+        return lib.decode_raw(*(args[n] for n in names), args["batch"], args["new_len"],
+                              args["capacity"], None)
+
+    cases = [("null-q", aot.SQA_ERROR_NULL_POINTER, dict(q=None)),
+             ("null-cache-lens", aot.SQA_ERROR_NULL_POINTER, dict(cache_lens=None)),
+             ("null-out", aot.SQA_ERROR_NULL_POINTER, dict(out=None)),
+             ("only-k-new", aot.SQA_ERROR_NULL_POINTER, dict(v_new=None)),
+             ("batch=0", aot.SQA_ERROR_INVALID_SIZE, dict(batch=0)),
+             ("new_len=0", aot.SQA_ERROR_INVALID_SIZE, dict(new_len=0)),
+             ("capacity=-1", aot.SQA_ERROR_INVALID_SIZE, dict(capacity=-1)),
+             ("misaligned-k-cache+8", aot.SQA_ERROR_MISALIGNED,
+              dict(k_cache=p["k_cache"] + 8)),
+             ("misaligned-cache-lens+4", aot.SQA_ERROR_MISALIGNED,
+              dict(cache_lens=p["cache_lens"] + 4)),
+             ("capacity=2^62", aot.SQA_ERROR_SIZE_OVERFLOW, dict(capacity=1 << 62)),
+             ("out=q", aot.SQA_ERROR_ALIASING, dict(out=p["q"])),
+             ("k-cache=v-cache", aot.SQA_ERROR_ALIASING, dict(v_cache=p["k_cache"])),
+             ("out=cache-lens", aot.SQA_ERROR_ALIASING, dict(out=p["cache_lens"]))]
+    for case, want, changes in cases:
+        status = call(**changes)
+        report.line(status == want, f"{tag} {case} status={status} want={want} "
+                                    f"({status_name(want)})")
+    if not ok_gpu:
+        for case, changes in (("valid-call", {}), ("valid-call-memory",
+                                                   dict(k_new=None, v_new=None))):
+            status = call(**changes)
+            report.line(status in (aot.SQA_ERROR_NO_CUDA_DRIVER, aot.SQA_ERROR_NO_CUDA_DEVICE),
+                        f"{tag} {case} status={status} want=6|7")
 
 
 # ---------------------------------------------------------------------------

@@ -23,6 +23,11 @@ that the outputs equal the library's own forward over the whole sequence
 (causal prefill, S = T) and the reference. --dump FILE writes the outputs of
 every case (raw bytes) for a determinism check across OMP_NUM_THREADS.
 --error-paths checks every argument check of NAME_decode.
+
+--target cuda builds a CUDA library (sqa-lower-decode-to-gpu) and runs the
+cases through NAME_decode(..., stream) with device copies of the arrays
+(cache_lens too), copied back after a stream synchronize: on a GPU, or on
+test/lib/cuda/fake_libcuda.c (the kernels emulated on the CPU).
 """
 
 from __future__ import annotations
@@ -62,7 +67,44 @@ def build_parser():
     p.add_argument("--loop-batch", type=int, default=2)
     p.add_argument("--dump", help="write every case's output bytes here")
     p.add_argument("--kernel", choices=("flash", "reference"))
+    p.add_argument("--target", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--lib", help="use this prebuilt library (built with the same "
+                                 "configuration and --name) instead of running sqa-aot")
     return p
+
+
+class CUDADecode:
+    """NAME_decode of a CUDA library called on host arrays, as the CPU
+    wrapper's decode: device copies in, the call on a stream, out and the
+    caches copied back in place."""
+
+    def __init__(self, path, name, dtype):
+        from sqa_mlir import cuda_driver
+        self.cuda_driver = cuda_driver
+        self.lib = aot.CUDAAttentionLibrary(path, name, dtype)
+        self.driver = cuda_driver.load()
+        self.driver.init()
+        self.context = self.driver.primary_context()
+        self.stream = self.driver.stream_create()
+
+    def decode(self, q, k_cache, v_cache, cache_lens, k_new, v_new, out):
+        arrays = [q, k_cache, v_cache, k_new, v_new, cache_lens, out]
+        device = [None if a is None else
+                  self.cuda_driver.DeviceArray.from_numpy(self.driver, a)
+                  for a in arrays]
+        try:
+            status = self.lib.decode(*device[:3], device[5], device[6],
+                                     k_new=device[3], v_new=device[4],
+                                     stream=self.stream)
+            if status != aot.SQA_OK:
+                raise aot.AOTError(f"decode returned {status}: {self.lib.last_error()}")
+            self.driver.stream_synchronize(self.stream)
+            for host, dev in ((k_cache, device[1]), (v_cache, device[2]), (out, device[6])):
+                dev.copy_to(host)
+        finally:
+            for d in device:
+                if d is not None:
+                    d.free()
 
 
 def bhsd_shape(st, B, S, H, D):
@@ -265,18 +307,22 @@ def main(argv=None) -> int:
     outdir = args.outdir or tempfile.mkdtemp(prefix="sqa-decode-")
     try:
         try:
-            path = aot.build_library(
+            path = args.lib or aot.build_library(
                 args.sqa_aot, outdir, variant=args.variant, heads=args.heads,
                 groups=args.groups, q_heads=args.q_heads, kv_heads=args.kv_heads,
                 head_dim=args.head_dim, value_head_dim=args.value_head_dim,
                 dtype=args.dtype, causal=args.causal, alignment=args.alignment,
                 window=None if st.window == (-1, -1) else st.window,
-                scale=args.scale, layout=args.layout, name=args.name, kernel=args.kernel)
+                scale=args.scale, layout=args.layout, name=args.name, kernel=args.kernel,
+                target=args.target if args.target == "cuda" else None)
         except (aot.AOTError, OSError) as e:
             print(f"FAIL {st.desc} sqa-aot error (see stderr)", flush=True)
             print(str(e), file=sys.stderr)
             return 1
-        lib = aot.AttentionLibrary(path, args.name, args.dtype)
+        if args.target == "cuda":
+            lib = CUDADecode(path, args.name, args.dtype)
+        else:
+            lib = aot.AttentionLibrary(path, args.name, args.dtype)
         if not hasattr(lib, "decode"):
             print(f"FAIL {st.desc} the library exports no {args.name}_decode")
             return 1

@@ -78,13 +78,40 @@ class KernelABI:
 
 
 def launch_geometry(text):
-    """{kernel name: #sqa.gpu_launch parameters} of the emitted GPU module."""
+    """{kernel name: #sqa.gpu_launch parameters} of the emitted GPU module;
+    decode kernels also have their "decode_stage"."""
     kernels = {}
-    for name, params in re.findall(
-            r"gpu\.func @(\w+)\([^\n]*?sqa\.gpu_launch = #sqa\.gpu_launch<([^>]*)>",
-            text):
-        kernels[name] = {k: int(v) for k, v in re.findall(r"(\w+) = (\d+)", params)}
+    for name, line in re.findall(r"gpu\.func @(\w+)\(([^\n]*)", text):
+        params = re.search(r"sqa\.gpu_launch = #sqa\.gpu_launch<([^>]*)>", line)
+        if not params:
+            continue
+        launch = {k: int(v) for k, v in re.findall(r"(\w+) = (\d+)", params.group(1))}
+        stage = re.search(r'sqa\.gpu_decode_stage = "(\w+)"', line)
+        if stage:
+            launch["decode_stage"] = stage.group(1)
+        split_keys = re.search(r"sqa\.gpu_decode_split_keys = (\d+)", line)
+        if split_keys:
+            launch["split_keys"] = int(split_keys.group(1))
+        kernels[name] = launch
     return kernels
+
+
+def emulated_library(args, aot_argv, workdir):
+    """Builds the emulated kernels of a CUDA configuration; returns the
+    library's path and the kernel-stage MLIR text."""
+    kernel_mlir = os.path.join(workdir, "kernel.mlir")
+    run([args.sqa_aot, *aot_argv, "--emit", "mlir", "-o", kernel_mlir])
+    llvm_mlir = os.path.join(workdir, "emulated.llvm.mlir")
+    run([args.sqa_test_opt, kernel_mlir, "--sqa-emulate-gpu-kernels",
+         "--sqa-cpu-pipeline=emit-c-interface=false", "-o", llvm_mlir])
+    llvm_ir = os.path.join(workdir, "emulated.ll")
+    run([args.mlir_translate, "--mlir-to-llvmir", llvm_mlir, "-o", llvm_ir])
+    lib = os.path.join(workdir, "libemulated.so")
+    run([args.clang, "-O2", "-shared", "-fPIC", "-fuse-ld=lld",
+         "--rtlib=compiler-rt", "-Wno-override-module", "-I", INCLUDE_DIR,
+         "-o", lib, llvm_ir, os.path.join(testpaths.CUDA_TEST_LIB, "gpu_emulator.c"),
+         "-lpthread", "-lm"])
+    return lib, open(kernel_mlir).read()
 
 
 def build(args, workdir):
@@ -101,23 +128,14 @@ def build(args, workdir):
         config["alignment"] = args.alignment
     if args.window != (-1, -1):
         config["window"] = f"{args.window[0]},{args.window[1]}"
-    kernel_mlir = os.path.join(workdir, "kernel.mlir")
-    run([args.sqa_aot, *aot_arguments(**config), "--emit", "mlir", "-o", kernel_mlir])
-    kernels = launch_geometry(open(kernel_mlir).read())
+    lib, text = emulated_library(args, aot_arguments(**config), workdir)
+    # The forward kernel (the decode kernels have their own checker).
+    kernels = {name: launch for name, launch in launch_geometry(text).items()
+               if "decode_stage" not in launch}
     if len(kernels) != 1:
         raise RuntimeError(f"expected one gpu.func with #sqa.gpu_launch, found "
                            f"{sorted(kernels)}")
     (name, launch), = kernels.items()
-    llvm_mlir = os.path.join(workdir, "emulated.llvm.mlir")
-    run([args.sqa_test_opt, kernel_mlir, "--sqa-emulate-gpu-kernels",
-         "--sqa-cpu-pipeline=emit-c-interface=false", "-o", llvm_mlir])
-    llvm_ir = os.path.join(workdir, "emulated.ll")
-    run([args.mlir_translate, "--mlir-to-llvmir", llvm_mlir, "-o", llvm_ir])
-    lib = os.path.join(workdir, "libemulated.so")
-    run([args.clang, "-O2", "-shared", "-fPIC", "-fuse-ld=lld",
-         "--rtlib=compiler-rt", "-Wno-override-module", "-I", INCLUDE_DIR,
-         "-o", lib, llvm_ir, os.path.join(testpaths.CUDA_TEST_LIB, "gpu_emulator.c"),
-         "-lpthread", "-lm"])
     return lib, name, launch
 
 

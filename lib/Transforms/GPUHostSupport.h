@@ -1,0 +1,59 @@
+//===- GPUHostSupport.h - Host side of the GPU lowerings --------*- C++ -*-===//
+//
+// How a GPU lowering hands a strided memref to a generated kernel: a flat
+// 1-D view plus (batch, head, position) strides. Shared by the attention and
+// decode lowerings, so every kernel sees its operands the same way.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef SQA_TRANSFORMS_GPUHOSTSUPPORT_H
+#define SQA_TRANSFORMS_GPUHOSTSUPPORT_H
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+
+namespace mlir::sqa {
+
+/// The flat view of a strided 4-D memref handed to the kernel, and its
+/// (batch, head, position) strides.
+struct FlatOperand {
+  Value flat;
+  Value strides[3];
+};
+
+inline FlatOperand flattenOperand(ImplicitLocOpBuilder &b, Value memref) {
+  auto type = cast<MemRefType>(memref.getType());
+  auto meta = memref::ExtractStridedMetadataOp::create(b, memref);
+  // Elements spanned: 1 + sum (size_i - 1) * stride_i.
+  Value one = arith::ConstantIndexOp::create(b, 1);
+  Value extent = one;
+  for (int64_t i = 0; i < type.getRank(); ++i) {
+    Value last = arith::SubIOp::create(b, meta.getSizes()[i], one);
+    extent = arith::AddIOp::create(
+        b, extent, arith::MulIOp::create(b, last, meta.getStrides()[i]));
+  }
+  auto flatType = MemRefType::get(
+      {ShapedType::kDynamic}, type.getElementType(),
+      StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic, {1}),
+      type.getMemorySpace());
+  Value flat = memref::ReinterpretCastOp::create(
+      b, flatType, meta.getBaseBuffer(), OpFoldResult(meta.getOffset()),
+      ArrayRef<OpFoldResult>{extent},
+      ArrayRef<OpFoldResult>{b.getIndexAttr(1)});
+  return {flat,
+          {meta.getStrides()[0], meta.getStrides()[1], meta.getStrides()[2]}};
+}
+
+/// Innermost stride 1 is what the kernel's vector copies assume.
+inline bool hasUnitInnerStride(MemRefType type) {
+  SmallVector<int64_t> strides;
+  int64_t offset;
+  if (failed(type.getStridesAndOffset(strides, offset)))
+    return false;
+  return strides.back() == 1;
+}
+
+} // namespace mlir::sqa
+
+#endif // SQA_TRANSFORMS_GPUHOSTSUPPORT_H
