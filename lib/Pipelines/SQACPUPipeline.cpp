@@ -104,6 +104,11 @@ void sqa::buildCPUPipeline(OpPassManager &pm,
     // Keys of a backward block along lanes: the flash kv-block is a
     // multiple of the vector width.
     backwardOptions.kvBlock = options.kvBlock;
+    // Rows per tile and register tiles as the forward's (--cpu-query-tile,
+    // --cpu-mr, --cpu-nr).
+    backwardOptions.queryBlock = options.queryTile;
+    backwardOptions.rowsPerKernel = options.rowsPerKernel;
+    backwardOptions.vectorsPerKernel = options.vectorsPerKernel;
     pm.addPass(createLowerFlashAttentionBackward(backwardOptions));
   } else {
     pm.addPass(createLowerDecodeReference());

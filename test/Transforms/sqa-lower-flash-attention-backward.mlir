@@ -6,19 +6,31 @@
 // QBLOCK: query-block must be in [1, 65536], got 0
 
 // GQA 8/4, causal: Delta over (batch, 8 output heads); dK/dV over (batch,
-// 4 kv heads, key blocks) with f32 [D, kv-block] scratch; dQ over (batch,
-// 8 query heads, query blocks). The only sequence-sized buffer is Delta
-// [B, H, S]; nothing is S x T.
+// 4 kv heads, key blocks) with K^T/V^T packed [D, kv-block], P and dS
+// tiles [query-block, kv-block] and dK/dV accumulators [kv-block, D];
+// 2 x 4 register tiles (vector.fma); dQ over (batch, 8 query heads, query
+// tiles) with q^T [D, query-block], per-row lse/Delta/key range, P^T and
+// dS^T [kv-block, query-block] and dQ^T [D, query-block]. The only
+// sequence-sized buffer is Delta [B, H, S]; nothing is S x T.
 // CHECK-LABEL: func @gqa
 // CHECK: %[[DELTA:.*]] = memref.alloc(%{{.*}}, %{{.*}}) {{.*}} : memref<?x8x?xf32>
 // CHECK: scf.forall (%{{.*}}, %{{.*}}) in (%{{.*}}, %c8)
 // CHECK: scf.forall (%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}}, %c4, %{{.*}})
 // CHECK: memref.alloc() {{.*}} : memref<32x64xf32>
 // CHECK: memref.alloc() {{.*}} : memref<16x64xf32>
+// CHECK: memref.alloc() {{.*}} : memref<64x64xf32>
+// CHECK: memref.alloc() {{.*}} : memref<64x64xf32>
+// CHECK: memref.alloc() {{.*}} : memref<64x32xf32>
+// CHECK: memref.alloc() {{.*}} : memref<64x16xf32>
+// CHECK-COUNT-8: vector.fma %{{.*}} : vector<8xf32>
 // CHECK: math.roundeven %{{.*}} : vector<8xf32>
 // CHECK: scf.forall (%{{.*}}, %{{.*}}, %{{.*}}) in (%{{.*}}, %c8{{.*}}, %{{.*}})
-// CHECK: memref.alloc() {{.*}} : memref<32x32x8xf32>
-// CHECK: vector.reduction <add>
+// CHECK: memref.alloc() {{.*}} : memref<32x64xf32>
+// CHECK: memref.alloc() {{.*}} : memref<16x64xf32>
+// CHECK: memref.alloc() {{.*}} : memref<64xindex>
+// CHECK: memref.alloc() {{.*}} : memref<64x64xf32>
+// CHECK: memref.alloc() {{.*}} : memref<64x64xf32>
+// CHECK: memref.alloc() {{.*}} : memref<32x64xf32>
 // CHECK: memref.dealloc %[[DELTA]]
 // CHECK-NOT: sqa.attention_backward
 func.func @gqa(%q: memref<?x8x?x32xf32>, %k: memref<?x4x?x32xf32>, %v: memref<?x4x?x16xf32>,

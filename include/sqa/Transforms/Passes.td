@@ -142,25 +142,33 @@ def LowerFlashAttentionBackward : Pass<"sqa-lower-flash-attention-backward"> {
 
     1. Delta = rowsum(d_out * out) per (batch, output head).
     2. dK and dV per (batch, kv head, key block): the block's K and V are
-       packed once (f32, keys along vector lanes); every output head of the
-       kv head and every query row that sees the block recomputes
-       P = exp(s - lse) and dS = P * (dP - Delta) and accumulates into the
-       block's dK/dV scratch. K/V/dK/dV are never expanded per query head.
-    3. dQ per (batch, query head, query block) against every visible key
-       block (reverse SQA: summed over the query head's kv heads).
+       packed once (f32, keys along vector lanes); for every output head of
+       the kv head, the rows that see the block are taken in tiles of
+       `query-block` rows: P = exp(s - lse) and dS = P * (dP - Delta) from
+       register-tiled q . K^T and d_out . V^T kernels, then dV += P^T d_out
+       and dK += dS^T q on register tiles (mr keys x nr vectors) held over
+       the tile's rows. K/V/dK/dV are never expanded per query head.
+    3. dQ per (batch, query head, query tile): P and dS recomputed against
+       every visible key block with rows along lanes (q and d_out
+       transposed once per tile, k and v read in place), dQ += dS K
+       (reverse SQA: summed over the query head's kv heads).
 
     Each output element is written by one iteration, summing in a fixed
     order: the result is bitwise identical for any number of threads.
-    Extra memory: O(B * H * S) for Delta plus O(threads * (D + Dv) *
-    kv-block + query-block * D * vector-width).
+    Extra memory: O(B * H * S) for Delta plus O(threads * (query-block +
+    D + Dv) * kv-block).
   }];
   let options = [
     Option<"vectorWidth", "vector-width", "int64_t", /*default=*/"8",
            "f32 lanes per vector (keys along lanes)">,
     Option<"kvBlock", "kv-block", "int64_t", /*default=*/"64",
            "Keys per block; a multiple of vector-width">,
-    Option<"queryBlock", "query-block", "int64_t", /*default=*/"32",
-           "Query rows per dQ task">
+    Option<"queryBlock", "query-block", "int64_t", /*default=*/"64",
+           "Query rows per tile (and per dQ task)">,
+    Option<"rowsPerKernel", "mr", "int64_t", /*default=*/"4",
+           "Rows (or keys) per register tile">,
+    Option<"vectorsPerKernel", "nr", "int64_t", /*default=*/"2",
+           "Lane vectors per register tile">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",

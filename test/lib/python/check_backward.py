@@ -18,8 +18,10 @@ odd lengths and a single query. One line per library and shape:
 
 --error-paths checks the argument validation of both entry points (nulls,
 sizes, misalignment, aliasing) and that nothing is written on error.
+--tiles checks head dims that are whole vectors (rows read in place) on
+lengths that cross several kernel tiles unevenly (TILE_CASES).
 --determinism runs the backward in child processes with OMP_NUM_THREADS=1
-and 2 and compares the gradients bit for bit. Exit status 1 if anything
+and 2 and compares the gradients bit for bit (head dims 12 and 16). Exit status 1 if anything
 failed.
 """
 
@@ -153,6 +155,39 @@ def run_matrix(args, outdir):
     return failed
 
 
+# Kernel tiles (query-block 64 rows, kv-block 64 keys): head dims that are
+# whole vectors (rows read in place, no padding copy) on lengths that cross
+# several tiles unevenly, with S > T rows that see no key, windows and
+# grouped, reverse and single-kv heads. (variant, dtype, mask, d, dv, shapes)
+TILE_CASES = [
+    ("gqa", "f32", "causal-bottom-right", 16, 24, [(1, 150, 70), (1, 131, 197)]),
+    ("rsqa", "f32", "window", 16, 8, [(1, 130, 129)]),
+    ("mqa", "bf16", "causal-window", 16, 16, [(2, 67, 65)]),
+    ("ssqa", "f16", "none", 8, 16, [(1, 65, 140)]),
+]
+
+
+def run_tiles(args, outdir):
+    rng = np.random.default_rng(args.seed)
+    failed = False
+    heads = {name: (hq, hkv) for name, hq, hkv in variants()}
+    for name, dtype, mask, d, dv, shapes in TILE_CASES:
+        hq, hkv = heads[name]
+        lib = build(args.sqa_aot, outdir, f"bwd_tiles_{name}_{dtype}", name, dtype,
+                    mask, head_dim=d, value_dim=dv)
+        for B, S, T in shapes:
+            desc = (f"tiles {name} hq={hq} hkv={hkv} d={d} dv={dv} {dtype} "
+                    f"mask={mask} B={B} S={S} T={T}")
+            try:
+                reasons, errs = check_one(lib, dtype, mask, hq, hkv, d, dv, B, S, T, rng)
+            except Exception as e:  # a status or shape error is a failure
+                reasons, errs = [repr(e)], ""
+            failed |= bool(reasons)
+            print(f"{'PASS' if not reasons else 'FAIL'} {desc} {errs}"
+                  + (f" ({'; '.join(reasons)})" if reasons else ""), flush=True)
+    return failed
+
+
 def run_error_paths(args, outdir):
     lib = build(args.sqa_aot, outdir, "bwd_errors", "sqa", "f32", "causal-bottom-right")
     rng = np.random.default_rng(1)
@@ -249,26 +284,32 @@ def run_error_paths(args, outdir):
 
 
 def run_determinism(args, outdir):
-    lib_name = "bwd_det"
-    path = build(args.sqa_aot, outdir, lib_name, "gqa", "f32", "causal-bottom-right").path
-    files = []
-    for threads in (1, 2):
-        out = os.path.join(outdir, f"grads{threads}.npz")
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        subprocess.run([sys.executable, __file__, "--sqa-aot", args.sqa_aot,
-                        "--dump", path, out], env=env, check=True)
-        files.append(np.load(out))
-    ok = all(np.array_equal(files[0][n].view(np.uint8), files[1][n].view(np.uint8))
-             for n in ("dq", "dk", "dv", "lse", "out"))
-    print(f"{'PASS' if ok else 'FAIL'} determinism OMP_NUM_THREADS=1 vs 2 bitwise",
-          flush=True)
-    return not ok
+    failed = False
+    # d = 12: rows copied with padding; d = 16: rows read in place.
+    for d in (12, 16):
+        lib_name = "bwd_det"
+        path = build(args.sqa_aot, outdir, lib_name, "gqa", "f32", "causal-bottom-right",
+                     head_dim=d, value_dim=d).path
+        files = []
+        for threads in (1, 2):
+            out = os.path.join(outdir, f"grads{threads}.npz")
+            env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+            subprocess.run([sys.executable, __file__, "--sqa-aot", args.sqa_aot,
+                            "--dump", path, out, str(d)], env=env, check=True)
+            files.append(np.load(out))
+        ok = all(np.array_equal(files[0][n].view(np.uint8), files[1][n].view(np.uint8))
+                 for n in ("dq", "dk", "dv", "lse", "out"))
+        print(f"{'PASS' if ok else 'FAIL'} determinism d={d} OMP_NUM_THREADS=1 vs 2 bitwise",
+              flush=True)
+        failed |= not ok
+    return failed
 
 
-def dump(path, out_file):
+def dump(path, out_file, d):
+    d = int(d)
     lib = aot.AttentionLibrary(path, "bwd_det", "f32")
     rng = np.random.default_rng(7)
-    q, k, v, d_out = random_inputs(rng, "f32", 2, 150, 131, 8, 2, 12, 12)
+    q, k, v, d_out = random_inputs(rng, "f32", 2, 150, 131, 8, 2, d, d)
     out, lse = lib.forward_lse(q, k, v)
     dq, dk, dv = lib.backward(q, k, v, out, d_out, lse)
     np.savez(out_file, dq=dq, dk=dk, dv=dv, lse=lse, out=out)
@@ -282,7 +323,8 @@ def main():
     p.add_argument("--matrix", action="store_true")
     p.add_argument("--error-paths", action="store_true")
     p.add_argument("--determinism", action="store_true")
-    p.add_argument("--dump", nargs=2, metavar=("LIBRARY", "NPZ"),
+    p.add_argument("--tiles", action="store_true")
+    p.add_argument("--dump", nargs=3, metavar=("LIBRARY", "NPZ", "HEAD_DIM"),
                    help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -293,6 +335,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="sqa-bwd-") as outdir:
         if args.matrix:
             failed |= run_matrix(args, outdir)
+        if args.tiles:
+            failed |= run_tiles(args, outdir)
         if args.error_paths:
             failed |= run_error_paths(args, outdir)
         if args.determinism:
