@@ -285,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-idle", type=float, default=5.0,
                    help="before each case wait up to this many seconds for other "
                         f"processes to use < {OTHERS_BUSY} cores (default 5; 0: don't)")
+    p.add_argument("--backward", action="store_true",
+                   help="also time NAME_layer_backward (forward recomputed inside) "
+                        "right after each forward case; reports backward/forward")
     p.add_argument("--check", action="store_true",
                    help="compare each library once with sqa_mlir.layer_reference "
                         "(float64) at B = 1, S = --check-length")
@@ -441,6 +444,17 @@ def layer_call(lib: aot.LayerLibrary, weights, x, out, B: int, S: int) -> float:
     if status != aot.SQA_OK:
         raise ab.ForwardError(f"status {status} ({aot.STATUS_NAMES.get(status, '?')}): "
                               f"{lib.error_string(status)}")
+    return dt
+
+
+def backward_call(lib: aot.LayerLibrary, weights, x, d_y, grads, B: int,
+                  S: int) -> float:
+    """One NAME_layer_backward call (self-attention) on the first S rows."""
+    t0 = time.perf_counter()
+    status = lib.layer_backward_raw(dict(weights, x=x), d_y, grads, B, S, 0)
+    dt = time.perf_counter() - t0
+    if status != aot.SQA_OK:
+        raise ab.ForwardError(f"backward status {status}: {lib.error_string(status)}")
     return dt
 
 
@@ -714,6 +728,18 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, buil
             c.result.update(loadavg_before=load, waited_idle_s=waited,
                             others_before=others_before,
                             others_cores=other_cores(snap, cpu_snapshot()))
+            if args.backward:
+                d_y = make_x(c.cfg, B, S, args.seed + 3)
+                grads = {"dx": np.zeros_like(x)}
+                grads.update({"d" + k: np.zeros_like(v) for k, v in w.items()})
+                bwd = harness.stats(harness.time_calls(
+                    lambda: backward_call(lib, w, x, d_y, grads, B, S),
+                    lambda: backward_call(lib, w, x, d_y, grads, B, s_w),
+                    args.warmup, args.repeats, args.min_repeats, args.max_case_seconds))
+                c.result.update(backward_median_s=bwd["median_s"],
+                                backward_min_s=bwd["min_s"],
+                                backward_over_forward=bwd["min_s"] / c.result["min_s"])
+                del d_y, grads
             del x, out
             if args.check:
                 if c.cfg not in checks:
@@ -736,6 +762,9 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, buil
               f"cores {r['cores_busy']:.1f}"
               + (f", others {r['others_cores']:.1f}" if r["others_cores"] is not None else "")
               + (f" (waited {waited:.0f} s for idle)" if waited >= 1 else "")
+              + (f", backward min {harness.fmt_ms(r['backward_min_s'])} ms "
+                 f"({r['backward_over_forward']:.2f}x forward min)"
+                 if "backward_min_s" in r else "")
               + (f", check {'ok' if r['check']['ok'] else 'FAIL'} "
                  f"(max abs err {r['check']['max_abs_err']:.2e})" if "check" in r else ""),
               flush=True)

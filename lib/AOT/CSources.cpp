@@ -68,6 +68,19 @@ static std::string layerParameters(const AttentionConfig &config) {
          "_element_t *out, int64_t batch, int64_t seq_len, int64_t mem_len";
 }
 
+/// The parameter list of `NAME_layer_backward`: the forward's inputs, d_y,
+/// then one gradient per input in the same order.
+static std::string layerBackwardParameters(const AttentionConfig &config) {
+  std::string t = "const " + config.name + "_element_t *";
+  std::string g = config.name + "_element_t *";
+  return t + "x, " + t + "memory,\n    " + t + "w_q, " + t + "w_k, " + t +
+         "w_v, " + t + "w_o,\n    " + t + "b_q, " + t + "b_k, " + t + "b_v, " +
+         t + "b_o,\n    " + t + "d_y, " + g + "dx, " + g + "d_memory,\n    " +
+         g + "dw_q, " + g + "dw_k, " + g + "dw_v, " + g + "dw_o,\n    " + g +
+         "db_q, " + g + "db_k, " + g + "db_v, " + g +
+         "db_o,\n    int64_t batch, int64_t seq_len, int64_t mem_len";
+}
+
 std::string aot::generateHeader(const AttentionConfig &config) {
   bool bshd = config.layout == Layout::BSHD;
   auto shape = [&](StringRef heads, StringRef len, StringRef dim) {
@@ -81,7 +94,9 @@ std::string aot::generateHeader(const AttentionConfig &config) {
   if (config.layer) {
     values["d_model"] = std::to_string(config.modelDim());
     values["layer_params"] = layerParameters(config);
-    prototypes = fillTemplate("header-forward-layer.h.in", values);
+    values["backward_params"] = layerBackwardParameters(config);
+    prototypes = fillTemplate("header-forward-layer.h.in", values) +
+                 fillTemplate("header-backward-layer.h.in", values);
   } else if (cuda) {
     values["alignment_note"] =
         config.elementKind == ElementKind::F32
@@ -195,9 +210,104 @@ static std::string generateLayerEntryLayer(const AttentionConfig &config) {
   return fillTemplate("entry-layer.c.in", values);
 }
 
+/// `NAME_layer_backward`: the forward's checks over the inputs, d_y and the
+/// gradients (gradient names: "d" + the input's, "dx" for x).
+static std::string generateLayerBackwardEntry(const AttentionConfig &config) {
+  const AttentionConfig::Layer &layer = *config.layer;
+  SmallVector<LayerOperand> inputs = layerOperands(config);
+  inputs.pop_back(); // out
+  int64_t d = config.modelDim();
+  TemplateValues values = commonValues(config);
+  values["backward_params"] = layerBackwardParameters(config);
+  values["d_model_x8"] = std::to_string(d * 8);
+
+  struct Pointer {
+    std::string name;
+    LayerOperand operand;
+  };
+  SmallVector<Pointer> readPointers, gradientPointers;
+  std::string ignored;
+  for (const LayerOperand &operand : inputs) {
+    std::string gradient =
+        operand.name == "x" ? "dx" : ("d" + operand.name).str();
+    if (operand.name == "memory")
+      gradient = "d_memory";
+    if (!operand.present) {
+      ignored +=
+          operand.name == "memory"
+              ? "  (void)mem_len;\n  memory = NULL;\n  d_memory = NULL;\n"
+              : ("  " + operand.name + " = NULL;\n  " + gradient + " = NULL;\n")
+                    .str();
+      continue;
+    }
+    readPointers.push_back({operand.name.str(), operand});
+    gradientPointers.push_back({gradient, operand});
+  }
+  readPointers.push_back({"d_y", inputs.front()}); // shaped as x
+  auto bytes = [&](const LayerOperand &operand) {
+    if (operand.rank == 3)
+      return std::string(operand.name == "memory" ? "mem_bytes" : "act_bytes");
+    return std::to_string(operand.rows * operand.cols) + " * elem";
+  };
+  std::string nullChecks, alignment, overlaps, descriptors, kernelParams,
+      kernelArgs;
+  llvm::raw_string_ostream descriptorOS(descriptors);
+  auto addPointer = [&](const Pointer &p) {
+    nullChecks += (nullChecks.empty() ? "!" : " || !") + p.name;
+    alignment +=
+        (alignment.empty() ? "(uintptr_t)" : " | (uintptr_t)") + p.name;
+    kernelParams += (kernelParams.empty() ? "memref" : ", memref") +
+                    std::to_string(p.operand.rank) + " *";
+    kernelArgs += (kernelArgs.empty() ? "&m_" : ", &m_") + p.name;
+    const LayerOperand &o = p.operand;
+    descriptorOS << "  memref" << o.rank << " m_" << p.name << " = {(void *)"
+                 << p.name << ", (void *)" << p.name << ", 0, ";
+    if (o.rank == 3) {
+      StringRef len = o.name == "memory" ? "mem_len" : "seq_len";
+      descriptorOS << "{batch, " << len << ", " << d << "}, {" << len << " * "
+                   << d << ", " << d << ", 1}};\n";
+    } else if (o.rank == 2) {
+      descriptorOS << "{" << o.rows << ", " << o.cols << "}, {" << o.cols
+                   << ", 1}};\n";
+    } else {
+      descriptorOS << "{" << o.cols << "}, {1}};\n";
+    }
+  };
+  for (const Pointer &p : readPointers)
+    addPointer(p);
+  for (const Pointer &p : gradientPointers)
+    addPointer(p);
+  for (size_t i = 0; i < gradientPointers.size(); ++i) {
+    const Pointer &g = gradientPointers[i];
+    auto overlap = [&](const Pointer &other) {
+      overlaps += (overlaps.empty() ? "" : " ||\n      ") +
+                  ("overlaps(" + g.name + ", " + bytes(g.operand) + ", " +
+                   other.name + ", " + bytes(other.operand) + ")");
+    };
+    for (const Pointer &p : readPointers)
+      overlap(p);
+    for (const Pointer &p : ArrayRef(gradientPointers).drop_front(i + 1))
+      overlap(p);
+  }
+  values["ignored"] = ignored;
+  values["null_checks"] = nullChecks;
+  values["size_checks"] = std::string("batch <= 0 || seq_len <= 0") +
+                          (layer.crossAttention ? " || mem_len <= 0" : "");
+  values["alignment_checks"] = alignment;
+  values["memory_bytes"] = layer.crossAttention
+                               ? fillTemplate("entry-layer-memory.c.in", values)
+                               : "";
+  values["overlaps"] = overlaps;
+  values["descriptors"] = descriptors;
+  values["kernel_params"] = kernelParams;
+  values["kernel_args"] = kernelArgs;
+  return fillTemplate("entry-layer-backward.c.in", values);
+}
+
 std::string aot::generateEntryLayer(const AttentionConfig &config) {
   if (config.layer)
-    return generateLayerEntryLayer(config) + generateCommonEntries(config);
+    return generateLayerEntryLayer(config) +
+           generateLayerBackwardEntry(config) + generateCommonEntries(config);
   bool bshd = config.layout == Layout::BSHD;
   auto dims = [&](int64_t heads, StringRef len, int64_t dim) {
     return bshd ? llvm::formatv("batch, {0}, {1}, {2}", len, heads, dim).str()

@@ -273,6 +273,80 @@ static void buildDecodeKernel(OpBuilder &b, ModuleOp module,
   func::ReturnOp::create(b, loc);
 }
 
+/// `#sqa.rope` of a layer configuration, or null without RoPE.
+static RopeAttr ropeAttr(MLIRContext *context,
+                         const AttentionConfig::Layer &layer) {
+  if (!layer.rope)
+    return {};
+  return RopeAttr::get(context, *layer.rope, llvm::APFloat(layer.ropeBase),
+                       llvm::APFloat(layer.ropeFactor),
+                       layer.ropeOriginalMaxPositions, layer.ropePositionOffset,
+                       layer.ropeQueriesOnly);
+}
+
+namespace {
+/// A layer kernel operand in ABI order; absent ones are not arguments.
+struct LayerOperand {
+  MemRefType type;
+  bool present;
+};
+} // namespace
+
+/// `<name>_kernel_backward`: the layer's inputs (x, memory, weights,
+/// biases as `inputs`, absent ones skipped), d_y, then the gradient of each
+/// present input in the same order; one sqa.attention_layer_backward.
+static void buildLayerBackwardKernel(OpBuilder &b, ModuleOp module,
+                                     const AttentionConfig &config,
+                                     ArrayRef<LayerOperand> inputs) {
+  MLIRContext *context = module.getContext();
+  Location loc =
+      FileLineColLoc::get(b.getStringAttr("sqa-aot-layer-backward"), 1, 1);
+  const AttentionConfig::Layer &layer = *config.layer;
+  SmallVector<Type> argTypes;
+  for (const LayerOperand &operand : inputs)
+    if (operand.present)
+      argTypes.push_back(operand.type);
+  argTypes.push_back(inputs[0].type); // d_y
+  for (const LayerOperand &operand : inputs)
+    if (operand.present)
+      argTypes.push_back(operand.type);
+  func::FuncOp func = createKernel(b, module, config, argTypes);
+  func.setSymName(config.name + "_kernel_backward");
+
+  // Tensors of the inputs (absent: null), d_y, and the gradients' inits.
+  size_t count = inputs.size();
+  SmallVector<Value> primal(count), gradient(count), gradientMemrefs(count);
+  unsigned next = 0;
+  for (size_t i = 0; i < count; ++i)
+    if (inputs[i].present)
+      primal[i] = toTensor(b, loc, func.getArgument(next++), false);
+  Value dOut = toTensor(b, loc, func.getArgument(next++), false);
+  for (size_t i = 0; i < count; ++i)
+    if (inputs[i].present) {
+      gradientMemrefs[i] = func.getArgument(next++);
+      gradient[i] = toTensor(b, loc, gradientMemrefs[i], true);
+    }
+  RopeAttr rope = ropeAttr(context, layer);
+  SmallVector<Type> resultTypes;
+  for (Value g : gradient)
+    if (g)
+      resultTypes.push_back(g.getType());
+  auto op = AttentionLayerBackwardOp::create(
+      b, loc, resultTypes, primal[0], primal[1], primal[2], primal[3],
+      primal[4], primal[5], primal[6], primal[7], primal[8], primal[9], dOut,
+      gradient[0], gradient[1], gradient[2], gradient[3], gradient[4],
+      gradient[5], gradient[6], gradient[7], gradient[8], gradient[9],
+      headsAttr(context, config), rope, maskAttr(context, config),
+      scaleAttr(b, config));
+  unsigned result = 0;
+  for (Value destination : gradientMemrefs)
+    if (destination)
+      bufferization::MaterializeInDestinationOp::create(
+          b, loc, TypeRange(), op->getResult(result++), destination,
+          /*restrict=*/true, /*writable=*/true);
+  func::ReturnOp::create(b, loc);
+}
+
 static OwningOpRef<ModuleOp> buildLayerModule(MLIRContext &context,
                                               const AttentionConfig &config) {
   const AttentionConfig::Layer &layer = *config.layer;
@@ -290,23 +364,20 @@ static OwningOpRef<ModuleOp> buildLayerModule(MLIRContext &context,
   auto vec = [&](int64_t n) { return MemRefType::get({n}, element); };
   // The operands in ABI order with whether the configuration has them;
   // absent ones are not arguments.
-  struct Operand {
-    MemRefType type;
-    bool present;
-  } operands[] = {{act, true},
-                  {act, layer.crossAttention},
-                  {mat(d, nq), true},
-                  {mat(d, nkv), true},
-                  {mat(d, nkv), true},
-                  {mat(nout, d), true},
-                  {vec(nq), layer.biasQ},
-                  {vec(nkv), layer.biasK},
-                  {vec(nkv), layer.biasV},
-                  {vec(d), layer.biasO},
-                  {act, true}};
+  LayerOperand operands[] = {{act, true},
+                             {act, layer.crossAttention},
+                             {mat(d, nq), true},
+                             {mat(d, nkv), true},
+                             {mat(d, nkv), true},
+                             {mat(nout, d), true},
+                             {vec(nq), layer.biasQ},
+                             {vec(nkv), layer.biasK},
+                             {vec(nkv), layer.biasV},
+                             {vec(d), layer.biasO},
+                             {act, true}};
   constexpr unsigned kNumOperands = std::size(operands);
   SmallVector<Type> argTypes;
-  for (const Operand &operand : operands)
+  for (const LayerOperand &operand : operands)
     if (operand.present)
       argTypes.push_back(operand.type);
   func::FuncOp func = createKernel(b, *module, config, argTypes);
@@ -319,12 +390,7 @@ static OwningOpRef<ModuleOp> buildLayerModule(MLIRContext &context,
     memrefs[i] = func.getArgument(next++);
     tensors[i] = toTensor(b, loc, memrefs[i], i + 1 == kNumOperands);
   }
-  RopeAttr rope;
-  if (layer.rope)
-    rope = RopeAttr::get(&context, *layer.rope, llvm::APFloat(layer.ropeBase),
-                         llvm::APFloat(layer.ropeFactor),
-                         layer.ropeOriginalMaxPositions,
-                         layer.ropePositionOffset, layer.ropeQueriesOnly);
+  RopeAttr rope = ropeAttr(&context, layer);
   Value out = tensors[kNumOperands - 1];
   auto op = AttentionLayerOp::create(
       b, loc, out.getType(), tensors[0], tensors[1], tensors[2], tensors[3],
@@ -332,6 +398,8 @@ static OwningOpRef<ModuleOp> buildLayerModule(MLIRContext &context,
       out, headsAttr(&context, config), rope, maskAttr(&context, config),
       scaleAttr(b, config));
   materialize(b, loc, op.getResult(), memrefs[kNumOperands - 1]);
+  buildLayerBackwardKernel(b, *module, config,
+                           ArrayRef<LayerOperand>(operands).drop_back());
   return module;
 }
 

@@ -18,14 +18,34 @@ using namespace mlir::sqa;
 
 namespace {
 
+/// What sqa.attention_layer and its backward share: the forward's operands
+/// and attributes.
+struct LayerParts {
+  Value input, memory, wQ, wK, wV, wO, bQ, bK, bV, bO;
+  HeadsAttr heads;
+  RopeAttr rope;
+  MaskAttr mask;
+  FloatAttr scale;
+
+  template <typename OpTy> static LayerParts of(OpTy op) {
+    return {op.getInput(),    op.getMemory(),   op.getWQ(),    op.getWK(),
+            op.getWV(),       op.getWO(),       op.getBQ(),    op.getBK(),
+            op.getBV(),       op.getBO(),       op.getHeads(), op.getRopeAttr(),
+            op.getMaskAttr(), op.getScaleAttr()};
+  }
+  RopeAttr getRopeAttr() { return rope; }
+};
+
 class LayerBuilder {
 public:
-  LayerBuilder(RewriterBase &rewriter, AttentionLayerOp op)
-      : b(rewriter), loc(op.getLoc()), op(op), f32(b.getF32Type()),
-        f64(b.getF64Type()),
-        elementType(op.getInput().getType().getElementType()) {}
+  LayerBuilder(RewriterBase &rewriter, Location loc, LayerParts op)
+      : b(rewriter), loc(loc), op(op), f32(b.getF32Type()), f64(b.getF64Type()),
+        elementType(cast<ShapedType>(op.input.getType()).getElementType()) {}
 
-  Value build();
+  /// The layer's output, written into `init`.
+  Value build(Value init);
+  /// The gradients of AttentionLayerBackwardOp, in its inits' order.
+  SmallVector<Value> buildBackward(AttentionLayerBackwardOp backward);
 
 private:
   AffineMap map(ArrayRef<AffineExpr> exprs, unsigned numDims) {
@@ -40,16 +60,16 @@ private:
 
   /// f32 [B, L, n] = input [B, L, d] x weight [d, n]: a batch matmul whose
   /// weight map has no batch dim (a broadcast, not a copy).
-  Value project(Value input, Value weight) {
+  /// With `acc` (f32 [B, L, n]) the product is added to it: the backward
+  /// sums the q, k, v paths' input gradients that way.
+  Value project(Value input, Value weight, Value acc = {}) {
     int64_t n = cast<ShapedType>(weight.getType()).getDimSize(1);
-    SmallVector<OpFoldResult> sizes = {tensor::getMixedSize(b, loc, input, 0),
-                                       tensor::getMixedSize(b, loc, input, 1),
-                                       b.getIndexAttr(n)};
-    Value empty = tensor::EmptyOp::create(b, loc, sizes, f32);
-    Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
-    Value acc =
-        linalg::FillOp::create(b, loc, ValueRange{zero}, ValueRange{empty})
-            .getResult(0);
+    if (!acc) {
+      SmallVector<OpFoldResult> sizes = {tensor::getMixedSize(b, loc, input, 0),
+                                         tensor::getMixedSize(b, loc, input, 1),
+                                         b.getIndexAttr(n)};
+      acc = zeros(tensor::EmptyOp::create(b, loc, sizes, f32));
+    }
     SmallVector<Attribute> maps = {
         AffineMapAttr::get(map({dim(0), dim(1), dim(3)}, 4)),
         AffineMapAttr::get(map({dim(3), dim(2)}, 4)),
@@ -59,6 +79,11 @@ private:
     return linalg::BatchMatmulOp::create(b, loc, TypeRange{acc.getType()},
                                          ValueRange{input, weight},
                                          ValueRange{acc}, {indexingMaps})
+        .getResult(0);
+  }
+  Value zeros(Value tensor) {
+    Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+    return linalg::FillOp::create(b, loc, ValueRange{zero}, ValueRange{tensor})
         .getResult(0);
   }
   Value toF32(OpBuilder &nb, Location l, Value v) {
@@ -72,13 +97,27 @@ private:
   Value splitHeads(Value projected, Value bias, OpFoldResult len,
                    int64_t numHeads, bool applyRope);
   Value ropeBase(OpFoldResult queryLen, OpFoldResult keyLen);
+  Value rotate(OpBuilder &nb, Location l, Value x1, Value x2, bool transpose);
+
+  /// The recomputed forward up to the attention output.
+  struct Forward {
+    Value query, key, value, attention, lse, concatenated;
+  };
+  Forward forward(bool withLse);
+  Value mergeHeads(Value heads, OpFoldResult len, bool inverseRope);
+  Value transposeWeight(Value weight);
+  Value weightGradient(Value input, Value grad, Value init);
+  Value biasGradient(Value grad, Value init);
+  Value accumulator(Value init);
+  Value roundInto(Value acc, Value init);
 
   RewriterBase &b;
   Location loc;
-  AttentionLayerOp op;
+  LayerParts op;
   Type f32, f64, elementType;
   OpFoldResult batch;
   int64_t headDim = 0;
+  OpFoldResult queryLen, keyLen;
   Value base; // f64 RoPE base in effect (dynamic for NTK)
 };
 
@@ -115,6 +154,51 @@ Value LayerBuilder::ropeBase(OpFoldResult queryLen, OpFoldResult keyLen) {
   Value exceeds = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT,
                                         length, f64c(maxPos));
   return arith::SelectOp::create(b, loc, exceeds, scaled, staticBase);
+}
+
+/// The element of rope half `linalg.index 3` of the pair (x1, x2) at
+/// position `linalg.index 2` and frequency `linalg.index 4`, rotated by the
+/// RoPE angle, or by its negative (the transpose, for gradients). The one
+/// definition of the angle for the forward and the backward.
+Value LayerBuilder::rotate(OpBuilder &nb, Location l, Value x1, Value x2,
+                           bool transpose) {
+  RopeAttr rope = op.getRopeAttr();
+  auto f64c = [&](double v) {
+    return arith::ConstantOp::create(nb, l, nb.getF64FloatAttr(v)).getResult();
+  };
+  auto indexToF64 = [&](Value index) {
+    return arith::SIToFPOp::create(
+        nb, l, f64, arith::IndexCastOp::create(nb, l, nb.getI64Type(), index));
+  };
+  // angle = (offset + l) [/ factor] * base^(-2i/dh), in f64 so that long
+  // positions keep their phase.
+  Value pos = arith::AddFOp::create(
+      nb, l, indexToF64(linalg::IndexOp::create(nb, l, 2)),
+      f64c(static_cast<double>(rope.getPositionOffset())));
+  if (rope.getKind() == RopeKind::Linear)
+    pos = arith::DivFOp::create(nb, l, pos, f64c(rope.getFactorValue()));
+  Value exponent = arith::MulFOp::create(
+      nb, l, indexToF64(linalg::IndexOp::create(nb, l, 4)),
+      f64c(-2.0 / static_cast<double>(headDim)));
+  Value invFreq = math::PowFOp::create(nb, l, base, exponent);
+  Value angle = arith::MulFOp::create(nb, l, pos, invFreq);
+  Value cos =
+      arith::TruncFOp::create(nb, l, f32, math::CosOp::create(nb, l, angle));
+  Value sin =
+      arith::TruncFOp::create(nb, l, f32, math::SinOp::create(nb, l, angle));
+  if (transpose)
+    sin = arith::NegFOp::create(nb, l, sin);
+  // First half: x1 cos - x2 sin; second half: x2 cos + x1 sin.
+  Value first =
+      arith::SubFOp::create(nb, l, arith::MulFOp::create(nb, l, x1, cos),
+                            arith::MulFOp::create(nb, l, x2, sin));
+  Value second =
+      arith::AddFOp::create(nb, l, arith::MulFOp::create(nb, l, x2, cos),
+                            arith::MulFOp::create(nb, l, x1, sin));
+  Value isFirst = arith::CmpIOp::create(
+      nb, l, arith::CmpIPredicate::eq, linalg::IndexOp::create(nb, l, 3),
+      arith::ConstantIndexOp::create(nb, l, 0));
+  return arith::SelectOp::create(nb, l, isFirst, first, second);
 }
 
 /// f32 [B, L, nh*dh] (+ bias) -> element type [B, nh, L, dh], with RoPE.
@@ -209,7 +293,6 @@ Value LayerBuilder::splitHeads(Value projected, Value bias, OpFoldResult len,
   maps.push_back(b.getMultiDimIdentityMap(rank));
   SmallVector<IteratorType> iterators(rank, IteratorType::parallel);
 
-  RopeAttr rope = op.getRopeAttr();
   Value result =
       linalg::GenericOp::create(
           b, loc, TypeRange{empty.getType()}, inputs, ValueRange{empty}, maps,
@@ -227,47 +310,7 @@ Value LayerBuilder::splitHeads(Value projected, Value bias, OpFoldResult len,
               x1 = arith::AddFOp::create(nb, l, x1, toF32(nb, l, args[2]));
               x2 = arith::AddFOp::create(nb, l, x2, toF32(nb, l, args[3]));
             }
-            auto f64c = [&](double v) {
-              return arith::ConstantOp::create(nb, l, nb.getF64FloatAttr(v))
-                  .getResult();
-            };
-            auto indexToF64 = [&](Value index) {
-              return arith::SIToFPOp::create(
-                  nb, l, f64,
-                  arith::IndexCastOp::create(nb, l, nb.getI64Type(), index));
-            };
-            // angle = (offset + l) [/ factor] * base^(-2i/dh), in f64 so
-            // that long positions keep their phase.
-            Value pos = arith::AddFOp::create(
-                nb, l, indexToF64(linalg::IndexOp::create(nb, l, 2)),
-                f64c(static_cast<double>(rope.getPositionOffset())));
-            if (rope.getKind() == RopeKind::Linear)
-              pos = arith::DivFOp::create(nb, l, pos,
-                                          f64c(rope.getFactorValue()));
-            Value exponent = arith::MulFOp::create(
-                nb, l, indexToF64(linalg::IndexOp::create(nb, l, 4)),
-                f64c(-2.0 / static_cast<double>(headDim)));
-            Value invFreq = math::PowFOp::create(nb, l, base, exponent);
-            Value angle = arith::MulFOp::create(nb, l, pos, invFreq);
-            Value cos = arith::TruncFOp::create(
-                nb, l, f32, math::CosOp::create(nb, l, angle));
-            Value sin = arith::TruncFOp::create(
-                nb, l, f32, math::SinOp::create(nb, l, angle));
-            // First half: x1 cos - x2 sin; second half: x2 cos + x1 sin.
-            Value first = arith::SubFOp::create(
-                nb, l, arith::MulFOp::create(nb, l, x1, cos),
-                arith::MulFOp::create(nb, l, x2, sin));
-            Value second = arith::AddFOp::create(
-                nb, l, arith::MulFOp::create(nb, l, x2, cos),
-                arith::MulFOp::create(nb, l, x1, sin));
-            Value isFirst =
-                arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq,
-                                      linalg::IndexOp::create(nb, l, 3),
-                                      arith::ConstantIndexOp::create(nb, l, 0));
-            yield(nb, l,
-                  fromF32(
-                      nb, l,
-                      arith::SelectOp::create(nb, l, isFirst, first, second)));
+            yield(nb, l, fromF32(nb, l, rotate(nb, l, x1, x2, false)));
           })
           .getResult(0);
   if (!pairs)
@@ -276,34 +319,49 @@ Value LayerBuilder::splitHeads(Value projected, Value bias, OpFoldResult len,
   return tensor::CollapseShapeOp::create(b, loc, result, merge);
 }
 
-Value LayerBuilder::build() {
+LayerBuilder::Forward LayerBuilder::forward(bool withLse) {
   using utils::IteratorType;
-  HeadsAttr heads = op.getHeads();
-  headDim = op.getHeadDim();
+  HeadsAttr heads = op.heads;
+  headDim =
+      cast<ShapedType>(op.input.getType()).getDimSize(2) / heads.getTotal();
   int64_t outHeads = heads.getOutputHeads();
-  Value input = op.getInput();
-  Value source = op.getMemory() ? op.getMemory() : input;
+  Value input = op.input;
+  Value source = op.memory ? op.memory : input;
   batch = tensor::getMixedSize(b, loc, input, 0);
-  OpFoldResult queryLen = tensor::getMixedSize(b, loc, input, 1);
-  OpFoldResult keyLen = tensor::getMixedSize(b, loc, source, 1);
-  RopeAttr rope = op.getRopeAttr();
+  queryLen = tensor::getMixedSize(b, loc, input, 1);
+  keyLen = tensor::getMixedSize(b, loc, source, 1);
+  RopeAttr rope = op.rope;
   if (rope)
     base = ropeBase(queryLen, keyLen);
 
-  Value query = splitHeads(project(input, op.getWQ()), op.getBQ(), queryLen,
-                           heads.getQuery(), rope != nullptr);
+  Forward f;
+  f.query = splitHeads(project(input, op.wQ), op.bQ, queryLen, heads.getQuery(),
+                       rope != nullptr);
   bool ropeKeys = rope && !rope.getQueriesOnly();
-  Value key = splitHeads(project(source, op.getWK()), op.getBK(), keyLen,
-                         heads.getKv(), ropeKeys);
-  Value value = splitHeads(project(source, op.getWV()), op.getBV(), keyLen,
-                           heads.getKv(), /*applyRope=*/false);
+  f.key = splitHeads(project(source, op.wK), op.bK, keyLen, heads.getKv(),
+                     ropeKeys);
+  f.value = splitHeads(project(source, op.wV), op.bV, keyLen, heads.getKv(),
+                       /*applyRope=*/false);
 
   SmallVector<OpFoldResult> attnSizes = {batch, b.getIndexAttr(outHeads),
                                          queryLen, b.getIndexAttr(headDim)};
   Value attnInit = tensor::EmptyOp::create(b, loc, attnSizes, elementType);
-  auto attention = AttentionOp::create(
-      b, loc, TypeRange{attnInit.getType()}, query, key, value, attnInit,
-      /*diagonal_offset=*/Value(), op.getScaleAttr(), op.getMaskAttr(), heads);
+  if (withLse) {
+    Value lseInit = tensor::EmptyOp::create(
+        b, loc, ArrayRef<OpFoldResult>(attnSizes).drop_back(), f32);
+    auto attention = AttentionOp::create(
+        b, loc, TypeRange{attnInit.getType(), lseInit.getType()}, f.query,
+        f.key, f.value, attnInit, lseInit, /*diagonal_offset=*/Value(),
+        op.scale, op.mask, heads);
+    f.attention = attention->getResult(0);
+    f.lse = attention->getResult(1);
+  } else {
+    f.attention = AttentionOp::create(b, loc, TypeRange{attnInit.getType()},
+                                      f.query, f.key, f.value, attnInit,
+                                      /*diagonal_offset=*/Value(), op.scale,
+                                      op.mask, heads)
+                      .getResult();
+  }
 
   // [B, Hout, S, dh] -> [B, S, Hout, dh] -> [B, S, Hout*dh].
   SmallVector<OpFoldResult> mergedSizes = {
@@ -311,7 +369,7 @@ Value LayerBuilder::build() {
   Value mergedInit = tensor::EmptyOp::create(b, loc, mergedSizes, elementType);
   Value merged = linalg::GenericOp::create(
                      b, loc, TypeRange{mergedInit.getType()},
-                     ValueRange{attention.getResult()}, ValueRange{mergedInit},
+                     ValueRange{f.attention}, ValueRange{mergedInit},
                      {map({dim(0), dim(2), dim(1), dim(3)}, 4),
                       b.getMultiDimIdentityMap(4)},
                      SmallVector<IteratorType>(4, IteratorType::parallel),
@@ -320,21 +378,25 @@ Value LayerBuilder::build() {
                      })
                      .getResult(0);
   SmallVector<ReassociationIndices> concatHeads = {{0}, {1}, {2, 3}};
-  Value concatenated =
-      tensor::CollapseShapeOp::create(b, loc, merged, concatHeads);
-  Value output = project(concatenated, op.getWO());
+  f.concatenated = tensor::CollapseShapeOp::create(b, loc, merged, concatHeads);
+  return f;
+}
+
+Value LayerBuilder::build(Value init) {
+  using utils::IteratorType;
+  Forward f = forward(/*withLse=*/false);
+  Value output = project(f.concatenated, op.wO);
 
   // Bias and rounding, straight into the destination.
   SmallVector<Value> inputs = {output};
   SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(3)};
-  if (Value bias = op.getBO()) {
+  if (Value bias = op.bO) {
     inputs.push_back(bias);
     maps.push_back(map({dim(2)}, 3));
   }
   maps.push_back(b.getMultiDimIdentityMap(3));
   return linalg::GenericOp::create(
-             b, loc, TypeRange{op.getInit().getType()}, inputs,
-             ValueRange{op.getInit()}, maps,
+             b, loc, TypeRange{init.getType()}, inputs, ValueRange{init}, maps,
              SmallVector<IteratorType>(3, IteratorType::parallel),
              [&](OpBuilder &nb, Location l, ValueRange args) {
                Value y = args[0];
@@ -345,18 +407,240 @@ Value LayerBuilder::build() {
       .getResult(0);
 }
 
+/// Element type [B, nh, L, dh] -> f32 [B, L, nh*dh], the transpose of
+/// splitHeads' head split (and of its RoPE, a rotation by -theta).
+Value LayerBuilder::mergeHeads(Value heads, OpFoldResult len,
+                               bool inverseRope) {
+  using utils::IteratorType;
+  auto type = cast<ShapedType>(heads.getType());
+  int64_t numHeads = type.getDimSize(1), half = headDim / 2;
+  SmallVector<int64_t> inner = inverseRope ? SmallVector<int64_t>{2, half}
+                                           : SmallVector<int64_t>{headDim};
+  unsigned rank = 3 + inner.size();
+  Value view = heads;
+  if (inverseRope) {
+    SmallVector<int64_t> viewShape(type.getShape().take_front(3));
+    viewShape.append(inner);
+    view = tensor::ExpandShapeOp::create(
+        b, loc, RankedTensorType::get(viewShape, elementType), heads,
+        SmallVector<ReassociationIndices>{{0}, {1}, {2}, {3, 4}},
+        SmallVector<OpFoldResult>{batch, b.getIndexAttr(numHeads), len,
+                                  b.getIndexAttr(2), b.getIndexAttr(half)});
+  }
+  // Iteration dims (b, h, l, inner...) as in splitHeads; the output is
+  // [B, L, nh, inner...].
+  SmallVector<OpFoldResult> outSizes = {batch, len, b.getIndexAttr(numHeads)};
+  for (int64_t s : inner)
+    outSizes.push_back(b.getIndexAttr(s));
+  Value empty = tensor::EmptyOp::create(b, loc, outSizes, f32);
+  SmallVector<AffineExpr> outExprs = {dim(0), dim(2), dim(1)};
+  for (unsigned i = 3; i < rank; ++i)
+    outExprs.push_back(dim(i));
+  SmallVector<Value> inputs;
+  SmallVector<AffineMap> maps;
+  if (inverseRope) {
+    inputs = {view, view};
+    maps = {map({dim(0), dim(1), dim(2), cst(0), dim(4)}, rank),
+            map({dim(0), dim(1), dim(2), cst(1), dim(4)}, rank)};
+  } else {
+    inputs = {view};
+    maps = {b.getMultiDimIdentityMap(rank)};
+  }
+  maps.push_back(map(outExprs, rank));
+  Value merged =
+      linalg::GenericOp::create(
+          b, loc, TypeRange{empty.getType()}, inputs, ValueRange{empty}, maps,
+          SmallVector<IteratorType>(rank, IteratorType::parallel),
+          [&](OpBuilder &nb, Location l, ValueRange args) {
+            if (!inverseRope) {
+              yield(nb, l, toF32(nb, l, args[0]));
+              return;
+            }
+            yield(nb, l,
+                  rotate(nb, l, toF32(nb, l, args[0]), toF32(nb, l, args[1]),
+                         /*transpose=*/true));
+          })
+          .getResult(0);
+  SmallVector<ReassociationIndices> collapse = {{0}, {1}, {}};
+  for (unsigned i = 2; i < rank; ++i)
+    collapse[2].push_back(i);
+  return tensor::CollapseShapeOp::create(b, loc, merged, collapse);
+}
+
+/// f32 [n, d] = weight [d, n]^T: the input gradients dX = dP W^T then run
+/// as projections (through sqa-lower-projections' packed GEMM).
+Value LayerBuilder::transposeWeight(Value weight) {
+  using utils::IteratorType;
+  auto type = cast<ShapedType>(weight.getType());
+  Value empty = tensor::EmptyOp::create(
+      b, loc, ArrayRef<int64_t>{type.getDimSize(1), type.getDimSize(0)}, f32);
+  return linalg::GenericOp::create(
+             b, loc, TypeRange{empty.getType()}, ValueRange{weight},
+             ValueRange{empty},
+             {map({dim(1), dim(0)}, 2), b.getMultiDimIdentityMap(2)},
+             SmallVector<IteratorType>(2, IteratorType::parallel),
+             [&](OpBuilder &nb, Location l, ValueRange args) {
+               yield(nb, l, toF32(nb, l, args[0]));
+             })
+      .getResult(0);
+}
+
+/// A zeroed f32 accumulator for the gradient `init`: init itself for f32.
+Value LayerBuilder::accumulator(Value init) {
+  if (elementType == f32)
+    return zeros(init);
+  auto type = cast<RankedTensorType>(init.getType());
+  SmallVector<OpFoldResult> sizes;
+  for (int64_t i = 0; i < type.getRank(); ++i)
+    sizes.push_back(tensor::getMixedSize(b, loc, init, i));
+  return zeros(tensor::EmptyOp::create(b, loc, sizes, f32));
+}
+
+/// The f32 accumulator rounded once into the gradient `init`.
+Value LayerBuilder::roundInto(Value acc, Value init) {
+  using utils::IteratorType;
+  if (elementType == f32)
+    return acc;
+  unsigned rank = cast<ShapedType>(init.getType()).getRank();
+  return linalg::GenericOp::create(
+             b, loc, TypeRange{init.getType()}, ValueRange{acc},
+             ValueRange{init},
+             {b.getMultiDimIdentityMap(rank), b.getMultiDimIdentityMap(rank)},
+             SmallVector<IteratorType>(rank, IteratorType::parallel),
+             [&](OpBuilder &nb, Location l, ValueRange args) {
+               yield(nb, l, fromF32(nb, l, args[0]));
+             })
+      .getResult(0);
+}
+
+/// dW [d, n] = sum over batch and positions of input [B, L, d]^T x
+/// grad [B, L, n]. A reduction over two dynamic dims that the packed
+/// projection GEMM (static weight) does not cover: linalg, lowered to loops.
+Value LayerBuilder::weightGradient(Value input, Value grad, Value init) {
+  using utils::IteratorType;
+  Value acc = accumulator(init);
+  acc = linalg::GenericOp::create(
+            b, loc, TypeRange{acc.getType()}, ValueRange{input, grad},
+            ValueRange{acc},
+            {map({dim(0), dim(1), dim(2)}, 4), map({dim(0), dim(1), dim(3)}, 4),
+             map({dim(2), dim(3)}, 4)},
+            {IteratorType::reduction, IteratorType::reduction,
+             IteratorType::parallel, IteratorType::parallel},
+            [&](OpBuilder &nb, Location l, ValueRange args) {
+              Value product = arith::MulFOp::create(
+                  nb, l, toF32(nb, l, args[0]), toF32(nb, l, args[1]));
+              yield(nb, l, arith::AddFOp::create(nb, l, args[2], product));
+            })
+            .getResult(0);
+  return roundInto(acc, init);
+}
+
+/// db [n] = sum over batch and positions of grad [B, L, n].
+Value LayerBuilder::biasGradient(Value grad, Value init) {
+  using utils::IteratorType;
+  Value acc = accumulator(init);
+  acc =
+      linalg::GenericOp::create(
+          b, loc, TypeRange{acc.getType()}, ValueRange{grad}, ValueRange{acc},
+          {b.getMultiDimIdentityMap(3), map({dim(2)}, 3)},
+          {IteratorType::reduction, IteratorType::reduction,
+           IteratorType::parallel},
+          [&](OpBuilder &nb, Location l, ValueRange args) {
+            yield(nb, l,
+                  arith::AddFOp::create(nb, l, args[1], toF32(nb, l, args[0])));
+          })
+          .getResult(0);
+  return roundInto(acc, init);
+}
+
+SmallVector<Value>
+LayerBuilder::buildBackward(AttentionLayerBackwardOp backward) {
+  HeadsAttr heads = op.heads;
+  Forward f = forward(/*withLse=*/true);
+  RopeAttr rope = op.rope;
+  bool ropeKeys = rope && !rope.getQueriesOnly();
+  Value input = op.input;
+  Value source = op.memory ? op.memory : input;
+  Value dOut = backward.getDOut();
+
+  // Output projection: dW_o = concat^T dY, db_o = sum dY, and the
+  // attention output's gradient dY W_o^T, split into heads (and rounded, as
+  // the forward rounds the attention output).
+  Value dWO = weightGradient(f.concatenated, dOut, backward.getDWO());
+  Value dBO = op.bO ? biasGradient(dOut, backward.getDBO()) : Value();
+  Value dConcat = project(dOut, transposeWeight(op.wO));
+  Value dAttention = splitHeads(dConcat, /*bias=*/Value(), queryLen,
+                                heads.getOutputHeads(), /*applyRope=*/false);
+
+  Value dqInit = tensor::EmptyOp::create(
+      b, loc, tensor::getMixedSizes(b, loc, f.query), elementType);
+  Value dkInit = tensor::EmptyOp::create(
+      b, loc, tensor::getMixedSizes(b, loc, f.key), elementType);
+  Value dvInit = tensor::EmptyOp::create(
+      b, loc, tensor::getMixedSizes(b, loc, f.value), elementType);
+  auto attention = AttentionBackwardOp::create(
+      b, loc, TypeRange{dqInit.getType(), dkInit.getType(), dvInit.getType()},
+      f.query, f.key, f.value, f.attention, dAttention, f.lse, dqInit, dkInit,
+      dvInit, /*diagonal_offset=*/Value(), op.scale, op.mask, heads);
+
+  // Projection gradients: heads merged, RoPE transposed.
+  Value dQ = mergeHeads(attention->getResult(0), queryLen, rope != nullptr);
+  Value dK = mergeHeads(attention->getResult(1), keyLen, ropeKeys);
+  Value dV = mergeHeads(attention->getResult(2), keyLen, /*inverseRope=*/false);
+  Value dWQ = weightGradient(input, dQ, backward.getDWQ());
+  Value dWK = weightGradient(source, dK, backward.getDWK());
+  Value dWV = weightGradient(source, dV, backward.getDWV());
+
+  // dX sums the paths that read X: q, and k and v without memory.
+  Value dInput = accumulator(backward.getDInput());
+  dInput = project(dQ, transposeWeight(op.wQ), dInput);
+  Value dSource = dInput;
+  if (op.memory)
+    dSource = accumulator(backward.getDMemory());
+  dSource = project(dK, transposeWeight(op.wK), dSource);
+  dSource = project(dV, transposeWeight(op.wV), dSource);
+  SmallVector<Value> results;
+  if (op.memory) {
+    results.push_back(roundInto(dInput, backward.getDInput()));
+    results.push_back(roundInto(dSource, backward.getDMemory()));
+  } else {
+    results.push_back(roundInto(dSource, backward.getDInput()));
+  }
+  results.append({dWQ, dWK, dWV, dWO});
+  if (op.bQ)
+    results.push_back(biasGradient(dQ, backward.getDBQ()));
+  if (op.bK)
+    results.push_back(biasGradient(dK, backward.getDBK()));
+  if (op.bV)
+    results.push_back(biasGradient(dV, backward.getDBV()));
+  if (dBO)
+    results.push_back(dBO);
+  return results;
+}
 namespace {
 struct DecomposeAttentionLayerPass
     : public sqa::impl::DecomposeAttentionLayerBase<
           DecomposeAttentionLayerPass> {
   void runOnOperation() override {
-    SmallVector<AttentionLayerOp> ops;
-    getOperation()->walk([&](AttentionLayerOp op) { ops.push_back(op); });
+    SmallVector<Operation *> ops;
+    getOperation()->walk([&](Operation *op) {
+      if (isa<AttentionLayerOp, AttentionLayerBackwardOp>(op))
+        ops.push_back(op);
+    });
     IRRewriter rewriter(&getContext());
-    for (AttentionLayerOp op : ops) {
+    for (Operation *op : ops) {
       rewriter.setInsertionPoint(op);
-      Value replacement = LayerBuilder(rewriter, op).build();
-      rewriter.replaceOp(op, replacement);
+      if (auto layer = dyn_cast<AttentionLayerOp>(op)) {
+        Value replacement =
+            LayerBuilder(rewriter, op->getLoc(), LayerParts::of(layer))
+                .build(layer.getInit());
+        rewriter.replaceOp(op, replacement);
+        continue;
+      }
+      auto backward = cast<AttentionLayerBackwardOp>(op);
+      rewriter.replaceOp(
+          op, LayerBuilder(rewriter, op->getLoc(), LayerParts::of(backward))
+                  .buildBackward(backward));
     }
   }
 };

@@ -679,10 +679,14 @@ class CUDAAttentionLibrary(_Library):
 
 # The arguments of NAME_layer_forward that point to inputs, in order.
 LAYER_INPUTS = ("x", "memory", "w_q", "w_k", "w_v", "w_o", "b_q", "b_k", "b_v", "b_o")
+# NAME_layer_backward's gradients, one per entry of LAYER_INPUTS.
+LAYER_GRADIENTS = ("dx", "d_memory", "dw_q", "dw_k", "dw_v", "dw_o", "db_q",
+                   "db_k", "db_v", "db_o")
 
 
 class LayerLibrary(AttentionLibrary):
-    """ctypes wrapper of one ``sqa-aot --layer`` library (NAME_layer_forward).
+    """ctypes wrapper of one ``sqa-aot --layer`` library (NAME_layer_forward,
+    NAME_layer_backward).
 
     Arrays are C-contiguous in the library's storage dtype: x [B, S, d_model],
     memory [B, T, d_model], w_q [d_model, Hq*dh], w_k / w_v [d_model, Hkv*dh],
@@ -694,6 +698,9 @@ class LayerLibrary(AttentionLibrary):
         self._layer_forward = self._bind(
             "layer_forward", ctypes.c_int,
             [ctypes.c_void_p] * (len(LAYER_INPUTS) + 1) + [ctypes.c_int64] * 3)
+        self._layer_backward = self._bind(
+            "layer_backward", ctypes.c_int,
+            [ctypes.c_void_p] * (2 * len(LAYER_INPUTS) + 1) + [ctypes.c_int64] * 3)
 
     def layer_forward_raw(self, x, memory, w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o,
                           out, batch: int, seq_len: int, mem_len: int) -> int:
@@ -719,6 +726,37 @@ class LayerLibrary(AttentionLibrary):
             mem_len = memory.shape[1] if isinstance(memory, np.ndarray) else 0
         return self.layer_forward_raw(x, memory, w_q, w_k, w_v, w_o, b_q, b_k, b_v,
                                       b_o, out, batch, seq_len, mem_len)
+
+    def layer_backward_raw(self, inputs, d_y, grads, batch: int, seq_len: int,
+                           mem_len: int) -> int:
+        """Call NAME_layer_backward with explicit sizes. ``inputs`` and
+        ``grads`` map LAYER_INPUTS / LAYER_GRADIENTS names to arrays, integer
+        addresses or None (missing names are NULL). No size checking."""
+        ptrs = [inputs.get(n) for n in LAYER_INPUTS] + [d_y] + [
+            grads.get(n) for n in LAYER_GRADIENTS]
+        for what, a in zip(LAYER_INPUTS + ("d_y",) + LAYER_GRADIENTS, ptrs):
+            self._check_array(what, a)
+        return int(self._layer_backward(*(_pointer(a) for a in ptrs),
+                                        int(batch), int(seq_len), int(mem_len)))
+
+    def backward(self, x, w_q, w_k, w_v, w_o, d_y, grads, *, memory=None,
+                 b_q=None, b_k=None, b_v=None, b_o=None, batch=None,
+                 seq_len=None, mem_len=None) -> int:
+        """Gradients of sum(forward(...) * d_y) into ``grads`` (a dict of
+        LAYER_GRADIENTS names to arrays shaped as their inputs: dx, dw_q ..
+        dw_o, plus d_memory and db_* where the library has them); the
+        forward is recomputed inside. Returns the status. Sizes default as
+        for :meth:`forward`."""
+        if batch is None:
+            batch = x.shape[0]
+        if seq_len is None:
+            seq_len = x.shape[1]
+        if mem_len is None:
+            mem_len = memory.shape[1] if isinstance(memory, np.ndarray) else 0
+        inputs = dict(x=x, memory=memory, w_q=w_q, w_k=w_k, w_v=w_v, w_o=w_o,
+                      b_q=b_q, b_k=b_k, b_v=b_v, b_o=b_o)
+        return self.layer_backward_raw(inputs, d_y, grads, batch, seq_len,
+                                       mem_len)
 
     def forward_raw(self, *args, **kwargs):  # pragma: no cover - guard
         raise TypeError("LayerLibrary has no NAME_forward; use layer_forward_raw")

@@ -47,13 +47,16 @@ ROPE_KINDS = ("rotary", "linear", "dynamic_ntk")
 # Rounding to the element type (float64 -> nearest dtype value -> float64)
 # ---------------------------------------------------------------------------
 
-def round_to(x, dtype: str) -> np.ndarray:
-    """Values of ``x`` rounded to ``dtype`` (f32: to float32), as float64.
+def round_to(x, dtype: str | None) -> np.ndarray:
+    """Values of ``x`` rounded to ``dtype`` (f32: to float32; None: not
+    rounded), as float64.
 
     float64 -> float32 -> bf16/f16 double-rounds; the float32 step is exact
     to 2^-24 relative, far below the tolerances used with it.
     """
     x = np.asarray(x, dtype=np.float64)
+    if dtype is None:  # float64 throughout (finite-difference checks)
+        return x
     if dtype == "f32":
         return x.astype(np.float32).astype(np.float64)
     return R.from_storage(R.to_storage(x, dtype), dtype)
@@ -210,7 +213,7 @@ def attention_layer(x, w_q, w_k, w_v, w_o, *, memory=None, b_q=None, b_k=None,
     ``return_intermediates`` returns (y, dict(q, k, v, attn)) where q/k/v are
     BHSD after RoPE and rounding and attn is [B, S, Hout*dh] after rounding.
     """
-    if dtype not in R.DTYPES:
+    if dtype is not None and dtype not in R.DTYPES:
         raise ValueError(f"unsupported dtype {dtype!r}")
     f64 = lambda a: None if a is None else np.asarray(a, dtype=np.float64)  # noqa: E731
     x, memory = f64(x), f64(memory)
@@ -255,6 +258,106 @@ def attention_layer(x, w_q, w_k, w_v, w_o, *, memory=None, b_q=None, b_k=None,
     if return_intermediates:
         return y, {"q": q, "k": k, "v": v, "attn": a}
     return y
+
+
+def rope_transpose(g_bhsd, positions, base: float = 10000.0) -> np.ndarray:
+    """The transpose (adjoint) of :func:`rope`: each pair rotated by the
+    negative angle. For a gradient g of rope's output, the gradient of its
+    input:
+
+      out[i]        = g[i] * cos + g[i + dh/2] * sin
+      out[i + dh/2] = g[i + dh/2] * cos - g[i] * sin
+    """
+    g = np.asarray(g_bhsd, dtype=np.float64)
+    dh = g.shape[-1]
+    half = dh // 2
+    pos = np.asarray(positions, dtype=np.float64)
+    inv_freq = float(base) ** (-2.0 * np.arange(half, dtype=np.float64) / dh)
+    angle = pos[:, None] * inv_freq[None, :]
+    cos, sin = np.cos(angle), np.sin(angle)
+    lo, hi = g[..., :half], g[..., half:]
+    return np.concatenate([lo * cos + hi * sin, hi * cos - lo * sin], axis=-1)
+
+
+def _merge(a_bhsd):
+    """[B, n, L, dh] -> [B, L, n*dh] (inverse of _heads)."""
+    B, n, L, dh = a_bhsd.shape
+    return a_bhsd.transpose(0, 2, 1, 3).reshape(B, L, n * dh)
+
+
+def attention_layer_backward(x, w_q, w_k, w_v, w_o, d_y, *, memory=None,
+                             b_q=None, b_k=None, b_v=None, b_o=None,
+                             q_heads: int, kv_heads: int, head_dim: int,
+                             rope=None, causal: bool = False,
+                             alignment: str = "top_left", window=(-1, -1),
+                             scale=None, dtype: str | None = None) -> dict:
+    """float64 gradients of ``sum(attention_layer(...) * d_y)``.
+
+    Returns a dict with "x", "w_q", "w_k", "w_v", "w_o", "memory" (with
+    memory) and "b_q" .. "b_o" (for the biases given), each shaped as its
+    input. Chain rule through :func:`attention_layer`'s steps: output
+    projection (dW_o = a^T d_y, db_o = sum d_y, da = d_y W_o^T), the
+    attention (:func:`sqa_mlir.reference.attention_backward`), RoPE's
+    transpose (:func:`rope_transpose`), and the projections (dW = X^T dP,
+    db = sum dP, dX = sum over the q/k/v paths that read X of dP W^T).
+
+    ``dtype`` (f32/f16/bf16) rounds q, k, v and the attention output as the
+    forward does (the library recomputes them); None (default) rounds
+    nothing: the exact derivative, which finite differences can check.
+    """
+    f64 = lambda a: None if a is None else np.asarray(a, dtype=np.float64)  # noqa: E731
+    x, memory, d_y = f64(x), f64(memory), f64(d_y)
+    w_q, w_k, w_v, w_o = f64(w_q), f64(w_k), f64(w_v), f64(w_o)
+    b_q, b_k, b_v, b_o = f64(b_q), f64(b_k), f64(b_v), f64(b_o)
+    Hq, Hkv, dh = int(q_heads), int(kv_heads), int(head_dim)
+    Hout = max(Hq, Hkv)
+    B, S, d_model = x.shape
+    src = x if memory is None else memory
+    T = src.shape[1]
+    if d_y.shape != x.shape:
+        raise ValueError(f"d_y shape {d_y.shape} must be {x.shape}")
+    rnd = lambda a: round_to(a, dtype)  # noqa: E731
+
+    def project(inp, w, b):
+        y = inp @ w
+        return y if b is None else y + b
+
+    q = _heads(project(x, w_q, b_q), Hq, dh)
+    k = _heads(project(src, w_k, b_k), Hkv, dh)
+    v = _heads(project(src, w_v, b_v), Hkv, dh)
+    r = normalize_rope(rope)
+    rope_k = r is not None and not r["queries_only"]
+    if r is not None:
+        q = apply_rope(q, r, S=S, T=T)
+        if rope_k:
+            k = apply_rope(k, r, S=S, T=T)
+    q, k, v = rnd(q), rnd(k), rnd(v)
+    mask = dict(scale=scale, causal=causal, alignment=alignment, window=window)
+    a = rnd(_merge(R.attention(q, k, v, **mask)))          # [B, S, Hout*dh]
+
+    grads = {"w_o": np.einsum("bsi,bsj->ij", a, d_y)}
+    if b_o is not None:
+        grads["b_o"] = d_y.sum(axis=(0, 1))
+    d_a = _heads(d_y @ w_o.T, Hout, dh)
+    dq, dk, dv = R.attention_backward(q, k, v, d_a, **mask)
+    if r is not None:
+        dq = rope_transpose(dq, *rope_positions_and_base(r, S, dh, S, T))
+        if rope_k:
+            dk = rope_transpose(dk, *rope_positions_and_base(r, T, dh, S, T))
+    dQ, dK, dV = _merge(dq), _merge(dk), _merge(dv)
+    grads["w_q"] = np.einsum("bsi,bsj->ij", x, dQ)
+    grads["w_k"] = np.einsum("bsi,bsj->ij", src, dK)
+    grads["w_v"] = np.einsum("bsi,bsj->ij", src, dV)
+    for name, bias, g in (("b_q", b_q, dQ), ("b_k", b_k, dK), ("b_v", b_v, dV)):
+        if bias is not None:
+            grads[name] = g.sum(axis=(0, 1))
+    d_src = dK @ w_k.T + dV @ w_v.T
+    grads["x"] = dQ @ w_q.T
+    if memory is None:
+        grads["x"] = grads["x"] + d_src
+    else:
+        grads["memory"] = d_src
+    return grads
 
 
 # ---------------------------------------------------------------------------

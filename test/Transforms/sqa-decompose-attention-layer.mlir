@@ -69,3 +69,60 @@ func.func @cross(%x: tensor<2x5x32xbf16>, %m: tensor<2x9x32xbf16>, %wq: tensor<3
          -> tensor<2x5x32xbf16>
   return %y : tensor<2x5x32xbf16>
 }
+
+// -----
+
+// The backward: the forward recomputed with lse, sqa.attention_backward,
+// RoPE's transpose (sin negated) on dq and dk, dW as reductions over batch
+// and positions into the (zeroed) f32 destinations, dX as projections
+// against transposed weights, chained in one accumulator.
+// CHECK-DAG: #[[RED_LHS:.+]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>
+// CHECK-DAG: #[[RED_RHS:.+]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>
+// CHECK-DAG: #[[RED_OUT:.+]] = affine_map<(d0, d1, d2, d3) -> (d2, d3)>
+// CHECK-DAG: #[[TRANSPOSE:.+]] = affine_map<(d0, d1) -> (d1, d0)>
+// CHECK-DAG: #[[MERGE:.+]] = affine_map<(d0, d1, d2, d3, d4) -> (d0, d2, d1, d3, d4)>
+// CHECK-LABEL: func @layer_backward
+// CHECK-SAME: (%[[X:[^:]+]]: tensor<?x?x64xf32>, %[[WQ:[^:]+]]: tensor<64x32xf32>, %[[WK:[^:]+]]: tensor<64x16xf32>, %[[WV:[^:]+]]: tensor<64x16xf32>, %[[WO:[^:]+]]: tensor<32x64xf32>, %[[BQ:[^:]+]]: tensor<32xf32>, %[[DY:[^:]+]]: tensor<?x?x64xf32>, %[[DX:[^:]+]]: tensor<?x?x64xf32>, %[[DWQ:[^:]+]]: tensor<64x32xf32>, %[[DWK:[^:]+]]: tensor<64x16xf32>, %[[DWV:[^:]+]]: tensor<64x16xf32>, %[[DWO:[^:]+]]: tensor<32x64xf32>, %[[DBQ:[^:]+]]: tensor<32xf32>)
+// CHECK-NOT: sqa.attention_layer_backward
+// CHECK: %[[ATT:.+]]:2 = sqa.attention ins({{.*}}) outs({{.*}}) lse({{.*}} : tensor<?x2x?xf32>)
+// CHECK: %[[CAT:.+]] = tensor.collapse_shape {{.*}} into tensor<?x?x32xf32>
+// CHECK: %[[FILLO:.+]] = linalg.fill {{.*}} outs(%[[DWO]] : tensor<32x64xf32>)
+// CHECK: %[[GWO:.+]] = linalg.generic {indexing_maps = [#[[RED_LHS]], #[[RED_RHS]], #[[RED_OUT]]], iterator_types = ["reduction", "reduction", "parallel", "parallel"]} ins(%[[CAT]], %[[DY]] : {{.*}}) outs(%[[FILLO]] :
+// CHECK: %[[WOT:.+]] = linalg.generic {indexing_maps = [#[[TRANSPOSE]], {{.*}}]{{.*}} ins(%[[WO]] : tensor<32x64xf32>) outs(%{{.+}} : tensor<64x32xf32>)
+// CHECK: linalg.batch_matmul {{.*}} ins(%[[DY]], %[[WOT]] :
+// CHECK: %[[BWD:.+]]:3 = sqa.attention_backward ins({{.*}}, %[[ATT]]#0, %{{.+}}, %[[ATT]]#1 :
+// CHECK: linalg.generic {indexing_maps = [{{.*}}, {{.*}}, #[[MERGE]]]{{.*}} ins(%{{.+}}, %{{.+}} : tensor<?x2x?x2x8xf32>, tensor<?x2x?x2x8xf32>)
+// CHECK: math.cos
+// CHECK: arith.negf
+// CHECK: %[[DQ:.+]] = tensor.collapse_shape {{.*}} into tensor<?x?x32xf32>
+// CHECK: arith.negf
+// CHECK: %[[DK:.+]] = tensor.collapse_shape {{.*}} into tensor<?x?x16xf32>
+// CHECK-NOT: arith.negf
+// CHECK: %[[DV:.+]] = tensor.collapse_shape {{.*}} into tensor<?x?x16xf32>
+// CHECK: %[[FILLQ:.+]] = linalg.fill {{.*}} outs(%[[DWQ]] :
+// CHECK: %[[GWQ:.+]] = linalg.generic {{.*}} ins(%[[X]], %[[DQ]] : {{.*}}) outs(%[[FILLQ]] :
+// CHECK: %[[GWK:.+]] = linalg.generic {{.*}} ins(%[[X]], %[[DK]] :
+// CHECK: %[[GWV:.+]] = linalg.generic {{.*}} ins(%[[X]], %[[DV]] :
+// CHECK: %[[ACC0:.+]] = linalg.fill {{.*}} outs(%[[DX]] : tensor<?x?x64xf32>)
+// CHECK: %[[ACC1:.+]] = linalg.batch_matmul {{.*}} ins(%[[DQ]], %{{.+}} : tensor<?x?x32xf32>, tensor<32x64xf32>) outs(%[[ACC0]] :
+// CHECK: %[[ACC2:.+]] = linalg.batch_matmul {{.*}} ins(%[[DK]], %{{.+}} : tensor<?x?x16xf32>, tensor<16x64xf32>) outs(%[[ACC1]] :
+// CHECK: %[[ACC3:.+]] = linalg.batch_matmul {{.*}} ins(%[[DV]], %{{.+}} : tensor<?x?x16xf32>, tensor<16x64xf32>) outs(%[[ACC2]] :
+// CHECK: %[[GBQ:.+]] = linalg.generic {{.*}} iterator_types = ["reduction", "reduction", "parallel"]} ins(%[[DQ]] : tensor<?x?x32xf32>) outs(%{{.+}} : tensor<32xf32>)
+// CHECK: return %[[ACC3]], %[[GWQ]], %[[GWK]], %[[GWV]], %[[GWO]], %[[GBQ]]
+func.func @layer_backward(%x: tensor<?x?x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>,
+                          %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %bq: tensor<32xf32>,
+                          %dy: tensor<?x?x64xf32>, %dx: tensor<?x?x64xf32>,
+                          %dwq: tensor<64x32xf32>, %dwk: tensor<64x16xf32>,
+                          %dwv: tensor<64x16xf32>, %dwo: tensor<32x64xf32>, %dbq: tensor<32xf32>)
+    -> (tensor<?x?x64xf32>, tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>, tensor<32xf32>) {
+  %r:6 = sqa.attention_layer_backward ins(%x : tensor<?x?x64xf32>)
+         weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>)
+         bias_q(%bq : tensor<32xf32>) d_out(%dy : tensor<?x?x64xf32>)
+         outs(%dx : tensor<?x?x64xf32>)
+         d_weights(%dwq, %dwk, %dwv, %dwo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>)
+         d_bias_q(%dbq : tensor<32xf32>)
+         {heads = #sqa.heads<total = 4, query = 2, kv = 1>, rope = #sqa.rope<kind = rotary>,
+          mask = #sqa.mask<causal = true>}
+         -> tensor<?x?x64xf32>, tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>, tensor<32xf32>
+  return %r#0, %r#1, %r#2, %r#3, %r#4, %r#5 : tensor<?x?x64xf32>, tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>, tensor<32xf32>
+}

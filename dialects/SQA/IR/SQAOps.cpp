@@ -457,8 +457,24 @@ static LogicalResult verifyShape(Operation *op, StringRef name, ShapedType type,
                            << formatShape(expected);
 }
 
-LogicalResult AttentionLayerOp::verify() {
-  ShapedType inputType = getInput().getType();
+namespace {
+/// The operands and attributes sqa.attention_layer and its backward share.
+struct LayerOperands {
+  Value input, memory, wQ, wK, wV, wO, bQ, bK, bV, bO;
+  HeadsAttr heads;
+  RopeAttr rope;
+  FloatAttr scale;
+};
+} // namespace
+
+/// The forward's rules, for both layer ops: shapes, element types, sizes,
+/// RoPE and scale. Element types and extents are checked on every operand
+/// of `op` (gradients and their inits included).
+static LogicalResult verifyLayerOperands(Operation *op,
+                                         const LayerOperands &layer) {
+  auto emitOpError = [&]() { return op->emitOpError(); };
+  HeadsAttr heads = layer.heads;
+  auto inputType = cast<ShapedType>(layer.input.getType());
   if (inputType.getRank() != 3)
     return emitOpError() << "input must have rank 3 [B, S, d_model], got rank "
                          << inputType.getRank();
@@ -467,7 +483,6 @@ LogicalResult AttentionLayerOp::verify() {
     return emitOpError() << "d_model (dim 2 of the input) must be static";
   if (modelDim <= 0)
     return emitOpError() << "d_model must be positive, got " << modelDim;
-  HeadsAttr heads = getHeads();
   if (modelDim % heads.getTotal() != 0)
     return emitOpError() << "d_model (" << modelDim
                          << ") must be divisible by total heads ("
@@ -481,7 +496,7 @@ LogicalResult AttentionLayerOp::verify() {
   int64_t out = heads.getOutputHeads() * headDim;
 
   Type elementType = inputType.getElementType();
-  for (OpOperand &operand : getOperation()->getOpOperands()) {
+  for (OpOperand &operand : op->getOpOperands()) {
     Type type = cast<ShapedType>(operand.get().getType()).getElementType();
     if (type != elementType)
       return emitOpError() << "operand #" << operand.getOperandNumber()
@@ -497,59 +512,114 @@ LogicalResult AttentionLayerOp::verify() {
   for (auto [what, size] : lengths)
     if (size == 0)
       return emitOpError() << what << " is a static 0; sizes must be positive";
-  if (Value memory = getMemory())
+  if (Value memory = layer.memory)
     if (cast<ShapedType>(memory.getType()).getRank() == 3 &&
         cast<ShapedType>(memory.getType()).getDimSize(1) == 0)
       return emitOpError()
              << "memory sequence length is a static 0; sizes must be positive";
   // The decomposition makes f32 copies of [B, S or T, <= d_model]: every
   // operand's static extent must fit int64 even at 4 bytes per element.
-  for (OpOperand &operand : getOperation()->getOpOperands())
+  for (OpOperand &operand : op->getOpOperands())
     if (failed(verifyStaticExtent(
-            *this, "operand #" + std::to_string(operand.getOperandNumber()),
+            op, "operand #" + std::to_string(operand.getOperandNumber()),
             cast<ShapedType>(operand.get().getType()), 4)))
       return failure();
-  if (Value memory = getMemory())
-    if (failed(verifyShape(*this, "memory", cast<ShapedType>(memory.getType()),
+  if (Value memory = layer.memory)
+    if (failed(verifyShape(op, "memory", cast<ShapedType>(memory.getType()),
                            {batch, dyn, modelDim}, "[B, T, d_model]")))
       return failure();
-  if (failed(verifyShape(*this, "w_q", getWQ().getType(), {modelDim, q},
-                         "[d_model, Hq*dh]")) ||
-      failed(verifyShape(*this, "w_k", getWK().getType(), {modelDim, kv},
-                         "[d_model, Hkv*dh]")) ||
-      failed(verifyShape(*this, "w_v", getWV().getType(), {modelDim, kv},
-                         "[d_model, Hkv*dh]")) ||
-      failed(verifyShape(*this, "w_o", getWO().getType(), {out, modelDim},
-                         "[max(Hq, Hkv)*dh, d_model]")))
+  if (failed(verifyShape(op, "w_q", cast<ShapedType>(layer.wQ.getType()),
+                         {modelDim, q}, "[d_model, Hq*dh]")) ||
+      failed(verifyShape(op, "w_k", cast<ShapedType>(layer.wK.getType()),
+                         {modelDim, kv}, "[d_model, Hkv*dh]")) ||
+      failed(verifyShape(op, "w_v", cast<ShapedType>(layer.wV.getType()),
+                         {modelDim, kv}, "[d_model, Hkv*dh]")) ||
+      failed(verifyShape(op, "w_o", cast<ShapedType>(layer.wO.getType()),
+                         {out, modelDim}, "[max(Hq, Hkv)*dh, d_model]")))
     return failure();
   std::tuple<StringRef, Value, int64_t, StringRef> biases[] = {
-      {"b_q", getBQ(), q, "[Hq*dh]"},
-      {"b_k", getBK(), kv, "[Hkv*dh]"},
-      {"b_v", getBV(), kv, "[Hkv*dh]"},
-      {"b_o", getBO(), modelDim, "[d_model]"}};
+      {"b_q", layer.bQ, q, "[Hq*dh]"},
+      {"b_k", layer.bK, kv, "[Hkv*dh]"},
+      {"b_v", layer.bV, kv, "[Hkv*dh]"},
+      {"b_o", layer.bO, modelDim, "[d_model]"}};
   for (auto [name, bias, size, meaning] : biases)
-    if (bias &&
-        failed(verifyShape(*this, name, cast<ShapedType>(bias.getType()),
-                           {size}, meaning)))
+    if (bias && failed(verifyShape(op, name, cast<ShapedType>(bias.getType()),
+                                   {size}, meaning)))
       return failure();
-  if (failed(verifyShape(*this, "init", getInit().getType(),
-                         {batch, seqLen, modelDim}, "[B, S, d_model]")))
+  if (RopeAttr rope = layer.rope) {
+    if (headDim % 2 != 0)
+      return emitOpError() << "RoPE needs an even head dim, got " << headDim;
+    if (rope.getQueriesOnly() && !layer.memory)
+      return emitOpError() << "rope queries_only is for cross-attention, but "
+                              "there is no memory operand";
+  }
+  if (FloatAttr scale = layer.scale;
+      scale && !std::isfinite(scale.getValueAsDouble()))
+    return emitOpError() << "scale must be finite, got "
+                         << scale.getValueAsDouble();
+  return success();
+}
+
+LogicalResult AttentionLayerOp::verify() {
+  if (failed(verifyLayerOperands(*this, {getInput(), getMemory(), getWQ(),
+                                         getWK(), getWV(), getWO(), getBQ(),
+                                         getBK(), getBV(), getBO(), getHeads(),
+                                         getRopeAttr(), getScaleAttr()})))
+    return failure();
+  ShapedType inputType = getInput().getType();
+  if (failed(verifyShape(
+          *this, "init", getInit().getType(),
+          {inputType.getDimSize(0), inputType.getDimSize(1), getModelDim()},
+          "[B, S, d_model]")))
     return failure();
   if (getResult().getType() != getInit().getType())
     return emitOpError() << "result type " << getResult().getType()
                          << " must match init type " << getInit().getType();
+  return success();
+}
 
-  if (RopeAttr rope = getRopeAttr()) {
-    if (headDim % 2 != 0)
-      return emitOpError() << "RoPE needs an even head dim, got " << headDim;
-    if (rope.getQueriesOnly() && !getMemory())
-      return emitOpError() << "rope queries_only is for cross-attention, but "
-                              "there is no memory operand";
+//===----------------------------------------------------------------------===//
+// AttentionLayerBackwardOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AttentionLayerBackwardOp::verify() {
+  if (failed(verifyLayerOperands(*this, {getInput(), getMemory(), getWQ(),
+                                         getWK(), getWV(), getWO(), getBQ(),
+                                         getBK(), getBV(), getBO(), getHeads(),
+                                         getRopeAttr(), getScaleAttr()})))
+    return failure();
+  ShapedType inputType = getInput().getType();
+  if (failed(verifyShape(
+          *this, "d_out", getDOut().getType(),
+          {inputType.getDimSize(0), inputType.getDimSize(1), getModelDim()},
+          "[B, S, d_model]")))
+    return failure();
+  // Each gradient is given exactly when its operand is, with its type.
+  std::tuple<StringRef, Value, Value> gradients[] = {
+      {"input", getInput(), getDInput()}, {"memory", getMemory(), getDMemory()},
+      {"w_q", getWQ(), getDWQ()},         {"w_k", getWK(), getDWK()},
+      {"w_v", getWV(), getDWV()},         {"w_o", getWO(), getDWO()},
+      {"b_q", getBQ(), getDBQ()},         {"b_k", getBK(), getDBK()},
+      {"b_v", getBV(), getDBV()},         {"b_o", getBO(), getDBO()}};
+  for (auto [name, primal, gradient] : gradients) {
+    if (static_cast<bool>(primal) != static_cast<bool>(gradient))
+      return emitOpError() << "d_" << name << " must be given exactly when "
+                           << name << " is";
+    if (primal && primal.getType() != gradient.getType())
+      return emitOpError() << "d_" << name << " type " << gradient.getType()
+                           << " must match " << name << " type "
+                           << primal.getType();
   }
-  if (FloatAttr scale = getScaleAttr();
-      scale && !std::isfinite(scale.getValueAsDouble()))
-    return emitOpError() << "scale must be finite, got "
-                         << scale.getValueAsDouble();
+  // One result per gradient, in the inits' order.
+  ValueRange inits = getDpsInits();
+  if (getNumResults() != inits.size())
+    return emitOpError() << "expected " << inits.size()
+                         << " results (one per gradient), got "
+                         << getNumResults();
+  for (auto [i, result, init] : llvm::enumerate(getResults(), inits))
+    if (result.getType() != init.getType())
+      return emitOpError() << "result #" << i << " type " << result.getType()
+                           << " must match its init type " << init.getType();
   return success();
 }
 

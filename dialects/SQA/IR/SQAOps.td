@@ -311,6 +311,111 @@ def SQA_AttentionLayerOp : SQA_Op<"attention_layer", [
   }];
 }
 
+def SQA_AttentionLayerBackwardOp : SQA_Op<"attention_layer_backward", [
+    Pure, AttrSizedOperandSegments, DestinationStyleOpInterface]> {
+  let summary = "gradients of sqa.attention_layer (one training step's backward)";
+  let description = [{
+    The exact gradients of `sum(y * d_out)`, `y` the result of the
+    `sqa.attention_layer` with the same operands and attributes, with
+    respect to the input, the memory (when present), every weight and every
+    bias the op has:
+
+    | operand | shape |
+    |---------|-------|
+    | input .. b_o, heads, rope, mask, scale | as for `sqa.attention_layer` |
+    | d_out | `[B, S, d]`: the gradient of the layer's output |
+    | d_input, d_memory, d_w_*, d_b_* (inits) | the types of input, memory, w_*, b_* |
+
+    `d_memory` is given exactly when `memory` is, `d_b_x` exactly when `b_x`
+    is. The forward is recomputed (activation recomputation: q, k, v with
+    RoPE, `sqa.attention` with `lse`); then `sqa.attention_backward`, RoPE's
+    transpose (rotation by -theta) on dq and dk, and the projections'
+    gradients: `dW = X^T dP` and `db = sum dP` over batch and positions,
+    `dX = dP W^T` summed over the paths that read X. Arithmetic is f32 with
+    q, k, v and the attention output rounded as in the forward; each
+    gradient is rounded once. On tensors only; the results follow the
+    inits' order.
+
+    ```mlir
+    %dx, %dwq, %dwk, %dwv, %dwo = sqa.attention_layer_backward
+        ins(%x : tensor<?x?x64xf32>)
+        weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>,
+                tensor<64x16xf32>, tensor<32x64xf32>)
+        d_out(%dy : tensor<?x?x64xf32>)
+        outs(%dx0 : tensor<?x?x64xf32>)
+        d_weights(%dwq0, %dwk0, %dwv0, %dwo0 : tensor<64x32xf32>,
+                  tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>)
+        {heads = #sqa.heads<total = 4, query = 2, kv = 1>}
+        -> tensor<?x?x64xf32>, tensor<64x32xf32>, tensor<64x16xf32>,
+           tensor<64x16xf32>, tensor<32x64xf32>
+    ```
+  }];
+
+  let arguments = (ins
+    RankedTensorOf<[F32, F16, BF16]>:$input,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$memory,
+    RankedTensorOf<[F32, F16, BF16]>:$w_q,
+    RankedTensorOf<[F32, F16, BF16]>:$w_k,
+    RankedTensorOf<[F32, F16, BF16]>:$w_v,
+    RankedTensorOf<[F32, F16, BF16]>:$w_o,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$b_q,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$b_k,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$b_v,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$b_o,
+    RankedTensorOf<[F32, F16, BF16]>:$d_out,
+    RankedTensorOf<[F32, F16, BF16]>:$d_input,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$d_memory,
+    RankedTensorOf<[F32, F16, BF16]>:$d_w_q,
+    RankedTensorOf<[F32, F16, BF16]>:$d_w_k,
+    RankedTensorOf<[F32, F16, BF16]>:$d_w_v,
+    RankedTensorOf<[F32, F16, BF16]>:$d_w_o,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$d_b_q,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$d_b_k,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$d_b_v,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$d_b_o,
+    SQA_HeadsAttr:$heads,
+    OptionalAttr<SQA_RopeAttr>:$rope,
+    OptionalAttr<SQA_MaskAttr>:$mask,
+    OptionalAttr<F32Attr>:$scale);
+  let results = (outs Variadic<AnyRankedTensor>:$results);
+
+  let assemblyFormat = [{
+    `ins` `(` $input `:` type($input) `)`
+    (`memory` `(` $memory^ `:` type($memory) `)`)?
+    `weights` `(` $w_q `,` $w_k `,` $w_v `,` $w_o `:` type($w_q) `,`
+      type($w_k) `,` type($w_v) `,` type($w_o) `)`
+    (`bias_q` `(` $b_q^ `:` type($b_q) `)`)?
+    (`bias_k` `(` $b_k^ `:` type($b_k) `)`)?
+    (`bias_v` `(` $b_v^ `:` type($b_v) `)`)?
+    (`bias_o` `(` $b_o^ `:` type($b_o) `)`)?
+    `d_out` `(` $d_out `:` type($d_out) `)`
+    `outs` `(` $d_input `:` type($d_input) `)`
+    (`d_memory` `(` $d_memory^ `:` type($d_memory) `)`)?
+    `d_weights` `(` $d_w_q `,` $d_w_k `,` $d_w_v `,` $d_w_o `:` type($d_w_q)
+      `,` type($d_w_k) `,` type($d_w_v) `,` type($d_w_o) `)`
+    (`d_bias_q` `(` $d_b_q^ `:` type($d_b_q) `)`)?
+    (`d_bias_k` `(` $d_b_k^ `:` type($d_b_k) `)`)?
+    (`d_bias_v` `(` $d_b_v^ `:` type($d_b_v) `)`)?
+    (`d_bias_o` `(` $d_b_o^ `:` type($d_b_o) `)`)?
+    attr-dict `->` type($results)
+  }];
+
+  let hasVerifier = 1;
+
+  let extraClassDeclaration = [{
+    int64_t getModelDim() {
+      return getInput().getType().getDimSize(2);
+    }
+    int64_t getHeadDim() { return getModelDim() / getHeads().getTotal(); }
+    /// d_input through d_b_o: consecutive operands, the last ones.
+    MutableOperandRange getDpsInitsMutable() {
+      unsigned first = getODSOperandIndexAndLength(11).first;
+      return MutableOperandRange(getOperation(), first,
+                                 getOperation()->getNumOperands() - first);
+    }
+  }];
+}
+
 def SQA_DecodeOp : SQA_Op<"decode", [
     AttrSizedOperandSegments,
     DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {

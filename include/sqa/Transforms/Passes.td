@@ -40,8 +40,8 @@ def LowerAttentionReference : Pass<"sqa-lower-attention-reference"> {
 }
 
 def DecomposeAttentionLayer : Pass<"sqa-decompose-attention-layer"> {
-  let summary = "Decompose sqa.attention_layer into matmuls, RoPE and "
-                "sqa.attention";
+  let summary = "Decompose sqa.attention_layer (and its backward) into "
+                "matmuls, RoPE and sqa.attention";
   let description = [{
     Rewrites every `sqa.attention_layer` into:
 
@@ -55,6 +55,11 @@ def DecomposeAttentionLayer : Pass<"sqa-decompose-attention-layer"> {
     * `sqa.attention` on the heads (K/V never repeated);
     * a head-merging `linalg.generic`, the output `linalg.matmul`, and an
       epilogue adding `b_o` and rounding into the destination.
+
+    Every `sqa.attention_layer_backward` becomes the same forward (with
+    `lse`), `sqa.attention_backward`, head merges with RoPE's transpose, and
+    the gradient GEMMs: dX as projections against transposed weights, dW
+    and db as linalg reductions over batch and positions.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",

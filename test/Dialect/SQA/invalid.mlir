@@ -1109,3 +1109,54 @@ func.func @f(%q: tensor<2x8x16x32xf32>, %k: tensor<2x4x20x32xf32>, %v: tensor<2x
   %r:3 = sqa.attention_backward ins(%q, %k, %v, %o, %g, %l : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16x24xf32>, tensor<2x8x16xf32>) outs(%dq, %dk, %dv : tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>) {scale = 0x7F800000 : f32} -> tensor<2x8x16x32xf32>, tensor<2x4x20x32xf32>, tensor<2x4x20x24xf32>
   return
 }
+
+// -----
+
+// sqa.attention_layer_backward: the forward's rules are shared (one case
+// here), then its own.
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %bq: tensor<32xf32>, %dy: tensor<2x8x64xf32>, %dy7: tensor<2x7x64xf32>) {
+  // expected-error @+1 {{d_model (64) must be divisible by total heads (6)}}
+  %r:5 = sqa.attention_layer_backward ins(%x : tensor<2x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) d_out(%dy : tensor<2x8x64xf32>) outs(%x : tensor<2x8x64xf32>) d_weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) {heads = #sqa.heads<total = 6, query = 2, kv = 1>} -> tensor<2x8x64xf32>, tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %bq: tensor<32xf32>, %dy: tensor<2x8x64xf32>, %dy7: tensor<2x7x64xf32>) {
+  // expected-error @+1 {{d_out shape [2, 7, 64] must be [B, S, d_model] = [2, 8, 64]}}
+  %r:5 = sqa.attention_layer_backward ins(%x : tensor<2x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) d_out(%dy7 : tensor<2x7x64xf32>) outs(%x : tensor<2x8x64xf32>) d_weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x8x64xf32>, tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %bq: tensor<32xf32>, %dy: tensor<2x8x64xf32>, %dy7: tensor<2x7x64xf32>) {
+  // expected-error @+1 {{d_b_q must be given exactly when b_q is}}
+  %r:5 = sqa.attention_layer_backward ins(%x : tensor<2x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) bias_q(%bq : tensor<32xf32>) d_out(%dy : tensor<2x8x64xf32>) outs(%x : tensor<2x8x64xf32>) d_weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x8x64xf32>, tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %bq: tensor<32xf32>, %dy: tensor<2x8x64xf32>, %dy7: tensor<2x7x64xf32>) {
+  // expected-error @+1 {{d_w_k type 'tensor<64x32xf32>' must match w_k type 'tensor<64x16xf32>'}}
+  %r:5 = sqa.attention_layer_backward ins(%x : tensor<2x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) d_out(%dy : tensor<2x8x64xf32>) outs(%x : tensor<2x8x64xf32>) d_weights(%wq, %wq, %wv, %wo : tensor<64x32xf32>, tensor<64x32xf32>, tensor<64x16xf32>, tensor<32x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x8x64xf32>, tensor<64x32xf32>, tensor<64x32xf32>, tensor<64x16xf32>, tensor<32x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %bq: tensor<32xf32>, %dy: tensor<2x8x64xf32>, %dy7: tensor<2x7x64xf32>) {
+  // expected-error @+1 {{expected 5 results (one per gradient), got 4}}
+  %r:4 = sqa.attention_layer_backward ins(%x : tensor<2x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) d_out(%dy : tensor<2x8x64xf32>) outs(%x : tensor<2x8x64xf32>) d_weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x8x64xf32>, tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %bq: tensor<32xf32>, %dy: tensor<2x8x64xf32>, %dy7: tensor<2x7x64xf32>) {
+  // expected-error @+1 {{result #1 type 'tensor<64x16xf32>' must match its init type 'tensor<64x32xf32>'}}
+  %r:5 = sqa.attention_layer_backward ins(%x : tensor<2x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) d_out(%dy : tensor<2x8x64xf32>) outs(%x : tensor<2x8x64xf32>) d_weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x8x64xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>
+  return
+}

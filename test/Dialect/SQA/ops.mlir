@@ -108,6 +108,30 @@ func.func @layer(%x: tensor<?x?x256xbf16>, %m: tensor<?x?x256xbf16>,
   return %y : tensor<?x?x256xbf16>
 }
 
+// The layer's backward: cross-attention (d_memory), biases q and o.
+// CHECK-LABEL: func @layer_backward
+// CHECK: sqa.attention_layer_backward ins(%{{.*}} : tensor<?x?x64xf32>) memory(%{{.*}} : tensor<?x?x64xf32>) weights(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) bias_q(%{{.*}} : tensor<32xf32>) bias_o(%{{.*}} : tensor<64xf32>) d_out(%{{.*}} : tensor<?x?x64xf32>) outs(%{{.*}} : tensor<?x?x64xf32>) d_memory(%{{.*}} : tensor<?x?x64xf32>) d_weights(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) d_bias_q(%{{.*}} : tensor<32xf32>) d_bias_o(%{{.*}} : tensor<64xf32>)
+// CHECK-SAME: heads = #sqa.heads<total = 4, query = 2, kv = 1>
+// CHECK-SAME: rope = #sqa.rope<kind = rotary, queries_only = true>
+// CHECK-SAME: -> tensor<?x?x64xf32>, tensor<?x?x64xf32>, tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>, tensor<32xf32>, tensor<64xf32>
+func.func @layer_backward(%x: tensor<?x?x64xf32>, %m: tensor<?x?x64xf32>,
+                          %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>,
+                          %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>,
+                          %bq: tensor<32xf32>, %bo: tensor<64xf32>,
+                          %dy: tensor<?x?x64xf32>) {
+  %r:8 = sqa.attention_layer_backward ins(%x : tensor<?x?x64xf32>) memory(%m : tensor<?x?x64xf32>)
+         weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>)
+         bias_q(%bq : tensor<32xf32>) bias_o(%bo : tensor<64xf32>)
+         d_out(%dy : tensor<?x?x64xf32>)
+         outs(%x : tensor<?x?x64xf32>) d_memory(%m : tensor<?x?x64xf32>)
+         d_weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>)
+         d_bias_q(%bq : tensor<32xf32>) d_bias_o(%bo : tensor<64xf32>)
+         {heads = #sqa.heads<total = 4, query = 2, kv = 1>,
+          rope = #sqa.rope<kind = rotary, queries_only = true>}
+         -> tensor<?x?x64xf32>, tensor<?x?x64xf32>, tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>, tensor<32xf32>, tensor<64xf32>
+  return
+}
+
 // CHECK-LABEL: func @decode_append
 // CHECK: sqa.decode query(%{{.*}} : memref<?x8x?x64xf32>) cache(%{{.*}}, %{{.*}} : memref<?x2x?x64xf32>, memref<?x2x?x64xf32>) lengths(%{{.*}} : memref<?xi64>) append(%{{.*}}, %{{.*}} : memref<?x2x?x64xf32>, memref<?x2x?x64xf32>) outs(%{{.*}} : memref<?x8x?x64xf32>) {mask = #sqa.mask<causal = true, alignment = bottom_right>}
 func.func @decode_append(%q: memref<?x8x?x64xf32>, %kc: memref<?x2x?x64xf32>, %vc: memref<?x2x?x64xf32>,

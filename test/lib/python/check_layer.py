@@ -26,6 +26,10 @@ overflowing sizes, misaligned pointers, out aliasing an input, error
 strings, config string): one 'PASS error-paths <case> ...' or
 'FAIL error-paths <case> ...' line per case.
 
+--backward checks NAME_layer_backward instead: every gradient against
+sqa_mlir.layer_reference.attention_layer_backward ('PASS backward <config>
+B=.. S=.. T=.. ...' per shape); --backward-error-paths its argument checks.
+
 --selftest checks the numpy reference itself (no library is built; --sqa-aot
 is not needed): one 'PASS selftest <case>' or 'FAIL selftest <case>' line per
 check. --parameter-counts prints the configuration's parameter counts as
@@ -127,6 +131,10 @@ def build_parser():
                    help="comma-separated BxSxT (or BxS) list")
     p.add_argument("--error-paths", action="store_true",
                    help="check argument validation instead of numerics")
+    p.add_argument("--backward", action="store_true",
+                   help="check NAME_layer_backward's gradients instead of the forward")
+    p.add_argument("--backward-error-paths", action="store_true",
+                   help="check NAME_layer_backward's argument validation")
     p.add_argument("--selftest", action="store_true",
                    help="check the numpy reference itself, build nothing")
     p.add_argument("--parameter-counts", action="store_true",
@@ -320,6 +328,157 @@ def check_shape(lib, st: Setup, B, S, T, rng):
         if not np.array_equal(b.view(np.uint8), arrays[name].view(np.uint8)):
             reasons.append(f"{name} input was modified")
     return not reasons, err, tol_at, "; ".join(reasons)
+
+
+# ---------------------------------------------------------------------------
+# Backward (NAME_layer_backward)
+# ---------------------------------------------------------------------------
+
+# Gradient tolerances: |got - want| <= atol + rtol * max|want|, per gradient.
+# f32: f32 accumulation over d_model (<= 128) and B*S (<= 40) terms and the
+#   attention backward's ~1e-6 relative errors; 1e-4 leaves a wide margin
+#   while a wrong head, RoPE sign or path is O(0.1) of the largest gradient.
+# bf16: the library rounds q, k, v, the attention output (as the reference
+#   does) and also the attention's output gradient and dq, dk, dv to bf16
+#   (the reference does not), each ~eps/2 relative, compounded through two
+#   GEMMs: 8 eps of the largest gradient; a bug is O(1) of it.
+BACKWARD_TOLERANCES = {
+    "f32": (1e-5, 1e-4),
+    "f16": (reference.EPSILON["f16"] / 8, 8 * reference.EPSILON["f16"]),
+    "bf16": (reference.EPSILON["bf16"] / 8, 8 * reference.EPSILON["bf16"]),
+}
+
+
+def backward_gradient_names(st: Setup):
+    """(input name, gradient name) the library has, in ABI order."""
+    pairs = [("x", "dx")]
+    if st.cross:
+        pairs.append(("memory", "d_memory"))
+    pairs += [(w, "d" + w) for w in ("w_q", "w_k", "w_v", "w_o")]
+    pairs += [("b_" + b, "db_" + b) for b in aot.BIAS_NAMES if b in st.bias]
+    return pairs
+
+
+def backward_arrays(lib, st: Setup, B, S, T, rng):
+    """(inputs, d_y, NaN-filled gradients) in storage dtype."""
+    arrays = st.inputs(B, S, T, rng)
+    d_y = to_storage(rng.standard_normal((B, S, st.d_model)), st.dtype)
+    grads = {g: nan_storage(arrays[n].shape, st.dtype)
+             for n, g in backward_gradient_names(st)}
+    return arrays, d_y, grads
+
+
+def backward_call(lib, st: Setup, arrays, d_y, grads, **sizes):
+    kw = {("b_" + b): (arrays["b_" + b] if b in st.bias else None)
+          for b in aot.BIAS_NAMES}
+    return lib.backward(arrays["x"], arrays["w_q"], arrays["w_k"], arrays["w_v"],
+                        arrays["w_o"], d_y, grads, memory=arrays["memory"], **kw,
+                        **sizes)
+
+
+def check_backward_shape(lib, st: Setup, B, S, T, rng):
+    """Returns (ok, worst err/tol, detail)."""
+    arrays, d_y, grads = backward_arrays(lib, st, B, S, T, rng)
+    before = {k: v.copy() for k, v in arrays.items() if v is not None}
+    status = backward_call(lib, st, arrays, d_y, grads)
+    if status != aot.SQA_OK:
+        return False, float("nan"), f"status {status}: {lib.error_string(status)}"
+    val = {k: (None if v is None else from_storage(v, st.dtype))
+           for k, v in arrays.items()}
+    kw = {("b_" + b): (val["b_" + b] if b in st.bias else None)
+          for b in aot.BIAS_NAMES}
+    want = L.attention_layer_backward(
+        val["x"], val["w_q"], val["w_k"], val["w_v"], val["w_o"],
+        from_storage(d_y, st.dtype), memory=val["memory"] if st.cross else None,
+        **kw, q_heads=st.hq, kv_heads=st.hkv, head_dim=st.d, rope=st.rope,
+        causal=st.causal, alignment=st.alignment, window=st.window,
+        scale=st.scale, dtype=st.dtype)
+    atol, rtol = BACKWARD_TOLERANCES[st.dtype]
+    reasons, details, worst = [], [], 0.0
+    for name, g in backward_gradient_names(st):
+        err, tol, why = reference.compare(from_storage(grads[g], st.dtype),
+                                          want[name], atol, rtol)
+        worst = max(worst, err / tol)
+        details.append(f"{g}={err:.2e}/{tol:.2e}")
+        reasons += [f"{g}: {w}" for w in why]
+    for name, b in before.items():
+        if not np.array_equal(b.view(np.uint8), arrays[name].view(np.uint8)):
+            reasons.append(f"{name} input was modified")
+    detail = " ".join(details)
+    if reasons:
+        detail += " (" + "; ".join(reasons) + ")"
+    return not reasons, worst, detail
+
+
+def check_backward_error_paths(lib, st: Setup, rng) -> bool:
+    """NAME_layer_backward's argument validation; one line per case. Error
+    calls must leave every gradient untouched."""
+    B, S, T = 2, 3, 5 if st.cross else 3
+    arrays, d_y, grads = backward_arrays(lib, st, B, S, T, rng)
+    sentinels = {k: v.copy() for k, v in grads.items()}
+    failed = False
+
+    def inputs():
+        a = {n: arrays.get(n) for n in aot.LAYER_INPUTS}
+        if not st.cross:
+            a["memory"] = None
+        for b in aot.BIAS_NAMES:
+            if b not in st.bias:
+                a["b_" + b] = None
+        return a
+
+    def expect(case, want, ins=None, dy=None, gs=None, **size_override):
+        nonlocal failed
+        sizes = {"batch": B, "seq_len": S, "mem_len": T if st.cross else 0}
+        sizes.update(size_override)
+        for k, v in sentinels.items():
+            grads[k][...] = v
+        status = lib.layer_backward_raw(ins or inputs(), d_y if dy is None else dy,
+                                        gs or dict(grads), **sizes)
+        ok = status == want and bool(lib.error_string(status))
+        detail = f"status={status} want={want}"
+        if want != aot.SQA_OK and any(
+                not np.array_equal(grads[k].view(np.uint8), v.view(np.uint8))
+                for k, v in sentinels.items()):
+            ok = False
+            detail += " a gradient was written on error"
+        failed |= not ok
+        print(f"{'PASS' if ok else 'FAIL'} backward-error-paths {case} {detail}",
+              flush=True)
+
+    expect("valid-call", aot.SQA_OK)
+    for n in ["x", "w_q", "w_o"] + (["memory"] if st.cross else []) + [
+            "b_" + b for b in st.bias]:
+        ins = inputs()
+        ins[n] = None
+        expect(f"null-{n}", aot.SQA_ERROR_NULL_POINTER, ins=ins)
+    expect("null-d_y", aot.SQA_ERROR_NULL_POINTER, dy=0)
+    for g in grads:
+        gs = dict(grads)
+        gs[g] = None
+        expect(f"null-{g}", aot.SQA_ERROR_NULL_POINTER, gs=gs)
+    # Gradients of absent inputs are ignored: passing one changes nothing.
+    for b in aot.BIAS_NAMES:
+        if b not in st.bias:
+            gs = dict(grads)
+            gs["db_" + b] = np.zeros(arrays["b_" + b].shape, arrays["b_" + b].dtype)
+            expect(f"ignored-db_{b}", aot.SQA_OK, gs=gs)
+    expect("batch=0", aot.SQA_ERROR_INVALID_SIZE, batch=0)
+    expect("seq_len=-1", aot.SQA_ERROR_INVALID_SIZE, seq_len=-1)
+    expect("seq_len=2^62", aot.SQA_ERROR_SIZE_OVERFLOW, seq_len=2**62)
+    gs = dict(grads)
+    gs["dw_o"] = grads["dw_o"].ctypes.data + 1
+    expect("misaligned-dw_o", aot.SQA_ERROR_MISALIGNED, gs=gs)
+    # A gradient overlapping an input, d_y or another gradient.
+    for g, other in (("dx", arrays["x"]), ("dx", d_y), ("dw_q", arrays["w_q"]),
+                     ("dw_v", arrays["w_k"]), ("dw_k", grads["dw_q"]),
+                     ("dw_o", grads["dx"])):
+        gs = dict(grads)
+        gs[g] = other.ctypes.data
+        name = next((k for k, v in list(arrays.items()) + [("d_y", d_y)] +
+                     list(grads.items()) if v is other), "?")
+        expect(f"alias-{g}=={name}", aot.SQA_ERROR_ALIASING, gs=gs)
+    return not failed
 
 
 # ---------------------------------------------------------------------------
@@ -1021,6 +1180,59 @@ def run_selftest(seed: int = 0) -> bool:
     y2 = a2 @ wo
     tol = L.layer_tolerance(y, inter["attn"], wo, dtype="bf16")
     report("bf16-one-ulp-within-tolerance", bool(np.all(np.abs(y2 - y) <= tol)))
+
+    # 14. The gradients (attention_layer_backward) against central finite
+    #     differences of attention_layer itself, unrounded (dtype=None), at
+    #     four random elements of every input: GQA with rotary RoPE, biases
+    #     and causal; reverse SQA cross-attention with linear RoPE on
+    #     queries only; MQA with dynamic NTK rescaled (original_max 3 < S).
+    for name, Hq, Hkv, cross, rope_cfg, with_bias, causal in (
+            ("gqa-rotary-bias-causal", 4, 2, False, "rotary", True, True),
+            ("xsqa-cross-linear-qonly-bias", 2, 4, True,
+             {"kind": "linear", "factor": 2.0, "offset": 3, "queries_only": True},
+             True, False),
+            ("mqa-ntk-causal", 4, 1, False,
+             {"kind": "dynamic_ntk", "factor": 2.0, "original_max": 3}, False, True)):
+        dh_, total = 8, 4
+        dm = total * dh_
+        B, S, T = 2, 5, 7 if cross else 5
+        (wq, wk, wv, wo), biases = weights(Hq, Hkv, dm, dh_, with_bias=with_bias)
+        params = {"x": rng.standard_normal((B, S, dm)), "w_q": wq, "w_k": wk,
+                  "w_v": wv, "w_o": wo}
+        if cross:
+            params["memory"] = rng.standard_normal((B, T, dm))
+        if with_bias:
+            params.update(zip(("b_q", "b_k", "b_v", "b_o"), biases))
+        d_y = rng.standard_normal((B, S, dm))
+        kw = dict(q_heads=Hq, kv_heads=Hkv, head_dim=dh_, rope=rope_cfg,
+                  causal=causal, dtype=None)
+
+        def loss(p):
+            y = L.attention_layer(p["x"], p["w_q"], p["w_k"], p["w_v"], p["w_o"],
+                                  memory=p.get("memory"),
+                                  **{b: p.get(b) for b in ("b_q", "b_k", "b_v", "b_o")},
+                                  **kw)
+            return float(np.sum(y * d_y))
+
+        grads = L.attention_layer_backward(
+            params["x"], params["w_q"], params["w_k"], params["w_v"], params["w_o"],
+            d_y, memory=params.get("memory"),
+            **{b: params.get(b) for b in ("b_q", "b_k", "b_v", "b_o")}, **kw)
+        worst = 0.0
+        ok = sorted(grads) == sorted(params)
+        for pname, arr in params.items():
+            for _ in range(4):
+                i = tuple(int(rng.integers(0, n)) for n in arr.shape)
+                eps = 1e-5
+                plus, minus = dict(params), dict(params)
+                plus[pname], minus[pname] = arr.copy(), arr.copy()
+                plus[pname][i] += eps
+                minus[pname][i] -= eps
+                fd = (loss(plus) - loss(minus)) / (2 * eps)
+                worst = max(worst, abs(fd - grads[pname][i]) / (1 + abs(fd)))
+        # Central differences of a smooth function: ~eps^2 + 1e-16/eps.
+        report(f"backward-vs-finite-differences-{name}", ok and worst < 1e-6,
+               f"worst relative error {worst:.3g}")
     return not failed
 
 
@@ -1045,7 +1257,7 @@ def main(argv=None) -> int:
     if args.sqa_aot is None:
         parser.error("--sqa-aot is required (except with --selftest, --parameter-counts)")
     st = Setup(args, parser)
-    if not args.error_paths and args.shapes is None:
+    if not (args.error_paths or args.backward_error_paths) and args.shapes is None:
         parser.error("--shapes is required (or --error-paths, --selftest)")
 
     outdir = args.outdir or tempfile.mkdtemp(prefix="sqa-check-layer-")
@@ -1077,12 +1289,21 @@ def main(argv=None) -> int:
         if args.error_paths:
             rng = np.random.default_rng(args.seed)
             return 0 if check_error_paths(lib, st, rng) else 1
-
+        if args.backward_error_paths and not (args.backward and args.shapes):
+            rng = np.random.default_rng(args.seed)
+            return 0 if check_backward_error_paths(lib, st, rng) else 1
         failed = False
+
         for idx, (B, S, T) in enumerate(args.shapes):
             if not st.cross or T is None:
                 T = S
             rng = np.random.default_rng([args.seed, idx, B, S, T])
+            if args.backward:
+                ok, worst, detail = check_backward_shape(lib, st, B, S, T, rng)
+                print(f"{'PASS' if ok else 'FAIL'} backward {st.desc} B={B} S={S} "
+                      f"T={T} worst_err/tol={worst:.3g} {detail}", flush=True)
+                failed |= not ok
+                continue
             ok, err, tol, reason = check_shape(lib, st, B, S, T, rng)
             line = (f"{'PASS' if ok else 'FAIL'} {st.desc} B={B} S={S} T={T} "
                     f"max_abs_err={err:.3e} tol={tol:.3e}")
@@ -1090,6 +1311,10 @@ def main(argv=None) -> int:
                 line += f" ({reason})"
             print(line, flush=True)
             failed |= not ok
+        if args.backward_error_paths:
+            # After the gradients of the same library (--backward --shapes).
+            rng = np.random.default_rng(args.seed)
+            failed |= not check_backward_error_paths(lib, st, rng)
         return 1 if failed else 0
     finally:
         if args.outdir is None:
