@@ -10,6 +10,7 @@
 #define SQA_TRANSFORMS_GPUHOSTSUPPORT_H
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 
@@ -52,6 +53,19 @@ inline bool hasUnitInnerStride(MemRefType type) {
   if (failed(type.getStridesAndOffset(strides, offset)))
     return false;
   return strides.back() == 1;
+}
+
+/// The gpu.module every GPU lowering adds its kernels to (created on first
+/// use), with `module` marked as a GPU container module.
+inline gpu::GPUModuleOp getOrCreateKernelModule(ModuleOp module) {
+  module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
+                  UnitAttr::get(module.getContext()));
+  auto kernels = module.lookupSymbol<gpu::GPUModuleOp>("sqa_kernels");
+  if (!kernels) {
+    OpBuilder builder = OpBuilder::atBlockEnd(module.getBody());
+    kernels = gpu::GPUModuleOp::create(builder, module.getLoc(), "sqa_kernels");
+  }
+  return kernels;
 }
 
 } // namespace mlir::sqa

@@ -921,14 +921,7 @@ void LowerAttentionToGPUPass::runOnOperation() {
   module.walk([&](AttentionOp op) { ops.push_back(op); });
   if (ops.empty())
     return;
-  MLIRContext *ctx = &getContext();
-  module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
-                  UnitAttr::get(ctx));
-  auto kernels = module.lookupSymbol<gpu::GPUModuleOp>("sqa_kernels");
-  if (!kernels) {
-    OpBuilder builder = OpBuilder::atBlockEnd(module.getBody());
-    kernels = gpu::GPUModuleOp::create(builder, module.getLoc(), "sqa_kernels");
-  }
+  gpu::GPUModuleOp kernels = getOrCreateKernelModule(module);
   SymbolTable kernelTable(kernels);
   for (AttentionOp op : ops)
     if (failed(lower(op, kernels, kernelTable)))
