@@ -182,6 +182,7 @@ def main(argv=None):
         args.long_row, args.stream_mib = 4096, 64
     threads = int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
     workdir = args.workdir or tempfile.mkdtemp(prefix="sqa-decode-bench-")
+    os.makedirs(workdir, exist_ok=True)
     torch = None
     if not args.no_torch:
         try:
