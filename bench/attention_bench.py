@@ -37,10 +37,8 @@ import argparse
 import datetime
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -341,16 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shapes", type=parse_shapes, metavar="BxSxT[,BxSxT...]",
                    help="run every configuration at these shapes (overrides @shape "
                         "and the reference kernel's automatic scaling)")
-    p.add_argument("--repeats", type=int, default=5, help="timed calls per case (default 5)")
-    p.add_argument("--min-repeats", type=int, default=3,
-                   help="timed calls never go below this (default 3)")
-    p.add_argument("--max-case-seconds", type=float, default=15.0,
-                   help="stop timing a case after --min-repeats once its timed calls "
-                        "add up to this (default 15)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
-    p.add_argument("--warmup-length", type=int, default=2048,
-                   help="warm-up calls use at most this S and T of the inputs "
-                        "(default 2048; 0: the full shape)")
+    harness.add_timing_arguments(p, 5, 3, 15.0, 2048)
     p.add_argument("--threads", type=int,
                    help="OMP_NUM_THREADS for the libraries and the peak (default: all cores)")
     p.add_argument("--kernel", choices=("flash", "reference"),
@@ -371,18 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help=f"smoke test: every shape {shape_str(QUICK_SHAPE)}, 3 repeats, "
                         "--check, short peak measurement; writes cpu-<date>-quick.*")
-    p.add_argument("--out-dir", default=os.path.join(BENCH_DIR, "results"),
-                   help="where cpu-<date>.md/.json go (default bench/results)")
-    p.add_argument("--no-write", action="store_true", help="print only, write no files")
-    p.add_argument("--build-dir",
-                   help="keep libraries here and reuse those newer than sqa-aot "
-                        "(default: a temporary directory, removed at the end)")
-    p.add_argument("--cc", help="C compiler for fma_peak.c (default: llvm-22 clang)")
-    p.add_argument("--peak-seconds", type=float, default=0.3,
-                   help="length of one fma_peak trial (default 0.3)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the plan and the time estimate, run nothing")
+    harness.add_run_arguments(p, "cpu")
     return p
 
 
@@ -565,14 +543,10 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     date = datetime.datetime.now()
-    build_dir = args.build_dir or tempfile.mkdtemp(prefix="sqa-bench-")
-    os.makedirs(build_dir, exist_ok=True)
-    try:
-        return run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes,
-                   compare, ref_shape, build_dir, date, started)
-    finally:
-        if not args.build_dir:
-            shutil.rmtree(build_dir, ignore_errors=True)
+    return harness.in_build_dir(
+        args, "sqa-bench-",
+        lambda build_dir: run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases,
+                              notes, compare, ref_shape, build_dir, date, started))
 
 
 def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, compare,
@@ -659,19 +633,7 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, comp
     peak = peaks.finish(notes)
 
     # --- derived columns ---
-    by_key = {}
-    for c in cases:
-        if c.cfg.variant == "mha" and "median_s" in c.result:
-            by_key[(c.cfg.baseline_key(), c.shape, c.kernel)] = c
-    for c in cases:
-        r = c.result
-        if "median_s" not in r:
-            continue
-        r["peak_percent"] = 100.0 * r["gflops"] / peak if peak else None
-        base = by_key.get((c.cfg.baseline_key(), c.shape, c.kernel))
-        if base is not None:
-            r["speedup_vs_mha"] = base.result["median_s"] / r["median_s"]
-            r["ideal_speedup_vs_mha"] = base.result["flops"] / r["flops"]
+    harness.add_derived_ratios(cases, peak, lambda c: (c.shape, c.kernel))
 
     elapsed = time.perf_counter() - started
     machine_record(machine, threads, sqa_aot, peaks)

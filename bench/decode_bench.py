@@ -57,7 +57,8 @@ sys.path.insert(0, BENCH_DIR)
 
 import numpy as np  # noqa: E402
 
-from attention_bench import cpu_info, find_cc  # noqa: E402
+import harness  # noqa: E402
+from harness import cpu_info, find_cc  # noqa: E402
 from sqa_mlir import aot  # noqa: E402
 from sqa_mlir.reference import to_storage  # noqa: E402
 
@@ -72,16 +73,13 @@ def parse_shape(text):
 
 
 def measure_bandwidth(cc, workdir, threads, mib):
-    exe = os.path.join(workdir, "stream_read")
-    cmd = [cc, "-O3", "-march=native", "-fopenmp",
-           os.path.join(BENCH_DIR, "stream_read.c"), "-o", exe]
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if p.returncode != 0:
-        return None, f"{' '.join(cmd)} failed:\n{p.stdout}"
+    exe, cmd = harness.compile_probe(cc, workdir, "stream_read")
+    if exe is None:
+        return None, cmd
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     out = subprocess.run([exe, str(mib)], stdout=subprocess.PIPE, text=True, env=env)
     try:
-        return json.loads(out.stdout), " ".join(cmd)
+        return json.loads(out.stdout), cmd
     except ValueError:
         return None, f"stream_read printed {out.stdout!r}"
 
@@ -274,7 +272,9 @@ def main(argv=None):
         with open(args.json, "w") as f:
             for rec in records:
                 f.write(json.dumps(rec) + "\n")
-    nan = float("nan")
+    def ratio(r, key, fmt, unit=""):
+        return format(r[key], fmt) + unit if key in r else "—"
+
     print("\n| shape | B | cache | new | step ms (min) | K/V GB/s | of bandwidth (best) "
           "| vs SDPA | vs baseline |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -282,10 +282,10 @@ def main(argv=None):
         if r["kind"] == "decode":
             print(f"| {r['shape']} | {r['batch']} | {r['cache']} | {r['new_len']} | "
                   f"{r['median_s'] * 1e3:.3f} ({r['min_s'] * 1e3:.3f}) | {r['kv_gbps']:.2f} | "
-                  f"{r.get('bandwidth_fraction', nan):.0%} "
-                  f"({r.get('best_bandwidth_fraction', nan):.0%}) | "
-                  f"{r.get('speedup_vs_sdpa', nan):.2f}x | "
-                  f"{r.get('speedup_vs_baseline', nan):.2f}x |")
+                  f"{ratio(r, 'bandwidth_fraction', '.0%')} "
+                  f"({ratio(r, 'best_bandwidth_fraction', '.0%')}) | "
+                  f"{ratio(r, 'speedup_vs_sdpa', '.2f', 'x')} | "
+                  f"{ratio(r, 'speedup_vs_baseline', '.2f', 'x')} |")
     if gbps:
         print(f"\nmeasured read bandwidth: best {gbps:.2f} GB/s of "
               f"{', '.join(f'{x:.1f}' for x in bandwidths)} on {threads} threads "

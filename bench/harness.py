@@ -23,7 +23,14 @@ counts, calls and tables). The API, in the order a script uses it:
   header bullets), ``write_results(out_dir, stem, md_text, doc)`` ->
   bench/results/<stem>[-N].{md,json};
 * plots: ``plot_series(path, title, xlabel, ylabel, series)`` (matplotlib if
-  installed, else None).
+  installed, else None);
+* derived columns: ``add_derived_ratios(cases, peak, same_shape)`` (% of
+  peak and the speed-up over the MHA case of the same shape);
+* command line and scratch: ``add_timing_arguments(p, repeats, min_repeats,
+  max_case_seconds, warmup_length)``, ``add_run_arguments(p, stem)`` (--out-dir,
+  --no-write, --build-dir, --cc, --peak-seconds, --seed, --dry-run, with the
+  same meaning in every script), ``in_build_dir(args, prefix, body)`` (runs
+  ``body(build_dir)`` in --build-dir or a temporary folder removed after).
 """
 
 from __future__ import annotations
@@ -35,9 +42,10 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH_DIR)
@@ -122,14 +130,20 @@ def native_cpu(cc: Optional[str]) -> Optional[str]:
     m = re.search(r'"-target-cpu" "([^"]+)"', p.stdout)
     return m[1] if m else None
 
-def compile_fma_peak(cc: str, workdir: str) -> Tuple[Optional[str], str]:
-    exe = os.path.join(workdir, "fma_peak")
+def compile_probe(cc: str, workdir: str, name: str) -> Tuple[Optional[str], str]:
+    """Compiles bench/<name>.c (a machine probe: fma_peak, stream_read) for
+    this CPU into workdir; (executable or None, command or its error)."""
+    exe = os.path.join(workdir, name)
     cmd = [cc, "-O3", "-march=native", "-fopenmp",
-           os.path.join(BENCH_DIR, "fma_peak.c"), "-o", exe]
+           os.path.join(BENCH_DIR, f"{name}.c"), "-o", exe]
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if p.returncode != 0:
         return None, f"{' '.join(cmd)} failed:\n{p.stdout}"
     return exe, " ".join(cmd)
+
+
+def compile_fma_peak(cc: str, workdir: str) -> Tuple[Optional[str], str]:
+    return compile_probe(cc, workdir, "fma_peak")
 
 def measure_peak(exe: str, threads: int, seconds: float) -> Optional[dict]:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
@@ -399,3 +413,65 @@ def plot_series(path: str, title: str, xlabel: str, ylabel: str,
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def add_run_arguments(p, stem: str) -> None:
+    """The options every CPU benchmark script shares; `stem` names its result
+    files (bench/results/<stem>-<date>.md/.json)."""
+    p.add_argument("--out-dir", default=os.path.join(BENCH_DIR, "results"),
+                   help=f"where {stem}-<date>.md/.json go (default bench/results)")
+    p.add_argument("--no-write", action="store_true", help="print only, write no files")
+    p.add_argument("--build-dir",
+                   help="keep libraries here and reuse those newer than sqa-aot "
+                        "(default: a temporary directory, removed at the end)")
+    p.add_argument("--cc", help="C compiler for fma_peak.c (default: llvm-22 clang)")
+    p.add_argument("--peak-seconds", type=float, default=0.3,
+                   help="length of one fma_peak trial (default 0.3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan and the time estimate, run nothing")
+
+
+def in_build_dir(args, prefix: str, body: Callable[[str], int]) -> int:
+    """Runs body(build_dir) in --build-dir (kept) or in a fresh temporary
+    folder that is removed afterwards, whatever body does."""
+    build_dir = args.build_dir or tempfile.mkdtemp(prefix=prefix)
+    os.makedirs(build_dir, exist_ok=True)
+    try:
+        return body(build_dir)
+    finally:
+        if not args.build_dir:
+            shutil.rmtree(build_dir, ignore_errors=True)
+
+
+def add_derived_ratios(cases, peak: Optional[float], same_shape) -> None:
+    """Adds peak_percent and, where an MHA case with the same baseline heads
+    and `same_shape(case)` was measured, speedup_vs_mha (time ratio) and
+    ideal_speedup_vs_mha (FLOP ratio) to every measured case's result."""
+    mha = {(c.cfg.baseline_key(), same_shape(c)): c for c in cases
+           if c.cfg.variant == "mha" and "median_s" in c.result}
+    for c in cases:
+        r = c.result
+        if "median_s" not in r:
+            continue
+        r["peak_percent"] = 100.0 * r["gflops"] / peak if peak else None
+        base = mha.get((c.cfg.baseline_key(), same_shape(c)))
+        if base is not None:
+            r["speedup_vs_mha"] = base.result["median_s"] / r["median_s"]
+            r["ideal_speedup_vs_mha"] = base.result["flops"] / r["flops"]
+
+
+def add_timing_arguments(p, repeats: int, min_repeats: int, max_case_seconds: float,
+                         warmup_length: int) -> None:
+    """The timing options of time_calls, with each script's defaults."""
+    p.add_argument("--repeats", type=int, default=repeats,
+                   help=f"timed calls per case at most (default {repeats})")
+    p.add_argument("--min-repeats", type=int, default=min_repeats,
+                   help=f"timed calls never go below this (default {min_repeats})")
+    p.add_argument("--max-case-seconds", type=float, default=max_case_seconds,
+                   help="stop timing a case after --min-repeats once its timed calls "
+                        f"add up to this (default {max_case_seconds:g})")
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
+    p.add_argument("--warmup-length", type=int, default=warmup_length,
+                   help="warm-up calls use at most this S and T of the inputs "
+                        f"(default {warmup_length}; 0: the full shape)")

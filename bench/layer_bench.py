@@ -39,9 +39,7 @@ import argparse
 import datetime
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -271,17 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sqa-aot --kernel (default: flash if sqa-aot has --kernel)")
     p.add_argument("--threads", type=int,
                    help="OMP_NUM_THREADS for the libraries and the peak (default: all cores)")
-    p.add_argument("--repeats", type=int, default=5,
-                   help="timed calls per case at most (default 5)")
-    p.add_argument("--min-repeats", type=int, default=1,
-                   help="timed calls at least (default 1)")
-    p.add_argument("--max-case-seconds", type=float, default=6.0,
-                   help="stop timing a case after --min-repeats once its timed calls "
-                        "add up to this (default 6)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
-    p.add_argument("--warmup-length", type=int, default=512,
-                   help="warm-up calls use S = min(S, this) of the inputs "
-                        "(default 512; 0: the full length)")
+    harness.add_timing_arguments(p, 5, 1, 6.0, 512)
     p.add_argument("--wait-idle", type=float, default=5.0,
                    help="before each case wait up to this many seconds for other "
                         f"processes to use < {OTHERS_BUSY} cores (default 5; 0: don't)")
@@ -296,18 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help=f"smoke test: S = {QUICK_LENGTH}, B = 1, at most 2 repeats, "
                         "--check, short peak measurement; writes layer-<date>-quick.*")
-    p.add_argument("--out-dir", default=os.path.join(BENCH_DIR, "results"),
-                   help="where layer-<date>.md/.json go (default bench/results)")
-    p.add_argument("--no-write", action="store_true", help="print only, write no files")
-    p.add_argument("--build-dir",
-                   help="keep libraries here and reuse those newer than sqa-aot "
-                        "(default: a temporary directory, removed at the end)")
-    p.add_argument("--cc", help="C compiler for fma_peak.c (default: llvm-22 clang)")
-    p.add_argument("--peak-seconds", type=float, default=0.3,
-                   help="length of one fma_peak trial (default 0.3)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the plan and the time estimate, run nothing")
+    harness.add_run_arguments(p, "layer")
     return p
 
 
@@ -661,14 +638,10 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     date = datetime.datetime.now()
-    build_dir = args.build_dir or tempfile.mkdtemp(prefix="sqa-layer-bench-")
-    os.makedirs(build_dir, exist_ok=True)
-    try:
-        return run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes,
-                   build_dir, date, started, est)
-    finally:
-        if not args.build_dir:
-            shutil.rmtree(build_dir, ignore_errors=True)
+    return harness.in_build_dir(
+        args, "sqa-layer-bench-",
+        lambda build_dir: run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases,
+                              notes, build_dir, date, started, est))
 
 
 def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, build_dir,
@@ -774,19 +747,7 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, buil
     load_end = loadavg()
 
     # --- derived columns ---
-    base = {}
-    for c in cases:
-        if c.cfg.variant == "mha" and "median_s" in c.result:
-            base[(c.cfg.baseline_key(), c.batch, c.seq_len)] = c
-    for c in cases:
-        r = c.result
-        if "median_s" not in r:
-            continue
-        r["peak_percent"] = 100.0 * r["gflops"] / peak if peak else None
-        b = base.get((c.cfg.baseline_key(), c.batch, c.seq_len))
-        if b is not None:
-            r["speedup_vs_mha"] = b.result["median_s"] / r["median_s"]
-            r["ideal_speedup_vs_mha"] = b.result["flops"] / r["flops"]
+    harness.add_derived_ratios(cases, peak, lambda c: (c.batch, c.seq_len))
 
     contended = [c for c in cases if (c.result.get("others_cores") or 0) >= OTHERS_BUSY]
     if contended:

@@ -42,7 +42,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -943,30 +942,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int,
                    help="threads for our libraries (OMP_NUM_THREADS), PyTorch "
                         "(torch.set_num_threads) and the FMA peak (default: all cores)")
-    p.add_argument("--repeats", type=int, default=7, help="timed calls at most (default 7)")
-    p.add_argument("--min-repeats", type=int, default=3,
-                   help="timed calls at least (default 3)")
-    p.add_argument("--max-case-seconds", type=float, default=1.5,
-                   help="stop after --min-repeats once the timed calls add up to this "
-                        "(default 1.5)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
-    p.add_argument("--warmup-length", type=int, default=512,
-                   help="warm-up calls use S = min(S, this) (default 512; 0: full)")
+    harness.add_timing_arguments(p, 7, 3, 1.5, 512)
     p.add_argument("--wait-idle", type=float, default=5.0,
                    help="before each case wait up to this many seconds for other "
                         "processes to go idle (default 5; 0: don't)")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke test: S = {QUICK_LENGTHS}, B = 1, 2 repeats; writes "
                         "paper-<date>-quick.*")
-    p.add_argument("--out-dir", default=os.path.join(BENCH_DIR, "results"))
-    p.add_argument("--no-write", action="store_true", help="print only, write no files")
-    p.add_argument("--build-dir", help="keep libraries here and reuse them (default: a "
-                                       "temporary directory)")
-    p.add_argument("--cc", help="C compiler for fma_peak.c (default: llvm-22 clang)")
-    p.add_argument("--peak-seconds", type=float, default=0.3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the plan and the time estimate, run nothing")
+    harness.add_run_arguments(p, "paper")
     p.add_argument("--replot", metavar="JSON",
                    help="only redraw the PNGs of a saved run (paper-<date>.json) next to it")
     return p
@@ -1056,14 +1039,10 @@ def main(argv=None) -> int:
 
     started = time.perf_counter()
     date = datetime.datetime.now()
-    build_dir = args.build_dir or tempfile.mkdtemp(prefix="sqa-paper-suite-")
-    os.makedirs(build_dir, exist_ok=True)
-    try:
-        return run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes,
-                   build_dir, date, started, est)
-    finally:
-        if not args.build_dir:
-            shutil.rmtree(build_dir, ignore_errors=True)
+    return harness.in_build_dir(
+        args, "sqa-paper-suite-",
+        lambda build_dir: run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases,
+                              notes, build_dir, date, started, est))
 
 
 def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, build_dir,
