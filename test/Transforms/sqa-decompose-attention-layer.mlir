@@ -209,3 +209,35 @@ func.func @memory_kv(%m: tensor<2x5x64xf32>, %wk: tensor<64x16xf32>, %wv: tensor
              -> tensor<2x2x5x8xf32>, tensor<2x2x5x8xf32>
   return %k, %v : tensor<2x2x5x8xf32>, tensor<2x2x5x8xf32>
 }
+
+// -----
+
+// Dynamic NTK in a decode step: each row's base comes from its own last
+// position, offset + cache_lens[b] + N, inside the RoPE epilogue (the NTK
+// pow before the frequency pow), and its positions start at cache_lens[b].
+// CHECK-LABEL: func @decode_ntk
+// CHECK: %[[START:.+]] = bufferization.to_tensor
+// CHECK: linalg.generic {{.*}} ins(%{{.+}}, %{{.+}}, %[[START]] :
+// CHECK-NEXT: ^bb0(%{{[^:]+}}: f32, %{{[^:]+}}: f32, %[[S:[^:]+]]: i64, %{{[^:]+}}: f32):
+// CHECK: arith.addi %{{.+}}, %[[S]] : i64
+// CHECK: arith.addi %[[S]], %{{.+}} : i64
+// CHECK: math.powf
+// CHECK: arith.cmpf ogt
+// CHECK: arith.select
+// CHECK: math.powf
+// CHECK: math.cos
+func.func @decode_ntk(%x: tensor<2x1x32xf32>, %wq: tensor<32x32xf32>, %wk: tensor<32x32xf32>,
+                      %wv: tensor<32x32xf32>, %wo: tensor<32x32xf32>,
+                      %kc: memref<2x4x16x8xf32>, %vc: memref<2x4x16x8xf32>,
+                      %lens: memref<2xi64>, %init: tensor<2x1x32xf32>) -> tensor<2x1x32xf32> {
+  %y = sqa.attention_layer_decode ins(%x : tensor<2x1x32xf32>)
+         weights(%wq, %wo : tensor<32x32xf32>, tensor<32x32xf32>)
+         kv_weights(%wk, %wv : tensor<32x32xf32>, tensor<32x32xf32>)
+         cache(%kc, %vc : memref<2x4x16x8xf32>, memref<2x4x16x8xf32>)
+         lengths(%lens : memref<2xi64>)
+         outs(%init : tensor<2x1x32xf32>)
+         {heads = #sqa.heads<total = 4, query = 4, kv = 4>,
+          rope = #sqa.rope<kind = dynamic_ntk, factor = 2.0, original_max_positions = 4>}
+         -> tensor<2x1x32xf32>
+  return %y : tensor<2x1x32xf32>
+}
