@@ -127,20 +127,21 @@ std::string aot::generateHeader(const AttentionConfig &config) {
       TemplateValues decode = values;
       decode["decode_params"] = layerDecodeParameters(config);
       decode["kv_params"] = layerMemoryKVParameters(config);
-      decode["decode_semantics"] =
-          config.layer->crossAttention
-              ? "Cross-attention: the caches hold the memory's keys and\n"
-                " * values (" +
-                    config.name +
-                    "_layer_memory_kv); nothing is appended, "
-                    "row b\n * attends to its cache_lens[b] keys; w_k, w_v, "
-                    "b_k "
-                    "and b_v are\n * ignored."
-              : "q, k, v of the new tokens as in the forward, RoPE at\n"
-                " * positions cache_lens[b] + i (+ the RoPE offset); k and v "
-                "are\n * written to the "
-                "caches at [cache_lens[b], cache_lens[b] + new_len),\n * and "
-                "row b attends to its cache_lens[b] + new_len keys.";
+      // One header paragraph per kind of step.
+      std::string cross =
+          "Cross-attention: the caches hold the memory's keys and\n"
+          " * values (" +
+          config.name +
+          "_layer_memory_kv); nothing is appended, row b\n"
+          " * attends to its cache_lens[b] keys; w_k, w_v, b_k and b_v are\n"
+          " * ignored.";
+      std::string self =
+          "q, k, v of the new tokens as in the forward, RoPE at\n"
+          " * positions cache_lens[b] + i (+ the RoPE offset); k and v are\n"
+          " * written to the caches at [cache_lens[b], cache_lens[b] + "
+          "new_len),\n"
+          " * and row b attends to its cache_lens[b] + new_len keys.";
+      decode["decode_semantics"] = config.layer->crossAttention ? cross : self;
       prototypes += fillTemplate("header-decode-layer.h.in", decode);
       if (config.layer->crossAttention)
         prototypes += fillTemplate("header-memory-kv-layer.h.in", decode);
