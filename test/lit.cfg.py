@@ -79,6 +79,9 @@ config.substitutions.append(
 config.substitutions.append(
     ("%sqa-check-cuda", checker("check_cuda.py", "--sqa-aot", sqa_aot)))
 config.substitutions.append(
+    ("%sqa-check-layer-decode",
+     checker("check_layer_decode.py", "--sqa-aot", sqa_aot)))
+config.substitutions.append(
     ("%sqa-check-layer", checker("check_layer.py", "--sqa-aot", sqa_aot)))
 config.substitutions.append(
     ("%sqa-check-aot", checker("check_aot.py", "--sqa-aot", sqa_aot)))

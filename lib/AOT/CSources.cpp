@@ -81,6 +81,32 @@ static std::string layerBackwardParameters(const AttentionConfig &config) {
          "db_o,\n    int64_t batch, int64_t seq_len, int64_t mem_len";
 }
 
+/// Whether a layer library has NAME_layer_decode (and, for
+/// cross-attention, NAME_layer_memory_kv): not for cross-attention with
+/// RoPE, whose decode step has no query positions.
+static bool hasLayerDecode(const AttentionConfig &config) {
+  return !(config.layer->crossAttention && config.layer->rope);
+}
+
+/// The parameter lists of `NAME_layer_decode` and `NAME_layer_memory_kv`.
+static std::string layerDecodeParameters(const AttentionConfig &config) {
+  std::string t = "const " + config.name + "_element_t *",
+              w = config.name + "_element_t *";
+  return t + "x_new, " + t + "w_q, " + t + "w_k, " + t + "w_v,\n    " + t +
+         "w_o, " + t + "b_q, " + t + "b_k, " + t + "b_v,\n    " + t + "b_o, " +
+         w + "k_cache, " + w + "v_cache,\n    " +
+         "const int64_t *cache_lens, " + w +
+         "y, int64_t batch, int64_t new_len,\n    int64_t capacity";
+}
+
+static std::string layerMemoryKVParameters(const AttentionConfig &config) {
+  std::string t = "const " + config.name + "_element_t *",
+              w = config.name + "_element_t *";
+  return t + "memory, " + t + "w_k, " + t + "w_v,\n    " + t + "b_k, " + t +
+         "b_v, " + w + "k_cache, " + w +
+         "v_cache,\n    int64_t batch, int64_t mem_len, int64_t capacity";
+}
+
 std::string aot::generateHeader(const AttentionConfig &config) {
   bool bshd = config.layout == Layout::BSHD;
   auto shape = [&](StringRef heads, StringRef len, StringRef dim) {
@@ -97,6 +123,29 @@ std::string aot::generateHeader(const AttentionConfig &config) {
     values["backward_params"] = layerBackwardParameters(config);
     prototypes = fillTemplate("header-forward-layer.h.in", values) +
                  fillTemplate("header-backward-layer.h.in", values);
+    if (hasLayerDecode(config)) {
+      TemplateValues decode = values;
+      decode["decode_params"] = layerDecodeParameters(config);
+      decode["kv_params"] = layerMemoryKVParameters(config);
+      // One header paragraph per kind of step.
+      std::string cross =
+          "Cross-attention: the caches hold the memory's keys and\n"
+          " * values (" +
+          config.name +
+          "_layer_memory_kv); nothing is appended, row b\n"
+          " * attends to its cache_lens[b] keys; w_k, w_v, b_k and b_v are\n"
+          " * ignored.";
+      std::string self =
+          "q, k, v of the new tokens as in the forward, RoPE at\n"
+          " * positions cache_lens[b] + i (+ the RoPE offset); k and v are\n"
+          " * written to the caches at [cache_lens[b], cache_lens[b] + "
+          "new_len),\n"
+          " * and row b attends to its cache_lens[b] + new_len keys.";
+      decode["decode_semantics"] = config.layer->crossAttention ? cross : self;
+      prototypes += fillTemplate("header-decode-layer.h.in", decode);
+      if (config.layer->crossAttention)
+        prototypes += fillTemplate("header-memory-kv-layer.h.in", decode);
+    }
   } else if (cuda) {
     values["alignment_note"] =
         config.elementKind == ElementKind::F32
@@ -304,10 +353,145 @@ static std::string generateLayerBackwardEntry(const AttentionConfig &config) {
   return fillTemplate("entry-layer-backward.c.in", values);
 }
 
+namespace {
+/// One argument of a layer decode kernel: its C name, its memref rank and
+/// descriptor sizes/strides as C expressions.
+struct KernelArgument {
+  std::string name;
+  int rank;
+  SmallVector<std::string> sizes, strides;
+  bool present = true;
+};
+} // namespace
+
+/// Kernel parameters, descriptors and call arguments of `arguments`; absent
+/// ones are set to NULL (ignored).
+static void fillKernelArguments(ArrayRef<KernelArgument> arguments,
+                                TemplateValues &values) {
+  std::string params, descriptors, args, ignored;
+  for (const KernelArgument &arg : arguments) {
+    if (!arg.present) {
+      ignored += "  " + arg.name + " = NULL;\n";
+      continue;
+    }
+    std::string type = "memref" + std::to_string(arg.rank);
+    params += (params.empty() ? "" : ", ") + type + " *";
+    args += (args.empty() ? "&m_" : ", &m_") + arg.name;
+    descriptors += "  " + type + " m_" + arg.name + " = {(void *)" + arg.name +
+                   ", (void *)" + arg.name + ", 0, {" +
+                   llvm::join(arg.sizes, ", ") + "}, {" +
+                   llvm::join(arg.strides, ", ") + "}};\n";
+  }
+  values["kernel_params"] = params;
+  values["descriptors"] = descriptors;
+  values["kernel_args"] = args;
+  values["ignored"] = ignored;
+}
+
+/// NAME_layer_decode, and NAME_layer_memory_kv for cross-attention.
+static std::string generateLayerDecodeEntries(const AttentionConfig &config) {
+  if (!hasLayerDecode(config))
+    return "";
+  const AttentionConfig::Layer &layer = *config.layer;
+  int64_t d = config.modelDim(), dh = config.headDim, hkv = config.heads.kv;
+  int64_t nq = config.heads.query * dh, nkv = hkv * dh,
+          nout = config.outputHeads() * dh;
+  bool append = !layer.crossAttention;
+  auto str = [](int64_t v) { return std::to_string(v); };
+  auto act = [&](StringRef name, StringRef len) {
+    return KernelArgument{name.str(),
+                          3,
+                          {"batch", len.str(), str(d)},
+                          {len.str() + " * " + str(d), str(d), "1"}};
+  };
+  auto mat = [&](StringRef name, int64_t rows, int64_t cols, bool present) {
+    return KernelArgument{
+        name.str(), 2, {str(rows), str(cols)}, {str(cols), "1"}, present};
+  };
+  auto vec = [&](StringRef name, int64_t n, bool present) {
+    return KernelArgument{name.str(), 1, {str(n)}, {"1"}, present};
+  };
+  auto cache = [&](StringRef name) {
+    return KernelArgument{name.str(),
+                          4,
+                          {"batch", str(hkv), "capacity", str(dh)},
+                          {str(hkv) + " * capacity * " + str(dh),
+                           "capacity * " + str(dh), str(dh), "1"}};
+  };
+  // Weights and biases the kernel reads: y must not overlap them, nor the
+  // caches when they are written.
+  auto readOnly = [&](ArrayRef<KernelArgument> arguments, StringRef written,
+                      StringRef bytes) {
+    std::string text;
+    for (const KernelArgument &arg : arguments)
+      if (arg.present && (StringRef(arg.name).starts_with("w_") ||
+                          StringRef(arg.name).starts_with("b_"))) {
+        int64_t count = 1;
+        for (StringRef size : arg.sizes)
+          count *= std::stoll(size.str());
+        text += " ||\n      overlaps(" + written.str() + ", " + bytes.str() +
+                ", " + arg.name + ", " + str(count) + " * elem)";
+      }
+    return text;
+  };
+  auto nullChecks = [&](ArrayRef<KernelArgument> arguments) {
+    std::string text;
+    for (const KernelArgument &arg : arguments)
+      if (arg.present)
+        text += (text.empty() ? "!" : " || !") + arg.name;
+    return text;
+  };
+
+  SmallVector<KernelArgument> decode = {act("x_new", "new_len"),
+                                        mat("w_q", d, nq, true),
+                                        mat("w_k", d, nkv, append),
+                                        mat("w_v", d, nkv, append),
+                                        mat("w_o", nout, d, true),
+                                        vec("b_q", nq, layer.biasQ),
+                                        vec("b_k", nkv, append && layer.biasK),
+                                        vec("b_v", nkv, append && layer.biasV),
+                                        vec("b_o", d, layer.biasO),
+                                        cache("k_cache"),
+                                        cache("v_cache"),
+                                        {"cache_lens", 1, {"batch"}, {"1"}},
+                                        act("y", "new_len")};
+  TemplateValues values = commonValues(config);
+  fillKernelArguments(decode, values);
+  values["decode_params"] = layerDecodeParameters(config);
+  values["append"] = append ? "1" : "0";
+  values["null_checks"] = nullChecks(decode);
+  values["d_model_x8"] = str(d * 8);
+  values["cache_row_x8"] = str(nkv * 8);
+  values["overlaps"] = readOnly(decode, "y", "act_bytes");
+  values["cache_overlaps"] = readOnly(decode, "k_cache", "cache_bytes") +
+                             readOnly(decode, "v_cache", "cache_bytes");
+  std::string entry = fillTemplate("entry-layer-decode.c.in", values);
+  if (append)
+    return entry;
+
+  SmallVector<KernelArgument> kv = {act("memory", "mem_len"),
+                                    mat("w_k", d, nkv, true),
+                                    mat("w_v", d, nkv, true),
+                                    vec("b_k", nkv, layer.biasK),
+                                    vec("b_v", nkv, layer.biasV),
+                                    cache("k_cache"),
+                                    cache("v_cache")};
+  TemplateValues kvValues = commonValues(config);
+  fillKernelArguments(kv, kvValues);
+  kvValues["kv_params"] = layerMemoryKVParameters(config);
+  kvValues["null_checks"] = nullChecks(kv);
+  kvValues["d_model_x8"] = str(d * 8);
+  kvValues["cache_row_x8"] = str(nkv * 8);
+  kvValues["overlaps"] = readOnly(kv, "k_cache", "cache_bytes") +
+                         readOnly(kv, "v_cache", "cache_bytes");
+  return entry + fillTemplate("entry-layer-memory-kv.c.in", kvValues);
+}
+
 std::string aot::generateEntryLayer(const AttentionConfig &config) {
   if (config.layer)
     return generateLayerEntryLayer(config) +
-           generateLayerBackwardEntry(config) + generateCommonEntries(config);
+           generateLayerBackwardEntry(config) +
+           generateLayerDecodeEntries(config) + generateCommonEntries(config);
   bool bshd = config.layout == Layout::BSHD;
   auto dims = [&](int64_t heads, StringRef len, int64_t dim) {
     return bshd ? llvm::formatv("batch, {0}, {1}, {2}", len, heads, dim).str()

@@ -42,6 +42,18 @@ static MaskAttr maskAttr(MLIRContext *context, const AttentionConfig &config) {
                        config.windowLeft, config.windowRight);
 }
 
+/// The mask of a decode step: rows sit at the end of their cache row, so the
+/// configuration's mask is used bottom-right aligned (for a prefill with
+/// S = T both alignments agree).
+static MaskAttr decodeMaskAttr(MLIRContext *context,
+                               const AttentionConfig &config) {
+  MaskAttr mask = maskAttr(context, config);
+  if (!mask)
+    return mask;
+  return MaskAttr::get(context, mask.getCausal(), MaskAlignment::BottomRight,
+                       mask.getWindowLeft(), mask.getWindowRight());
+}
+
 static FloatAttr scaleAttr(OpBuilder &b, const AttentionConfig &config) {
   return config.scale ? b.getF32FloatAttr(*config.scale) : FloatAttr();
 }
@@ -261,10 +273,7 @@ static void buildDecodeKernel(OpBuilder &b, ModuleOp module,
                               b, loc, arg, AffineMapAttr::get(toBHSD))
                               .getResult()
                         : arg);
-  MaskAttr mask = maskAttr(context, config);
-  if (mask)
-    mask = MaskAttr::get(context, mask.getCausal(), MaskAlignment::BottomRight,
-                         mask.getWindowLeft(), mask.getWindowRight());
+  MaskAttr mask = decodeMaskAttr(context, config);
   Value keyNew = append ? views[4] : Value(),
         valueNew = append ? views[5] : Value();
   DecodeOp::create(b, loc, views[0], views[1], views[2], views[3], keyNew,
@@ -347,6 +356,108 @@ static void buildLayerBackwardKernel(OpBuilder &b, ModuleOp module,
   func::ReturnOp::create(b, loc);
 }
 
+/// `<name>_layer_decode_kernel` (x_new, w_q, [w_k, w_v,] w_o, the configured
+/// biases ([b_k, b_v] only with w_k), k_cache, v_cache, cache_lens, y): one
+/// sqa.attention_layer_decode, caches [B, KV_HEADS, C, dh]. Cross-attention
+/// layers have no w_k, w_v in the step and also get
+/// `<name>_layer_memory_kv_kernel` (memory, w_k, w_v, [b_k, b_v,] k_cache,
+/// v_cache): sqa.attention_layer_kv into the caches' first mem_len
+/// positions. `inputs` are the forward's (x, memory, weights, biases).
+static void buildLayerDecodeKernels(OpBuilder &b, ModuleOp module,
+                                    const AttentionConfig &config,
+                                    ArrayRef<LayerOperand> inputs) {
+  const AttentionConfig::Layer &layer = *config.layer;
+  MLIRContext *context = b.getContext();
+  Location loc =
+      FileLineColLoc::get(b.getStringAttr("sqa-aot-layer-decode"), 1, 1);
+  Type element = elementType(context, config.elementKind);
+  int64_t dyn = ShapedType::kDynamic;
+  auto cache =
+      MemRefType::get({dyn, config.heads.kv, dyn, config.headDim}, element);
+  auto lens = MemRefType::get({dyn}, b.getI64Type());
+  bool append = !layer.crossAttention;
+  enum { X, WQ, WK, WV, WO, BQ, BK, BV, BO, KC, VC, LENS, Y, kNum };
+  // The forward's operands, less the memory; k and v only when appended.
+  LayerOperand operands[kNum] = {inputs[0],
+                                 inputs[2],
+                                 {inputs[3].type, append},
+                                 {inputs[4].type, append},
+                                 inputs[5],
+                                 inputs[6],
+                                 {inputs[7].type, append && inputs[7].present},
+                                 {inputs[8].type, append && inputs[8].present},
+                                 inputs[9],
+                                 {cache, true},
+                                 {cache, true},
+                                 {lens, true},
+                                 inputs[0]};
+  SmallVector<Type> argTypes;
+  for (const LayerOperand &operand : operands)
+    if (operand.present)
+      argTypes.push_back(operand.type);
+  func::FuncOp func = createKernel(b, module, config, argTypes);
+  func.setSymName(config.name + "_layer_decode_kernel");
+  Value args[kNum];
+  unsigned next = 0;
+  for (unsigned i = 0; i < kNum; ++i) {
+    if (!operands[i].present)
+      continue;
+    Value arg = func.getArgument(next++);
+    // Caches and lengths stay buffers: the op updates the caches in place.
+    args[i] = i == KC || i == VC || i == LENS
+                  ? arg
+                  : toTensor(b, loc, arg, /*writable=*/i == Y);
+  }
+  RopeAttr rope = ropeAttr(context, layer);
+  auto op = AttentionLayerDecodeOp::create(
+      b, loc, args[Y].getType(), args[X], args[WQ], args[WO], args[WK],
+      args[WV], args[BQ], args[BK], args[BV], args[BO], args[KC], args[VC],
+      args[LENS], args[Y], headsAttr(context, config), rope,
+      decodeMaskAttr(context, config), scaleAttr(b, config));
+  materialize(b, loc, op.getResult(), func.getArgument(next - 1));
+  if (append)
+    return;
+
+  // memory, w_k, w_v, [b_k, b_v,] k_cache, v_cache.
+  SmallVector<Type> kvTypes;
+  for (unsigned i : {1, 3, 4, 7, 8})
+    if (inputs[i].present)
+      kvTypes.push_back(inputs[i].type);
+  kvTypes.append({cache, cache});
+  func::FuncOp kvFunc = createKernel(b, module, config, kvTypes);
+  kvFunc.setSymName(config.name + "_layer_memory_kv_kernel");
+  SmallVector<Value> kvArgs;
+  for (Value arg : kvFunc.getArguments().drop_back(2))
+    kvArgs.push_back(toTensor(b, loc, arg, /*writable=*/false));
+  Value memory = kvFunc.getArgument(0);
+  // The caches' [B, KV_HEADS, mem_len, dh] prefix receives k and v.
+  SmallVector<OpFoldResult> offsets(4, b.getIndexAttr(0)),
+      strides(4, b.getIndexAttr(1));
+  SmallVector<OpFoldResult> sizes = {
+      memref::DimOp::create(b, loc, memory, 0).getResult(),
+      b.getIndexAttr(config.heads.kv),
+      memref::DimOp::create(b, loc, memory, 1).getResult(),
+      b.getIndexAttr(config.headDim)};
+  SmallVector<Value> prefixes, inits;
+  for (Value cacheArg : kvFunc.getArguments().take_back(2)) {
+    Value prefix =
+        memref::SubViewOp::create(b, loc, cacheArg, offsets, sizes, strides);
+    prefixes.push_back(prefix);
+    inits.push_back(toTensor(b, loc, prefix, /*writable=*/true));
+  }
+  unsigned biasIndex = 3;
+  Value bK = layer.biasK ? kvArgs[biasIndex++] : Value();
+  Value bV = layer.biasV ? kvArgs[biasIndex++] : Value();
+  auto kv = AttentionLayerKVOp::create(
+      b, loc, TypeRange{inits[0].getType(), inits[1].getType()}, kvArgs[0],
+      kvArgs[1], kvArgs[2], bK, bV, inits[0], inits[1],
+      headsAttr(context, config), rope);
+  bufferization::MaterializeInDestinationOp::create(
+      b, loc, TypeRange(), kv.getKey(), prefixes[0], /*restrict=*/true,
+      /*writable=*/true);
+  materialize(b, loc, kv.getValue(), prefixes[1]);
+}
+
 static OwningOpRef<ModuleOp> buildLayerModule(MLIRContext &context,
                                               const AttentionConfig &config) {
   const AttentionConfig::Layer &layer = *config.layer;
@@ -400,6 +511,10 @@ static OwningOpRef<ModuleOp> buildLayerModule(MLIRContext &context,
   materialize(b, loc, op.getResult(), memrefs[kNumOperands - 1]);
   buildLayerBackwardKernel(b, *module, config,
                            ArrayRef<LayerOperand>(operands).drop_back());
+  // Cross-attention with RoPE has no decode step: query positions unknown.
+  if (!(layer.crossAttention && layer.rope))
+    buildLayerDecodeKernels(b, *module, config,
+                            ArrayRef<LayerOperand>(operands).drop_back());
   return module;
 }
 

@@ -5,6 +5,8 @@
 #include "SQA/IR/SQAOps.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/PatternMatch.h"
 
@@ -18,8 +20,8 @@ using namespace mlir::sqa;
 
 namespace {
 
-/// What sqa.attention_layer and its backward share: the forward's operands
-/// and attributes.
+/// What the layer ops share: the forward's operands and attributes (absent
+/// ones null; the decode step has no memory, the memory K/V op no w_q, w_o).
 struct LayerParts {
   Value input, memory, wQ, wK, wV, wO, bQ, bK, bV, bO;
   HeadsAttr heads;
@@ -33,6 +35,19 @@ struct LayerParts {
             op.getBV(),       op.getBO(),       op.getHeads(), op.getRopeAttr(),
             op.getMaskAttr(), op.getScaleAttr()};
   }
+  static LayerParts of(AttentionLayerDecodeOp op) {
+    return {op.getInput(),    Value(),          op.getWQ(),    op.getWK(),
+            op.getWV(),       op.getWO(),       op.getBQ(),    op.getBK(),
+            op.getBV(),       op.getBO(),       op.getHeads(), op.getRopeAttr(),
+            op.getMaskAttr(), op.getScaleAttr()};
+  }
+  /// The memory is the rows the keys and values are projected from.
+  static LayerParts of(AttentionLayerKVOp op) {
+    Value memory = op.getMemory();
+    return {memory,        memory,           Value(),    op.getWK(), op.getWV(),
+            Value(),       Value(),          op.getBK(), op.getBV(), Value(),
+            op.getHeads(), op.getRopeAttr(), MaskAttr(), FloatAttr()};
+  }
   RopeAttr getRopeAttr() { return rope; }
 };
 
@@ -40,12 +55,19 @@ class LayerBuilder {
 public:
   LayerBuilder(RewriterBase &rewriter, Location loc, LayerParts op)
       : b(rewriter), loc(loc), op(op), f32(b.getF32Type()), f64(b.getF64Type()),
-        elementType(cast<ShapedType>(op.input.getType()).getElementType()) {}
+        elementType(cast<ShapedType>(op.input.getType()).getElementType()),
+        headDim(cast<ShapedType>(op.input.getType()).getDimSize(2) /
+                op.heads.getTotal()) {}
 
   /// The layer's output, written into `init`.
   Value build(Value init);
   /// The gradients of AttentionLayerBackwardOp, in its inits' order.
   SmallVector<Value> buildBackward(AttentionLayerBackwardOp backward);
+  /// One decode step: the output, written into the decode op's init; the
+  /// caches are appended to in place.
+  Value buildDecode(AttentionLayerDecodeOp decode);
+  /// The memory's keys and values, written into the K/V op's inits.
+  std::pair<Value, Value> buildKeysValues(AttentionLayerKVOp kv);
 
 private:
   AffineMap map(ArrayRef<AffineExpr> exprs, unsigned numDims) {
@@ -95,15 +117,19 @@ private:
   }
 
   Value splitHeads(Value projected, Value bias, OpFoldResult len,
-                   int64_t numHeads, bool applyRope);
+                   int64_t numHeads, bool applyRope, Value rowStart = {});
   Value ropeBase(OpFoldResult queryLen, OpFoldResult keyLen);
-  Value rotate(OpBuilder &nb, Location l, Value x1, Value x2, bool transpose);
+  Value ntkBase(OpBuilder &nb, Location l, Value lastPos);
+  Value rotate(OpBuilder &nb, Location l, Value x1, Value x2, bool transpose,
+               Value start = {});
 
   /// The recomputed forward up to the attention output.
   struct Forward {
     Value query, key, value, attention, lse, concatenated;
   };
   Forward forward(bool withLse);
+  Value concatHeads(Value attention, OpFoldResult len);
+  Value outputInto(Value concatenated, Value init);
   Value mergeHeads(Value heads, OpFoldResult len, bool inverseRope);
   Value transposeWeight(Value weight);
   Value weightGradient(Value input, Value grad, Value init);
@@ -116,9 +142,10 @@ private:
   LayerParts op;
   Type f32, f64, elementType;
   OpFoldResult batch;
-  int64_t headDim = 0;
+  int64_t headDim;
   OpFoldResult queryLen, keyLen;
-  Value base; // f64 RoPE base in effect (dynamic for NTK)
+  Value base;    // f64 RoPE base in effect (dynamic for NTK); null: per row
+  Value longest; // index: a decode row's new tokens (per-row dynamic NTK)
 };
 
 } // namespace
@@ -130,57 +157,86 @@ Value LayerBuilder::ropeBase(OpFoldResult queryLen, OpFoldResult keyLen) {
   auto f64c = [&](double v) {
     return arith::ConstantOp::create(b, loc, b.getF64FloatAttr(v)).getResult();
   };
-  Value staticBase = f64c(rope.getBaseValue());
   if (rope.getKind() != RopeKind::DynamicNTK)
-    return staticBase;
+    return f64c(rope.getBaseValue());
   Value longest = arith::MaxSIOp::create(
       b, loc, getValueOrCreateConstantIndexOp(b, loc, queryLen),
       getValueOrCreateConstantIndexOp(b, loc, keyLen));
   Value lastPos = arith::AddIOp::create(
       b, loc, longest,
       arith::ConstantIndexOp::create(b, loc, rope.getPositionOffset()));
-  Value length = arith::SIToFPOp::create(
-      b, loc, f64, arith::IndexCastOp::create(b, loc, b.getI64Type(), lastPos));
-  double factor = rope.getFactorValue();
-  double maxPos = static_cast<double>(rope.getOriginalMaxPositions());
-  // base * ((factor * L / max) - (factor - 1)) ^ (d / (d - 2))
-  Value ratio = arith::SubFOp::create(
-      b, loc, arith::MulFOp::create(b, loc, f64c(factor / maxPos), length),
-      f64c(factor - 1.0));
-  Value scaled = arith::MulFOp::create(
-      b, loc, staticBase,
-      math::PowFOp::create(b, loc, ratio,
-                           f64c(double(headDim) / double(headDim - 2))));
-  Value exceeds = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT,
-                                        length, f64c(maxPos));
-  return arith::SelectOp::create(b, loc, exceeds, scaled, staticBase);
+  return ntkBase(b, loc,
+                 arith::IndexCastOp::create(b, loc, b.getI64Type(), lastPos));
 }
 
-/// The element of rope half `linalg.index 3` of the pair (x1, x2) at
-/// position `linalg.index 2` and frequency `linalg.index 4`, rotated by the
-/// RoPE angle, or by its negative (the transpose, for gradients). The one
-/// definition of the angle for the forward and the backward.
-Value LayerBuilder::rotate(OpBuilder &nb, Location l, Value x1, Value x2,
-                           bool transpose) {
+/// Dynamic NTK's base for the last position `lastPos` (i64): scaled once
+/// it exceeds the trained context.
+Value LayerBuilder::ntkBase(OpBuilder &nb, Location l, Value lastPos) {
   RopeAttr rope = op.getRopeAttr();
   auto f64c = [&](double v) {
     return arith::ConstantOp::create(nb, l, nb.getF64FloatAttr(v)).getResult();
   };
-  auto indexToF64 = [&](Value index) {
-    return arith::SIToFPOp::create(
-        nb, l, f64, arith::IndexCastOp::create(nb, l, nb.getI64Type(), index));
+  Value staticBase = f64c(rope.getBaseValue());
+  Value length = arith::SIToFPOp::create(nb, l, f64, lastPos);
+  double factor = rope.getFactorValue();
+  double maxPos = static_cast<double>(rope.getOriginalMaxPositions());
+  // base * ((factor * L / max) - (factor - 1)) ^ (d / (d - 2))
+  Value ratio = arith::SubFOp::create(
+      nb, l, arith::MulFOp::create(nb, l, f64c(factor / maxPos), length),
+      f64c(factor - 1.0));
+  Value scaled = arith::MulFOp::create(
+      nb, l, staticBase,
+      math::PowFOp::create(nb, l, ratio,
+                           f64c(double(headDim) / double(headDim - 2))));
+  Value exceeds = arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OGT,
+                                        length, f64c(maxPos));
+  return arith::SelectOp::create(nb, l, exceeds, scaled, staticBase);
+}
+
+/// The element of rope half `linalg.index 3` of the pair (x1, x2) at
+/// position `linalg.index 2` (plus the row's `start`, i64, in a decode
+/// step) and frequency `linalg.index 4`, rotated by the RoPE angle, or by
+/// its negative (the transpose, for gradients). The one definition of the
+/// angle for the forward, the backward and the decode step.
+Value LayerBuilder::rotate(OpBuilder &nb, Location l, Value x1, Value x2,
+                           bool transpose, Value start) {
+  RopeAttr rope = op.getRopeAttr();
+  auto f64c = [&](double v) {
+    return arith::ConstantOp::create(nb, l, nb.getF64FloatAttr(v)).getResult();
   };
-  // angle = (offset + l) [/ factor] * base^(-2i/dh), in f64 so that long
-  // positions keep their phase.
+  auto toI64 = [&](Value index) {
+    return arith::IndexCastOp::create(nb, l, nb.getI64Type(), index)
+        .getResult();
+  };
+  auto indexToF64 = [&](Value index) {
+    return arith::SIToFPOp::create(nb, l, f64, toI64(index));
+  };
+  Value row = toI64(linalg::IndexOp::create(nb, l, 2));
+  Value rowBase = base;
+  if (start) {
+    row = arith::AddIOp::create(nb, l, row, start);
+    // Dynamic NTK per row: the step's last position start + N + offset, as
+    // a forward over the row's tokens so far would take it.
+    if (!rowBase)
+      rowBase = ntkBase(
+          nb, l,
+          arith::AddIOp::create(nb, l, start,
+                                toI64(arith::AddIOp::create(
+                                    nb, l, longest,
+                                    arith::ConstantIndexOp::create(
+                                        nb, l, rope.getPositionOffset())))));
+  }
+  // angle = (offset [+ start] + l) [/ factor] * base^(-2i/dh), in f64 so
+  // that long positions keep their phase.
   Value pos = arith::AddFOp::create(
-      nb, l, indexToF64(linalg::IndexOp::create(nb, l, 2)),
+      nb, l, arith::SIToFPOp::create(nb, l, f64, row),
       f64c(static_cast<double>(rope.getPositionOffset())));
   if (rope.getKind() == RopeKind::Linear)
     pos = arith::DivFOp::create(nb, l, pos, f64c(rope.getFactorValue()));
   Value exponent = arith::MulFOp::create(
       nb, l, indexToF64(linalg::IndexOp::create(nb, l, 4)),
       f64c(-2.0 / static_cast<double>(headDim)));
-  Value invFreq = math::PowFOp::create(nb, l, base, exponent);
+  Value invFreq = math::PowFOp::create(nb, l, rowBase, exponent);
   Value angle = arith::MulFOp::create(nb, l, pos, invFreq);
   Value cos =
       arith::TruncFOp::create(nb, l, f32, math::CosOp::create(nb, l, angle));
@@ -201,9 +257,12 @@ Value LayerBuilder::rotate(OpBuilder &nb, Location l, Value x1, Value x2,
   return arith::SelectOp::create(nb, l, isFirst, first, second);
 }
 
-/// f32 [B, L, nh*dh] (+ bias) -> element type [B, nh, L, dh], with RoPE.
+/// f32 [B, L, nh*dh] (+ bias) -> element type [B, nh, L, dh], with RoPE at
+/// positions l, or rowStart[b] + l with `rowStart` (i64 [B], a decode
+/// step's cache lengths).
 Value LayerBuilder::splitHeads(Value projected, Value bias, OpFoldResult len,
-                               int64_t numHeads, bool applyRope) {
+                               int64_t numHeads, bool applyRope,
+                               Value rowStart) {
   using utils::IteratorType;
   int64_t half = headDim / 2;
   // Rope pairs (i, i + dh/2) are read through two maps into a [.., 2, dh/2]
@@ -290,6 +349,10 @@ Value LayerBuilder::splitHeads(Value projected, Value bias, OpFoldResult len,
       maps.push_back(biasMap(std::nullopt));
     }
   }
+  if (pairs && rowStart) {
+    inputs.push_back(rowStart);
+    maps.push_back(map({dim(0)}, rank));
+  }
   maps.push_back(b.getMultiDimIdentityMap(rank));
   SmallVector<IteratorType> iterators(rank, IteratorType::parallel);
 
@@ -310,7 +373,8 @@ Value LayerBuilder::splitHeads(Value projected, Value bias, OpFoldResult len,
               x1 = arith::AddFOp::create(nb, l, x1, toF32(nb, l, args[2]));
               x2 = arith::AddFOp::create(nb, l, x2, toF32(nb, l, args[3]));
             }
-            yield(nb, l, fromF32(nb, l, rotate(nb, l, x1, x2, false)));
+            Value start = rowStart ? args[inputs.size() - 1] : Value();
+            yield(nb, l, fromF32(nb, l, rotate(nb, l, x1, x2, false, start)));
           })
           .getResult(0);
   if (!pairs)
@@ -322,8 +386,6 @@ Value LayerBuilder::splitHeads(Value projected, Value bias, OpFoldResult len,
 LayerBuilder::Forward LayerBuilder::forward(bool withLse) {
   using utils::IteratorType;
   HeadsAttr heads = op.heads;
-  headDim =
-      cast<ShapedType>(op.input.getType()).getDimSize(2) / heads.getTotal();
   int64_t outHeads = heads.getOutputHeads();
   Value input = op.input;
   Value source = op.memory ? op.memory : input;
@@ -363,13 +425,20 @@ LayerBuilder::Forward LayerBuilder::forward(bool withLse) {
                       .getResult();
   }
 
-  // [B, Hout, S, dh] -> [B, S, Hout, dh] -> [B, S, Hout*dh].
-  SmallVector<OpFoldResult> mergedSizes = {
-      batch, queryLen, b.getIndexAttr(outHeads), b.getIndexAttr(headDim)};
+  f.concatenated = concatHeads(f.attention, queryLen);
+  return f;
+}
+
+/// [B, Hout, L, dh] -> [B, L, Hout, dh] -> [B, L, Hout*dh].
+Value LayerBuilder::concatHeads(Value attention, OpFoldResult len) {
+  using utils::IteratorType;
+  int64_t outHeads = op.heads.getOutputHeads();
+  SmallVector<OpFoldResult> mergedSizes = {batch, len, b.getIndexAttr(outHeads),
+                                           b.getIndexAttr(headDim)};
   Value mergedInit = tensor::EmptyOp::create(b, loc, mergedSizes, elementType);
   Value merged = linalg::GenericOp::create(
                      b, loc, TypeRange{mergedInit.getType()},
-                     ValueRange{f.attention}, ValueRange{mergedInit},
+                     ValueRange{attention}, ValueRange{mergedInit},
                      {map({dim(0), dim(2), dim(1), dim(3)}, 4),
                       b.getMultiDimIdentityMap(4)},
                      SmallVector<IteratorType>(4, IteratorType::parallel),
@@ -377,15 +446,20 @@ LayerBuilder::Forward LayerBuilder::forward(bool withLse) {
                        yield(nb, l, args[0]);
                      })
                      .getResult(0);
-  SmallVector<ReassociationIndices> concatHeads = {{0}, {1}, {2, 3}};
-  f.concatenated = tensor::CollapseShapeOp::create(b, loc, merged, concatHeads);
-  return f;
+  SmallVector<ReassociationIndices> concat = {{0}, {1}, {2, 3}};
+  return tensor::CollapseShapeOp::create(b, loc, merged, concat);
 }
 
 Value LayerBuilder::build(Value init) {
-  using utils::IteratorType;
   Forward f = forward(/*withLse=*/false);
-  Value output = project(f.concatenated, op.wO);
+  return outputInto(f.concatenated, init);
+}
+
+/// The output projection of the concatenated heads, plus b_o, rounded into
+/// `init`.
+Value LayerBuilder::outputInto(Value concatenated, Value init) {
+  using utils::IteratorType;
+  Value output = project(concatenated, op.wO);
 
   // Bias and rounding, straight into the destination.
   SmallVector<Value> inputs = {output};
@@ -617,6 +691,97 @@ LayerBuilder::buildBackward(AttentionLayerBackwardOp backward) {
     results.push_back(dBO);
   return results;
 }
+/// The projections and RoPE of the new tokens as tensors, sqa.decode on
+/// buffers (it appends to the caches in place and attends), the head merge
+/// and output projection as tensors again.
+Value LayerBuilder::buildDecode(AttentionLayerDecodeOp decode) {
+  HeadsAttr heads = op.heads;
+  RopeAttr rope = op.rope;
+  Value input = op.input;
+  batch = tensor::getMixedSize(b, loc, input, 0);
+  OpFoldResult newLen = tensor::getMixedSize(b, loc, input, 1);
+  // Row b's new tokens sit at positions cache_lens[b] + i: the forward's
+  // rotation with per-row starts.
+  Value starts;
+  if (rope) {
+    auto lensType = cast<MemRefType>(decode.getCacheLens().getType());
+    starts = bufferization::ToTensorOp::create(
+        b, loc,
+        RankedTensorType::get(lensType.getShape(), lensType.getElementType()),
+        decode.getCacheLens(), /*restrict=*/b.getUnitAttr(),
+        /*writable=*/UnitAttr());
+    if (rope.getKind() == RopeKind::DynamicNTK)
+      longest = getValueOrCreateConstantIndexOp(b, loc, newLen);
+    else
+      base = ropeBase(newLen, newLen);
+  }
+  // Buffers that sqa.decode reads (q, k_new, v_new) and writes (out).
+  auto buffer = [&](int64_t numHeads) {
+    SmallVector<Value> dynamicSizes;
+    for (OpFoldResult size : {batch, newLen})
+      if (auto value = dyn_cast<Value>(size))
+        dynamicSizes.push_back(value);
+    auto staticOr = [](OpFoldResult size) {
+      return getConstantIntValue(size).value_or(ShapedType::kDynamic);
+    };
+    auto type = MemRefType::get(
+        {staticOr(batch), numHeads, staticOr(newLen), headDim}, elementType);
+    return memref::AllocOp::create(b, loc, type, dynamicSizes,
+                                   b.getI64IntegerAttr(64))
+        .getResult();
+  };
+  auto toBuffer = [&](Value tensor, int64_t numHeads) {
+    Value memref = buffer(numHeads);
+    bufferization::MaterializeInDestinationOp::create(
+        b, loc, TypeRange(), tensor, memref, /*restrict=*/true,
+        /*writable=*/true);
+    return memref;
+  };
+  Value query = toBuffer(splitHeads(project(input, op.wQ), op.bQ, newLen,
+                                    heads.getQuery(), rope != nullptr, starts),
+                         heads.getQuery());
+  Value keyNew, valueNew;
+  if (decode.hasAppend()) {
+    keyNew = toBuffer(splitHeads(project(input, op.wK), op.bK, newLen,
+                                 heads.getKv(), rope != nullptr, starts),
+                      heads.getKv());
+    valueNew = toBuffer(splitHeads(project(input, op.wV), op.bV, newLen,
+                                   heads.getKv(), /*applyRope=*/false),
+                        heads.getKv());
+  }
+  Value out = buffer(heads.getOutputHeads());
+  DecodeOp::create(b, loc, query, decode.getKeyCache(), decode.getValueCache(),
+                   decode.getCacheLens(), keyNew, valueNew, out, op.scale,
+                   op.mask, heads);
+  auto outType = cast<MemRefType>(out.getType());
+  Value attention = bufferization::ToTensorOp::create(
+      b, loc, RankedTensorType::get(outType.getShape(), elementType), out,
+      /*restrict=*/b.getUnitAttr(), /*writable=*/UnitAttr());
+  // The buffer deallocation pipeline frees the buffers after their last use.
+  return outputInto(concatHeads(attention, newLen), decode.getInit());
+}
+
+/// The forward's key/value half on the memory: k rotated at memory
+/// positions (unless queries_only), with dynamic NTK's base of T.
+std::pair<Value, Value> LayerBuilder::buildKeysValues(AttentionLayerKVOp kv) {
+  HeadsAttr heads = op.heads;
+  Value memory = op.input;
+  batch = tensor::getMixedSize(b, loc, memory, 0);
+  OpFoldResult len = tensor::getMixedSize(b, loc, memory, 1);
+  bool ropeKeys = op.rope && !op.rope.getQueriesOnly();
+  if (ropeKeys)
+    base = ropeBase(len, len);
+  Value key =
+      splitHeads(project(memory, op.wK), op.bK, len, heads.getKv(), ropeKeys);
+  Value value = splitHeads(project(memory, op.wV), op.bV, len, heads.getKv(),
+                           /*applyRope=*/false);
+  // Into the destinations, which may be views of the caches.
+  auto copy = [&](Value from, Value to) {
+    return linalg::CopyOp::create(b, loc, from, to).getResult(0);
+  };
+  return {copy(key, kv.getKeyInit()), copy(value, kv.getValueInit())};
+}
+
 namespace {
 struct DecomposeAttentionLayerPass
     : public sqa::impl::DecomposeAttentionLayerBase<
@@ -624,7 +789,8 @@ struct DecomposeAttentionLayerPass
   void runOnOperation() override {
     SmallVector<Operation *> ops;
     getOperation()->walk([&](Operation *op) {
-      if (isa<AttentionLayerOp, AttentionLayerBackwardOp>(op))
+      if (isa<AttentionLayerOp, AttentionLayerBackwardOp,
+              AttentionLayerDecodeOp, AttentionLayerKVOp>(op))
         ops.push_back(op);
     });
     IRRewriter rewriter(&getContext());
@@ -635,6 +801,19 @@ struct DecomposeAttentionLayerPass
             LayerBuilder(rewriter, op->getLoc(), LayerParts::of(layer))
                 .build(layer.getInit());
         rewriter.replaceOp(op, replacement);
+        continue;
+      }
+      if (auto decode = dyn_cast<AttentionLayerDecodeOp>(op)) {
+        rewriter.replaceOp(
+            op, LayerBuilder(rewriter, op->getLoc(), LayerParts::of(decode))
+                    .buildDecode(decode));
+        continue;
+      }
+      if (auto kv = dyn_cast<AttentionLayerKVOp>(op)) {
+        auto [key, value] =
+            LayerBuilder(rewriter, op->getLoc(), LayerParts::of(kv))
+                .buildKeysValues(kv);
+        rewriter.replaceOp(op, ValueRange{key, value});
         continue;
       }
       auto backward = cast<AttentionLayerBackwardOp>(op);

@@ -686,7 +686,7 @@ LAYER_GRADIENTS = ("dx", "d_memory", "dw_q", "dw_k", "dw_v", "dw_o", "db_q",
 
 class LayerLibrary(AttentionLibrary):
     """ctypes wrapper of one ``sqa-aot --layer`` library (NAME_layer_forward,
-    NAME_layer_backward).
+    NAME_layer_backward, NAME_layer_decode, NAME_layer_memory_kv).
 
     Arrays are C-contiguous in the library's storage dtype: x [B, S, d_model],
     memory [B, T, d_model], w_q [d_model, Hq*dh], w_k / w_v [d_model, Hkv*dh],
@@ -760,3 +760,76 @@ class LayerLibrary(AttentionLibrary):
 
     def forward_raw(self, *args, **kwargs):  # pragma: no cover - guard
         raise TypeError("LayerLibrary has no NAME_forward; use layer_forward_raw")
+
+    def _optional(self, suffix: str, argtypes):
+        """A function the configuration may not export, or None."""
+        if not hasattr(self.lib, f"{self.name}_{suffix}"):
+            return None
+        return self._bind(suffix, ctypes.c_int, argtypes)
+
+    def decode_raw(self, x_new, w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, k_cache,
+                   v_cache, cache_lens, y, batch: int, new_len: int,
+                   capacity: int) -> int:
+        """Call NAME_layer_decode with explicit sizes; every pointer argument
+        is an array, an integer address or None (NULL). No size checking."""
+        fn = self._optional("layer_decode", [ctypes.c_void_p] * 13 +
+                            [ctypes.c_int64] * 3)
+        if fn is None:
+            raise AttributeError(
+                f"{self.name}_layer_decode is not exported (cross-attention "
+                "layers with RoPE have no decode step)")
+        ptrs = (x_new, w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, k_cache, v_cache)
+        for what, a in zip(("x_new",) + LAYER_INPUTS[2:] +
+                           ("k_cache", "v_cache", "y"), ptrs + (y,)):
+            self._check_array(what, a)
+        if isinstance(cache_lens, np.ndarray) and (
+                cache_lens.dtype != np.int64 or not cache_lens.flags.c_contiguous):
+            raise TypeError("cache_lens must be a C-contiguous int64 array")
+        return int(fn(*(_pointer(a) for a in ptrs + (cache_lens, y)),
+                      int(batch), int(new_len), int(capacity)))
+
+    def decode(self, x_new, w_q, w_k, w_v, w_o, k_cache, v_cache, cache_lens, y,
+               *, b_q=None, b_k=None, b_v=None, b_o=None, batch=None,
+               new_len=None, capacity=None) -> int:
+        """One decode step (NAME_layer_decode): x_new, y [B, N, d_model];
+        k_cache, v_cache [B, Hkv, C, dh] (updated in place for
+        self-attention); cache_lens [B] int64 (not advanced). Sizes default
+        to the arrays' shapes. Returns the status."""
+        if batch is None:
+            batch = x_new.shape[0]
+        if new_len is None:
+            new_len = x_new.shape[1]
+        if capacity is None:
+            capacity = k_cache.shape[2]
+        return self.decode_raw(x_new, w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o,
+                               k_cache, v_cache, cache_lens, y, batch, new_len,
+                               capacity)
+
+    def memory_kv_raw(self, memory, w_k, w_v, b_k, b_v, k_cache, v_cache,
+                      batch: int, mem_len: int, capacity: int) -> int:
+        """Call NAME_layer_memory_kv (cross-attention layers) with explicit
+        sizes; no size checking."""
+        fn = self._optional("layer_memory_kv", [ctypes.c_void_p] * 7 +
+                            [ctypes.c_int64] * 3)
+        if fn is None:
+            raise AttributeError(f"{self.name}_layer_memory_kv is not exported "
+                                 "(cross-attention layers without RoPE only)")
+        ptrs = (memory, w_k, w_v, b_k, b_v, k_cache, v_cache)
+        for what, a in zip(("memory", "w_k", "w_v", "b_k", "b_v", "k_cache",
+                            "v_cache"), ptrs):
+            self._check_array(what, a)
+        return int(fn(*(_pointer(a) for a in ptrs), int(batch), int(mem_len),
+                      int(capacity)))
+
+    def memory_kv(self, memory, w_k, w_v, k_cache, v_cache, *, b_k=None,
+                  b_v=None, batch=None, mem_len=None, capacity=None) -> int:
+        """Fill k_cache, v_cache [B, Hkv, C, dh] positions [0, T) with the
+        memory's [B, T, d_model] keys and values; returns the status."""
+        if batch is None:
+            batch = memory.shape[0]
+        if mem_len is None:
+            mem_len = memory.shape[1]
+        if capacity is None:
+            capacity = k_cache.shape[2]
+        return self.memory_kv_raw(memory, w_k, w_v, b_k, b_v, k_cache, v_cache,
+                                  batch, mem_len, capacity)

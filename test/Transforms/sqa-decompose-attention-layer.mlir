@@ -126,3 +126,118 @@ func.func @layer_backward(%x: tensor<?x?x64xf32>, %wq: tensor<64x32xf32>, %wk: t
          -> tensor<?x?x64xf32>, tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>, tensor<32xf32>
   return %r#0, %r#1, %r#2, %r#3, %r#4, %r#5 : tensor<?x?x64xf32>, tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>, tensor<32xf32>
 }
+
+// -----
+
+// A decode step: q, k_new, v_new projected and rotated at cache_lens[b] + i
+// (the lengths read as a tensor by the same RoPE epilogue), materialized
+// into buffers for sqa.decode, which appends and attends on the caches; the
+// output buffer comes back as a tensor for the head merge and w_o.
+// CHECK-LABEL: func @decode
+// CHECK-SAME: (%[[X:[^:]+]]: tensor<?x?x64xf32>, %[[WQ:[^:]+]]: tensor<64x32xf32>, %[[WK:[^:]+]]: tensor<64x16xf32>, %[[WV:[^:]+]]: tensor<64x16xf32>, %[[WO:[^:]+]]: tensor<32x64xf32>, %[[KC:[^:]+]]: memref<?x2x?x8xf32>, %[[VC:[^:]+]]: memref<?x2x?x8xf32>, %[[L:[^:]+]]: memref<?xi64>, %[[INIT:[^:]+]]: tensor<?x?x64xf32>)
+// CHECK-NOT: sqa.attention_layer_decode
+// CHECK: %[[START:.+]] = bufferization.to_tensor %[[L]] restrict : memref<?xi64>
+// CHECK: linalg.batch_matmul {{.*}} ins(%[[X]], %[[WQ]] :
+// CHECK: linalg.generic {{.*}} ins(%{{.+}}, %{{.+}}, %[[START]] : {{.*}}, tensor<?xi64>)
+// CHECK: math.cos
+// CHECK: %[[QB:.+]] = memref.alloc({{.*}}) {alignment = 64 : i64} : memref<?x4x?x8xf32>
+// CHECK: bufferization.materialize_in_destination %{{.+}} in restrict writable %[[QB]]
+// CHECK: linalg.batch_matmul {{.*}} ins(%[[X]], %[[WK]] :
+// CHECK: math.cos
+// CHECK: %[[KB:.+]] = memref.alloc({{.*}}){{.*}} : memref<?x2x?x8xf32>
+// CHECK: linalg.batch_matmul {{.*}} ins(%[[X]], %[[WV]] :
+// CHECK-NOT: math.cos
+// CHECK: %[[VB:.+]] = memref.alloc({{.*}}){{.*}} : memref<?x2x?x8xf32>
+// CHECK: %[[OB:.+]] = memref.alloc({{.*}}){{.*}} : memref<?x4x?x8xf32>
+// CHECK: sqa.decode query(%[[QB]] : memref<?x4x?x8xf32>) cache(%[[KC]], %[[VC]] : {{.*}}) lengths(%[[L]] : memref<?xi64>) append(%[[KB]], %[[VB]] : {{.*}}) outs(%[[OB]] : memref<?x4x?x8xf32>) {heads = #sqa.heads<total = 8, query = 4, kv = 2>, mask = #sqa.mask<causal = true, alignment = bottom_right>}
+// CHECK: %[[ATT:.+]] = bufferization.to_tensor %[[OB]] restrict
+// CHECK: linalg.generic {{.*}} ins(%[[ATT]] :
+// CHECK: linalg.batch_matmul {{.*}} ins(%{{.+}}, %[[WO]] :
+// CHECK: linalg.generic {{.*}} outs(%[[INIT]] : tensor<?x?x64xf32>)
+func.func @decode(%x: tensor<?x?x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>,
+                  %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>,
+                  %kc: memref<?x2x?x8xf32>, %vc: memref<?x2x?x8xf32>,
+                  %lens: memref<?xi64>, %init: tensor<?x?x64xf32>) -> tensor<?x?x64xf32> {
+  %y = sqa.attention_layer_decode ins(%x : tensor<?x?x64xf32>)
+         weights(%wq, %wo : tensor<64x32xf32>, tensor<32x64xf32>)
+         kv_weights(%wk, %wv : tensor<64x16xf32>, tensor<64x16xf32>)
+         cache(%kc, %vc : memref<?x2x?x8xf32>, memref<?x2x?x8xf32>)
+         lengths(%lens : memref<?xi64>)
+         outs(%init : tensor<?x?x64xf32>)
+         {heads = #sqa.heads<total = 8, query = 4, kv = 2>, rope = #sqa.rope<kind = rotary>,
+          mask = #sqa.mask<causal = true, alignment = bottom_right>} -> tensor<?x?x64xf32>
+  return %y : tensor<?x?x64xf32>
+}
+
+// -----
+
+// Cross-attention decode: no key/value projections, nothing appended.
+// CHECK-LABEL: func @decode_cross
+// CHECK: linalg.batch_matmul
+// CHECK-NOT: linalg.batch_matmul
+// CHECK: sqa.decode query({{.*}}) cache({{.*}}) lengths(%{{[^ ]+}} : memref<2xi64>) outs(
+// CHECK: linalg.batch_matmul
+func.func @decode_cross(%x: tensor<2x1x64xf32>, %wq: tensor<64x64xf32>, %wo: tensor<64x64xf32>,
+                        %kc: memref<2x8x9x8xf32>, %vc: memref<2x8x9x8xf32>,
+                        %lens: memref<2xi64>, %init: tensor<2x1x64xf32>) -> tensor<2x1x64xf32> {
+  %y = sqa.attention_layer_decode ins(%x : tensor<2x1x64xf32>)
+         weights(%wq, %wo : tensor<64x64xf32>, tensor<64x64xf32>)
+         cache(%kc, %vc : memref<2x8x9x8xf32>, memref<2x8x9x8xf32>)
+         lengths(%lens : memref<2xi64>)
+         outs(%init : tensor<2x1x64xf32>)
+         {heads = #sqa.heads<total = 8, query = 8, kv = 8>} -> tensor<2x1x64xf32>
+  return %y : tensor<2x1x64xf32>
+}
+
+// -----
+
+// The memory's keys (rotated: no queries_only) and values into the inits.
+// CHECK-LABEL: func @memory_kv
+// CHECK: linalg.batch_matmul
+// CHECK: math.cos
+// CHECK: linalg.batch_matmul
+// CHECK-NOT: math.cos
+// CHECK: %[[K:.+]] = linalg.copy ins(%{{.+}} : tensor<2x2x5x8xf32>) outs(%{{.+}} : tensor<2x2x5x8xf32>)
+// CHECK: %[[V:.+]] = linalg.copy
+// CHECK: return %[[K]], %[[V]]
+func.func @memory_kv(%m: tensor<2x5x64xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>,
+                     %ki: tensor<2x2x5x8xf32>, %vi: tensor<2x2x5x8xf32>) -> (tensor<2x2x5x8xf32>, tensor<2x2x5x8xf32>) {
+  %k, %v = sqa.attention_layer_kv ins(%m : tensor<2x5x64xf32>)
+             weights(%wk, %wv : tensor<64x16xf32>, tensor<64x16xf32>)
+             outs(%ki, %vi : tensor<2x2x5x8xf32>, tensor<2x2x5x8xf32>)
+             {heads = #sqa.heads<total = 8, query = 4, kv = 2>, rope = #sqa.rope<kind = rotary>}
+             -> tensor<2x2x5x8xf32>, tensor<2x2x5x8xf32>
+  return %k, %v : tensor<2x2x5x8xf32>, tensor<2x2x5x8xf32>
+}
+
+// -----
+
+// Dynamic NTK in a decode step: each row's base comes from its own last
+// position, offset + cache_lens[b] + N, inside the RoPE epilogue (the NTK
+// pow before the frequency pow), and its positions start at cache_lens[b].
+// CHECK-LABEL: func @decode_ntk
+// CHECK: %[[START:.+]] = bufferization.to_tensor
+// CHECK: linalg.generic {{.*}} ins(%{{.+}}, %{{.+}}, %[[START]] :
+// CHECK-NEXT: ^bb0(%{{[^:]+}}: f32, %{{[^:]+}}: f32, %[[S:[^:]+]]: i64, %{{[^:]+}}: f32):
+// CHECK: arith.addi %{{.+}}, %[[S]] : i64
+// CHECK: arith.addi %[[S]], %{{.+}} : i64
+// CHECK: math.powf
+// CHECK: arith.cmpf ogt
+// CHECK: arith.select
+// CHECK: math.powf
+// CHECK: math.cos
+func.func @decode_ntk(%x: tensor<2x1x32xf32>, %wq: tensor<32x32xf32>, %wk: tensor<32x32xf32>,
+                      %wv: tensor<32x32xf32>, %wo: tensor<32x32xf32>,
+                      %kc: memref<2x4x16x8xf32>, %vc: memref<2x4x16x8xf32>,
+                      %lens: memref<2xi64>, %init: tensor<2x1x32xf32>) -> tensor<2x1x32xf32> {
+  %y = sqa.attention_layer_decode ins(%x : tensor<2x1x32xf32>)
+         weights(%wq, %wo : tensor<32x32xf32>, tensor<32x32xf32>)
+         kv_weights(%wk, %wv : tensor<32x32xf32>, tensor<32x32xf32>)
+         cache(%kc, %vc : memref<2x4x16x8xf32>, memref<2x4x16x8xf32>)
+         lengths(%lens : memref<2xi64>)
+         outs(%init : tensor<2x1x32xf32>)
+         {heads = #sqa.heads<total = 4, query = 4, kv = 4>,
+          rope = #sqa.rope<kind = dynamic_ntk, factor = 2.0, original_max_positions = 4>}
+         -> tensor<2x1x32xf32>
+  return %y : tensor<2x1x32xf32>
+}

@@ -8,6 +8,7 @@
 #include "llvm/Support/CheckedArithmetic.h"
 
 #include <cmath>
+#include <type_traits>
 
 using namespace mlir;
 using namespace mlir::sqa;
@@ -458,29 +459,48 @@ static LogicalResult verifyShape(Operation *op, StringRef name, ShapedType type,
 }
 
 namespace {
-/// The operands and attributes sqa.attention_layer and its backward share.
+/// The operands and attributes the layer ops share; absent ones are null
+/// (the memory K/V op has no w_q, w_o; a cross-attention decode step no
+/// w_k, w_v).
 struct LayerOperands {
   Value input, memory, wQ, wK, wV, wO, bQ, bK, bV, bO;
   HeadsAttr heads;
   RopeAttr rope;
   FloatAttr scale;
+  /// What the diagnostics call `input` (the memory K/V op's is the memory).
+  StringRef inputName = "input";
 };
 } // namespace
 
-/// The forward's rules, for both layer ops: shapes, element types, sizes,
+/// The LayerOperands of an op with sqa.attention_layer's accessors. The
+/// decode step has no memory operand: its caches hold the keys.
+template <typename OpTy> static LayerOperands layerOperands(OpTy op) {
+  LayerOperands layer = {
+      op.getInput(), Value(),          op.getWQ(),       op.getWK(), op.getWV(),
+      op.getWO(),    op.getBQ(),       op.getBK(),       op.getBV(), op.getBO(),
+      op.getHeads(), op.getRopeAttr(), op.getScaleAttr()};
+  if constexpr (!std::is_same_v<OpTy, AttentionLayerDecodeOp>)
+    layer.memory = op.getMemory();
+  return layer;
+}
+
+/// The forward's rules, for every layer op: shapes, element types, sizes,
 /// RoPE and scale. Element types and extents are checked on every operand
-/// of `op` (gradients and their inits included).
+/// of `op` (gradients, inits and caches included).
 static LogicalResult verifyLayerOperands(Operation *op,
                                          const LayerOperands &layer) {
   auto emitOpError = [&]() { return op->emitOpError(); };
   HeadsAttr heads = layer.heads;
+  StringRef inputName = layer.inputName;
   auto inputType = cast<ShapedType>(layer.input.getType());
   if (inputType.getRank() != 3)
-    return emitOpError() << "input must have rank 3 [B, S, d_model], got rank "
+    return emitOpError() << inputName
+                         << " must have rank 3 [B, S, d_model], got rank "
                          << inputType.getRank();
   int64_t modelDim = inputType.getDimSize(2);
   if (ShapedType::isDynamic(modelDim))
-    return emitOpError() << "d_model (dim 2 of the input) must be static";
+    return emitOpError() << "d_model (dim 2 of the " << inputName
+                         << ") must be static";
   if (modelDim <= 0)
     return emitOpError() << "d_model must be positive, got " << modelDim;
   if (modelDim % heads.getTotal() != 0)
@@ -495,23 +515,25 @@ static LogicalResult verifyLayerOperands(Operation *op,
   int64_t q = heads.getQuery() * headDim, kv = heads.getKv() * headDim;
   int64_t out = heads.getOutputHeads() * headDim;
 
+  // The decode step's cache_lens (i64) is the only operand that is no data.
   Type elementType = inputType.getElementType();
   for (OpOperand &operand : op->getOpOperands()) {
     Type type = cast<ShapedType>(operand.get().getType()).getElementType();
-    if (type != elementType)
+    if (!isa<IntegerType>(type) && type != elementType)
       return emitOpError() << "operand #" << operand.getOperandNumber()
-                           << " element type " << type
-                           << " must match input element type " << elementType;
+                           << " element type " << type << " must match "
+                           << inputName << " element type " << elementType;
   }
 
   int64_t batch = inputType.getDimSize(0), seqLen = inputType.getDimSize(1);
   int64_t dyn = ShapedType::kDynamic;
   // As for sqa.attention: static empty batches and sequences are rejected.
-  std::pair<StringRef, int64_t> lengths[] = {{"input batch size", batch},
-                                             {"input sequence length", seqLen}};
+  std::pair<StringRef, int64_t> lengths[] = {{"batch size", batch},
+                                             {"sequence length", seqLen}};
   for (auto [what, size] : lengths)
     if (size == 0)
-      return emitOpError() << what << " is a static 0; sizes must be positive";
+      return emitOpError() << inputName << " " << what
+                           << " is a static 0; sizes must be positive";
   if (Value memory = layer.memory)
     if (cast<ShapedType>(memory.getType()).getRank() == 3 &&
         cast<ShapedType>(memory.getType()).getDimSize(1) == 0)
@@ -528,15 +550,16 @@ static LogicalResult verifyLayerOperands(Operation *op,
     if (failed(verifyShape(op, "memory", cast<ShapedType>(memory.getType()),
                            {batch, dyn, modelDim}, "[B, T, d_model]")))
       return failure();
-  if (failed(verifyShape(op, "w_q", cast<ShapedType>(layer.wQ.getType()),
-                         {modelDim, q}, "[d_model, Hq*dh]")) ||
-      failed(verifyShape(op, "w_k", cast<ShapedType>(layer.wK.getType()),
-                         {modelDim, kv}, "[d_model, Hkv*dh]")) ||
-      failed(verifyShape(op, "w_v", cast<ShapedType>(layer.wV.getType()),
-                         {modelDim, kv}, "[d_model, Hkv*dh]")) ||
-      failed(verifyShape(op, "w_o", cast<ShapedType>(layer.wO.getType()),
-                         {out, modelDim}, "[max(Hq, Hkv)*dh, d_model]")))
-    return failure();
+  std::tuple<StringRef, Value, int64_t, int64_t, StringRef> weights[] = {
+      {"w_q", layer.wQ, modelDim, q, "[d_model, Hq*dh]"},
+      {"w_k", layer.wK, modelDim, kv, "[d_model, Hkv*dh]"},
+      {"w_v", layer.wV, modelDim, kv, "[d_model, Hkv*dh]"},
+      {"w_o", layer.wO, out, modelDim, "[max(Hq, Hkv)*dh, d_model]"}};
+  for (auto [name, weight, rows, cols, meaning] : weights)
+    if (weight &&
+        failed(verifyShape(op, name, cast<ShapedType>(weight.getType()),
+                           {rows, cols}, meaning)))
+      return failure();
   std::tuple<StringRef, Value, int64_t, StringRef> biases[] = {
       {"b_q", layer.bQ, q, "[Hq*dh]"},
       {"b_k", layer.bK, kv, "[Hkv*dh]"},
@@ -560,17 +583,21 @@ static LogicalResult verifyLayerOperands(Operation *op,
   return success();
 }
 
+/// `name` (of type `type`) has the input's rows: [B, S, d_model] (the
+/// decode step's [B, N, d_model]).
+static LogicalResult verifyLayerRows(Operation *op, StringRef name,
+                                     ShapedType type, Value input,
+                                     StringRef meaning = "[B, S, d_model]") {
+  auto inputType = cast<ShapedType>(input.getType());
+  return verifyShape(op, name, type,
+                     {inputType.getDimSize(0), inputType.getDimSize(1),
+                      inputType.getDimSize(2)},
+                     meaning);
+}
+
 LogicalResult AttentionLayerOp::verify() {
-  if (failed(verifyLayerOperands(*this, {getInput(), getMemory(), getWQ(),
-                                         getWK(), getWV(), getWO(), getBQ(),
-                                         getBK(), getBV(), getBO(), getHeads(),
-                                         getRopeAttr(), getScaleAttr()})))
-    return failure();
-  ShapedType inputType = getInput().getType();
-  if (failed(verifyShape(
-          *this, "init", getInit().getType(),
-          {inputType.getDimSize(0), inputType.getDimSize(1), getModelDim()},
-          "[B, S, d_model]")))
+  if (failed(verifyLayerOperands(*this, layerOperands(*this))) ||
+      failed(verifyLayerRows(*this, "init", getInit().getType(), getInput())))
     return failure();
   if (getResult().getType() != getInit().getType())
     return emitOpError() << "result type " << getResult().getType()
@@ -583,16 +610,8 @@ LogicalResult AttentionLayerOp::verify() {
 //===----------------------------------------------------------------------===//
 
 LogicalResult AttentionLayerBackwardOp::verify() {
-  if (failed(verifyLayerOperands(*this, {getInput(), getMemory(), getWQ(),
-                                         getWK(), getWV(), getWO(), getBQ(),
-                                         getBK(), getBV(), getBO(), getHeads(),
-                                         getRopeAttr(), getScaleAttr()})))
-    return failure();
-  ShapedType inputType = getInput().getType();
-  if (failed(verifyShape(
-          *this, "d_out", getDOut().getType(),
-          {inputType.getDimSize(0), inputType.getDimSize(1), getModelDim()},
-          "[B, S, d_model]")))
+  if (failed(verifyLayerOperands(*this, layerOperands(*this))) ||
+      failed(verifyLayerRows(*this, "d_out", getDOut().getType(), getInput())))
     return failure();
   // Each gradient is given exactly when its operand is, with its type.
   std::tuple<StringRef, Value, Value> gradients[] = {
@@ -620,6 +639,92 @@ LogicalResult AttentionLayerBackwardOp::verify() {
     if (result.getType() != init.getType())
       return emitOpError() << "result #" << i << " type " << result.getType()
                            << " must match its init type " << init.getType();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// AttentionLayerDecodeOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AttentionLayerDecodeOp::verify() {
+  if (static_cast<bool>(getWK()) != static_cast<bool>(getWV()))
+    return emitOpError() << "w_k and w_v must be given together";
+  if (!hasAppend() && (getBK() || getBV()))
+    return emitOpError() << "b_k and b_v need kv_weights (without them the "
+                            "caches already hold keys and values)";
+  if (failed(verifyLayerOperands(*this, layerOperands(*this))) ||
+      failed(verifyLayerRows(*this, "init", getInit().getType(), getInput(),
+                             "[B, N, d_model]")))
+    return failure();
+  if (getResult().getType() != getInit().getType())
+    return emitOpError() << "result type " << getResult().getType()
+                         << " must match init type " << getInit().getType();
+  int64_t batch = getInput().getType().getDimSize(0),
+          dyn = ShapedType::kDynamic;
+  for (auto [name, cache] :
+       {std::pair<StringRef, Value>{"key_cache", getKeyCache()},
+        {"value_cache", getValueCache()}}) {
+    auto type = cast<ShapedType>(cache.getType());
+    if (failed(verifyShape(*this, name, type,
+                           {batch, getHeads().getKv(), dyn, getHeadDim()},
+                           "[B, Hkv, C, dh]")))
+      return failure();
+    if (type.isDynamicDim(1) || type.isDynamicDim(3))
+      return emitOpError() << name << " heads and head dim must be static";
+  }
+  if (failed(verifyShape(*this, "cache_lens", getCacheLens().getType(), {batch},
+                         "[B]")))
+    return failure();
+  // Cached keys carry no positions the step could rotate queries against.
+  if (getRopeAttr() && !hasAppend())
+    return emitOpError() << "RoPE needs kv_weights: a cross-attention "
+                            "decode step has no query positions";
+  if (MaskAttr mask = effectiveMask(getMaskAttr());
+      mask && mask.getAlignment() != MaskAlignment::BottomRight)
+    return emitOpError() << "decode rows sit at the end of their cache row: "
+                            "a restrictive mask must have alignment = "
+                            "bottom_right";
+  return success();
+}
+
+void AttentionLayerDecodeOp::getEffects(
+    SmallVectorImpl<SideEffects::EffectInstance<MemoryEffects::Effect>>
+        &effects) {
+  auto *resource = SideEffects::DefaultResource::get();
+  effects.emplace_back(MemoryEffects::Read::get(), &getCacheLensMutable(),
+                       resource);
+  for (OpOperand *operand : {&getKeyCacheMutable(), &getValueCacheMutable()}) {
+    effects.emplace_back(MemoryEffects::Read::get(), operand, resource);
+    if (hasAppend())
+      effects.emplace_back(MemoryEffects::Write::get(), operand, resource);
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// AttentionLayerKVOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AttentionLayerKVOp::verify() {
+  // The memory is both the rows and the key source of the forward's rules.
+  Value memory = getMemory();
+  LayerOperands layer = {memory,      memory,  Value(),    getWK(),
+                         getWV(),     Value(), Value(),    getBK(),
+                         getBV(),     Value(), getHeads(), getRopeAttr(),
+                         FloatAttr(), "memory"};
+  if (failed(verifyLayerOperands(*this, layer)))
+    return failure();
+  ShapedType memoryType = getMemory().getType();
+  SmallVector<int64_t> expected = {memoryType.getDimSize(0), getHeads().getKv(),
+                                   memoryType.getDimSize(1), getHeadDim()};
+  for (auto [name, init, result] :
+       {std::tuple<StringRef, Value, Value>{"key_init", getKeyInit(), getKey()},
+        {"value_init", getValueInit(), getValue()}}) {
+    if (failed(verifyShape(*this, name, cast<ShapedType>(init.getType()),
+                           expected, "[B, Hkv, T, dh]")))
+      return failure();
+    if (result.getType() != init.getType())
+      return emitOpError() << name << " and its result must have one type";
+  }
   return success();
 }
 

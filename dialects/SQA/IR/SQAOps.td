@@ -416,6 +416,158 @@ def SQA_AttentionLayerBackwardOp : SQA_Op<"attention_layer_backward", [
   }];
 }
 
+def SQA_AttentionLayerDecodeOp : SQA_Op<"attention_layer_decode", [
+    AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {
+  let summary = "one decode step of a whole attention layer against KV caches";
+  let description = [{
+    The serving step of `sqa.attention_layer`: the `N` new tokens of each
+    batch row attend to their row's KV cache. With the names of
+    `sqa.attention_layer` and `C` the capacity:
+
+    | operand | shape |
+    |---------|-------|
+    | input x | `[B, N, d]`: the new tokens |
+    | w_q, w_o | `[d, Hq*dh]`, `[Hout*dh, d]` |
+    | w_k, w_v (optional, together) | `[d, Hkv*dh]` |
+    | b_q, b_k, b_v, b_o (each optional) | as for `sqa.attention_layer` |
+    | key_cache, value_cache | `[B, Hkv, C, dh]` memrefs |
+    | cache_lens | `[B]` i64 memref: valid tokens of each row before the step |
+    | init / result | `[B, N, d]` |
+
+    With `w_k`/`w_v` (self-attention) the new tokens' keys and values are
+    projected, RoPE rotates q and k at positions `cache_lens[b] + i` (plus
+    the rope's `position_offset`), and `sqa.decode` appends them to the
+    caches and attends to the `cache_lens[b] + N` keys of the row. Without
+    them (cross-attention) the caches already hold the memory's keys and
+    values (`sqa.attention_layer_kv`), nothing is appended and row `b`
+    attends to its `cache_lens[b]` keys; RoPE is then rejected (the step
+    has no query positions). Heads are merged and projected as in the
+    forward. `mask` is read as `sqa.decode` reads it: a restrictive mask
+    must be bottom-right aligned.
+
+    The caches are updated in place (this op mixes tensors and buffers and
+    is decomposed before bufferization); the caller guarantees
+    `0 <= cache_lens[b]` and `cache_lens[b] + N <= C` (with append).
+
+    ```mlir
+    %y = sqa.attention_layer_decode ins(%x : tensor<?x?x64xf32>)
+           weights(%wq, %wo : tensor<64x32xf32>, tensor<64x64xf32>)
+           kv_weights(%wk, %wv : tensor<64x16xf32>, tensor<64x16xf32>)
+           cache(%kc, %vc : memref<?x2x?x8xf32>, memref<?x2x?x8xf32>)
+           lengths(%lens : memref<?xi64>)
+           outs(%init : tensor<?x?x64xf32>)
+           {heads = #sqa.heads<sqa, total = 8>,
+            mask = #sqa.mask<causal = true, alignment = bottom_right>}
+           -> tensor<?x?x64xf32>
+    ```
+  }];
+
+  let arguments = (ins
+    RankedTensorOf<[F32, F16, BF16]>:$input,
+    RankedTensorOf<[F32, F16, BF16]>:$w_q,
+    RankedTensorOf<[F32, F16, BF16]>:$w_o,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$w_k,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$w_v,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$b_q,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$b_k,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$b_v,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$b_o,
+    MemRefOf<[F32, F16, BF16]>:$key_cache,
+    MemRefOf<[F32, F16, BF16]>:$value_cache,
+    MemRefOf<[I64]>:$cache_lens,
+    RankedTensorOf<[F32, F16, BF16]>:$init,
+    SQA_HeadsAttr:$heads,
+    OptionalAttr<SQA_RopeAttr>:$rope,
+    OptionalAttr<SQA_MaskAttr>:$mask,
+    OptionalAttr<F32Attr>:$scale);
+  let results = (outs AnyRankedTensor:$result);
+
+  let assemblyFormat = [{
+    `ins` `(` $input `:` type($input) `)`
+    `weights` `(` $w_q `,` $w_o `:` type($w_q) `,` type($w_o) `)`
+    (`kv_weights` `(` $w_k^ `,` $w_v `:` type($w_k) `,` type($w_v) `)`)?
+    (`bias_q` `(` $b_q^ `:` type($b_q) `)`)?
+    (`bias_k` `(` $b_k^ `:` type($b_k) `)`)?
+    (`bias_v` `(` $b_v^ `:` type($b_v) `)`)?
+    (`bias_o` `(` $b_o^ `:` type($b_o) `)`)?
+    `cache` `(` $key_cache `,` $value_cache `:` type($key_cache) `,`
+      type($value_cache) `)`
+    `lengths` `(` $cache_lens `:` type($cache_lens) `)`
+    `outs` `(` $init `:` type($init) `)`
+    attr-dict `->` type($result)
+  }];
+
+  let hasVerifier = 1;
+
+  let extraClassDeclaration = [{
+    int64_t getModelDim() {
+      return getInput().getType().getDimSize(2);
+    }
+    int64_t getHeadDim() { return getModelDim() / getHeads().getTotal(); }
+    /// Self-attention: the new tokens' keys and values are appended.
+    bool hasAppend() { return static_cast<bool>(getWK()); }
+  }];
+}
+
+def SQA_AttentionLayerKVOp : SQA_Op<"attention_layer_kv", [
+    Pure, AttrSizedOperandSegments]> {
+  let summary = "a cross-attention layer's keys and values of a memory";
+  let description = [{
+    The key/value half of `sqa.attention_layer` with a memory, computed once
+    so that decode steps (`sqa.attention_layer_decode` without `kv_weights`)
+    can attend to it: `k = m w_k + b_k`, `v = m w_v + b_v`, split into heads
+    (head-major columns), RoPE on k as the forward applies it (memory
+    position `t`, unless `queries_only`).
+
+    | operand | shape |
+    |---------|-------|
+    | memory m | `[B, T, d]` |
+    | w_k, w_v | `[d, Hkv*dh]` |
+    | b_k, b_v (each optional) | `[Hkv*dh]` |
+    | key_init, value_init / results | `[B, Hkv, T, dh]` |
+
+    ```mlir
+    %k, %v = sqa.attention_layer_kv ins(%m : tensor<?x?x64xf32>)
+               weights(%wk, %wv : tensor<64x16xf32>, tensor<64x16xf32>)
+               outs(%ki, %vi : tensor<?x2x?x8xf32>, tensor<?x2x?x8xf32>)
+               {heads = #sqa.heads<sqa, total = 8>}
+               -> tensor<?x2x?x8xf32>, tensor<?x2x?x8xf32>
+    ```
+  }];
+
+  let arguments = (ins
+    RankedTensorOf<[F32, F16, BF16]>:$memory,
+    RankedTensorOf<[F32, F16, BF16]>:$w_k,
+    RankedTensorOf<[F32, F16, BF16]>:$w_v,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$b_k,
+    Optional<RankedTensorOf<[F32, F16, BF16]>>:$b_v,
+    RankedTensorOf<[F32, F16, BF16]>:$key_init,
+    RankedTensorOf<[F32, F16, BF16]>:$value_init,
+    SQA_HeadsAttr:$heads,
+    OptionalAttr<SQA_RopeAttr>:$rope);
+  let results = (outs AnyRankedTensor:$key, AnyRankedTensor:$value);
+
+  let assemblyFormat = [{
+    `ins` `(` $memory `:` type($memory) `)`
+    `weights` `(` $w_k `,` $w_v `:` type($w_k) `,` type($w_v) `)`
+    (`bias_k` `(` $b_k^ `:` type($b_k) `)`)?
+    (`bias_v` `(` $b_v^ `:` type($b_v) `)`)?
+    `outs` `(` $key_init `,` $value_init `:` type($key_init) `,`
+      type($value_init) `)`
+    attr-dict `->` type($key) `,` type($value)
+  }];
+
+  let hasVerifier = 1;
+
+  let extraClassDeclaration = [{
+    int64_t getModelDim() {
+      return getMemory().getType().getDimSize(2);
+    }
+    int64_t getHeadDim() { return getModelDim() / getHeads().getTotal(); }
+  }];
+}
+
 def SQA_DecodeOp : SQA_Op<"decode", [
     AttrSizedOperandSegments,
     DeclareOpInterfaceMethods<MemoryEffectsOpInterface>]> {

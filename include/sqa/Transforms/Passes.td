@@ -40,8 +40,8 @@ def LowerAttentionReference : Pass<"sqa-lower-attention-reference"> {
 }
 
 def DecomposeAttentionLayer : Pass<"sqa-decompose-attention-layer"> {
-  let summary = "Decompose sqa.attention_layer (and its backward) into "
-                "matmuls, RoPE and sqa.attention";
+  let summary = "Decompose sqa.attention_layer (backward, decode step, memory "
+                "K/V) into matmuls, RoPE and sqa.attention / sqa.decode";
   let description = [{
     Rewrites every `sqa.attention_layer` into:
 
@@ -60,11 +60,18 @@ def DecomposeAttentionLayer : Pass<"sqa-decompose-attention-layer"> {
     `lse`), `sqa.attention_backward`, head merges with RoPE's transpose, and
     the gradient GEMMs: dX as projections against transposed weights, dW
     and db as linalg reductions over batch and positions.
+
+    `sqa.attention_layer_decode` becomes the same projections and epilogues
+    (RoPE at each row's `cache_lens[b] + i`) around an `sqa.decode` on
+    buffers, and `sqa.attention_layer_kv` the key/value projections: the
+    layer builder's one projection and one RoPE rotation serve every op.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
+    "::mlir::bufferization::BufferizationDialect",
     "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect",
     "::mlir::tensor::TensorDialect"
   ];
 }

@@ -1160,3 +1160,119 @@ func.func @f(%x: tensor<2x8x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf
   %r:5 = sqa.attention_layer_backward ins(%x : tensor<2x8x64xf32>) weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) d_out(%dy : tensor<2x8x64xf32>) outs(%x : tensor<2x8x64xf32>) d_weights(%wq, %wk, %wv, %wo : tensor<64x32xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>) {heads = #sqa.heads<total = 4, query = 2, kv = 1>} -> tensor<2x8x64xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<32x64xf32>
   return
 }
+
+// -----
+
+// sqa.attention_layer_decode and sqa.attention_layer_kv.
+
+// -----
+
+func.func @f(%x: tensor<2x3x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %b: tensor<16xf32>, %kc: memref<2x2x9x8xf32>, %vc: memref<2x2x9x8xf32>, %l: memref<2xi64>, %o: tensor<2x3x64xf32>) {
+  // expected-error @+1 {{b_k and b_v need kv_weights (without them the caches already hold keys and values)}}
+  %y = sqa.attention_layer_decode ins(%x : tensor<2x3x64xf32>) weights(%wq, %wo : tensor<64x32xf32>, tensor<32x64xf32>) bias_k(%b : tensor<16xf32>) cache(%kc, %vc : memref<2x2x9x8xf32>, memref<2x2x9x8xf32>) lengths(%l : memref<2xi64>) outs(%o : tensor<2x3x64xf32>) {heads = #sqa.heads<total = 8, query = 4, kv = 2>} -> tensor<2x3x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x3x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %b: tensor<16xf32>, %kc: memref<2x4x9x8xf32>, %vc: memref<2x2x9x8xf32>, %l: memref<2xi64>, %o: tensor<2x3x64xf32>) {
+  // expected-error @+1 {{key_cache shape [2, 4, 9, 8] must be [B, Hkv, C, dh] = [2, 2, ?, 8]}}
+  %y = sqa.attention_layer_decode ins(%x : tensor<2x3x64xf32>) weights(%wq, %wo : tensor<64x32xf32>, tensor<32x64xf32>) kv_weights(%wk, %wv : tensor<64x16xf32>, tensor<64x16xf32>) cache(%kc, %vc : memref<2x4x9x8xf32>, memref<2x2x9x8xf32>) lengths(%l : memref<2xi64>) outs(%o : tensor<2x3x64xf32>) {heads = #sqa.heads<total = 8, query = 4, kv = 2>} -> tensor<2x3x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x3x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %b: tensor<16xf32>, %kc: memref<2x?x9x8xf32>, %vc: memref<2x2x9x8xf32>, %l: memref<2xi64>, %o: tensor<2x3x64xf32>) {
+  // expected-error @+1 {{key_cache heads and head dim must be static}}
+  %y = sqa.attention_layer_decode ins(%x : tensor<2x3x64xf32>) weights(%wq, %wo : tensor<64x32xf32>, tensor<32x64xf32>) kv_weights(%wk, %wv : tensor<64x16xf32>, tensor<64x16xf32>) cache(%kc, %vc : memref<2x?x9x8xf32>, memref<2x2x9x8xf32>) lengths(%l : memref<2xi64>) outs(%o : tensor<2x3x64xf32>) {heads = #sqa.heads<total = 8, query = 4, kv = 2>} -> tensor<2x3x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x3x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %b: tensor<16xf32>, %kc: memref<2x2x9x8xf32>, %vc: memref<2x2x9x8xf32>, %l: memref<3xi64>, %o: tensor<2x3x64xf32>) {
+  // expected-error @+1 {{cache_lens shape [3] must be [B] = [2]}}
+  %y = sqa.attention_layer_decode ins(%x : tensor<2x3x64xf32>) weights(%wq, %wo : tensor<64x32xf32>, tensor<32x64xf32>) kv_weights(%wk, %wv : tensor<64x16xf32>, tensor<64x16xf32>) cache(%kc, %vc : memref<2x2x9x8xf32>, memref<2x2x9x8xf32>) lengths(%l : memref<3xi64>) outs(%o : tensor<2x3x64xf32>) {heads = #sqa.heads<total = 8, query = 4, kv = 2>} -> tensor<2x3x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x3x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %b: tensor<16xf32>, %kc: memref<2x2x9x8xf32>, %vc: memref<2x2x9x8xf32>, %l: memref<2xi64>, %o: tensor<2x4x64xf32>) {
+  // expected-error @+1 {{init shape [2, 4, 64] must be [B, N, d_model] = [2, 3, 64]}}
+  %y = sqa.attention_layer_decode ins(%x : tensor<2x3x64xf32>) weights(%wq, %wo : tensor<64x32xf32>, tensor<32x64xf32>) kv_weights(%wk, %wv : tensor<64x16xf32>, tensor<64x16xf32>) cache(%kc, %vc : memref<2x2x9x8xf32>, memref<2x2x9x8xf32>) lengths(%l : memref<2xi64>) outs(%o : tensor<2x4x64xf32>) {heads = #sqa.heads<total = 8, query = 4, kv = 2>} -> tensor<2x4x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x3x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %b: tensor<16xf32>, %kc: memref<2x2x9x8xf32>, %vc: memref<2x2x9x8xf32>, %l: memref<2xi64>, %o: tensor<2x3x64xf32>) {
+  // expected-error @+1 {{result type 'tensor<2x3x64xf16>' must match init type 'tensor<2x3x64xf32>'}}
+  %y = sqa.attention_layer_decode ins(%x : tensor<2x3x64xf32>) weights(%wq, %wo : tensor<64x32xf32>, tensor<32x64xf32>) kv_weights(%wk, %wv : tensor<64x16xf32>, tensor<64x16xf32>) cache(%kc, %vc : memref<2x2x9x8xf32>, memref<2x2x9x8xf32>) lengths(%l : memref<2xi64>) outs(%o : tensor<2x3x64xf32>) {heads = #sqa.heads<total = 8, query = 4, kv = 2>} -> tensor<2x3x64xf16>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x3x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %b: tensor<16xf32>, %kc: memref<2x2x9x8xf32>, %vc: memref<2x2x9x8xf32>, %l: memref<2xi64>, %o: tensor<2x3x64xf32>) {
+  // expected-error @+1 {{RoPE needs kv_weights: a cross-attention decode step has no query positions}}
+  %y = sqa.attention_layer_decode ins(%x : tensor<2x3x64xf32>) weights(%wq, %wo : tensor<64x32xf32>, tensor<32x64xf32>) cache(%kc, %vc : memref<2x2x9x8xf32>, memref<2x2x9x8xf32>) lengths(%l : memref<2xi64>) outs(%o : tensor<2x3x64xf32>) {heads = #sqa.heads<total = 8, query = 4, kv = 2>, rope = #sqa.rope<kind = rotary>} -> tensor<2x3x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x3x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %b: tensor<16xf32>, %kc: memref<2x2x9x8xf32>, %vc: memref<2x2x9x8xf32>, %l: memref<2xi64>, %o: tensor<2x3x64xf32>) {
+  // expected-error @+1 {{rope queries_only is for cross-attention}}
+  %y = sqa.attention_layer_decode ins(%x : tensor<2x3x64xf32>) weights(%wq, %wo : tensor<64x32xf32>, tensor<32x64xf32>) kv_weights(%wk, %wv : tensor<64x16xf32>, tensor<64x16xf32>) cache(%kc, %vc : memref<2x2x9x8xf32>, memref<2x2x9x8xf32>) lengths(%l : memref<2xi64>) outs(%o : tensor<2x3x64xf32>) {heads = #sqa.heads<total = 8, query = 4, kv = 2>, rope = #sqa.rope<kind = rotary, queries_only = true>} -> tensor<2x3x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x3x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %b: tensor<16xf32>, %kc: memref<2x2x9x8xf32>, %vc: memref<2x2x9x8xf32>, %l: memref<2xi64>, %o: tensor<2x3x64xf32>) {
+  // expected-error @+1 {{decode rows sit at the end of their cache row: a restrictive mask must have alignment = bottom_right}}
+  %y = sqa.attention_layer_decode ins(%x : tensor<2x3x64xf32>) weights(%wq, %wo : tensor<64x32xf32>, tensor<32x64xf32>) kv_weights(%wk, %wv : tensor<64x16xf32>, tensor<64x16xf32>) cache(%kc, %vc : memref<2x2x9x8xf32>, memref<2x2x9x8xf32>) lengths(%l : memref<2xi64>) outs(%o : tensor<2x3x64xf32>) {heads = #sqa.heads<total = 8, query = 4, kv = 2>, mask = #sqa.mask<causal = true>} -> tensor<2x3x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x3x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %b: tensor<16xf32>, %kc: memref<2x2x9x8xf16>, %vc: memref<2x2x9x8xf32>, %l: memref<2xi64>, %o: tensor<2x3x64xf32>) {
+  // expected-error @+1 {{operand #5 element type 'f16' must match input element type 'f32'}}
+  %y = sqa.attention_layer_decode ins(%x : tensor<2x3x64xf32>) weights(%wq, %wo : tensor<64x32xf32>, tensor<32x64xf32>) kv_weights(%wk, %wv : tensor<64x16xf32>, tensor<64x16xf32>) cache(%kc, %vc : memref<2x2x9x8xf16>, memref<2x2x9x8xf32>) lengths(%l : memref<2xi64>) outs(%o : tensor<2x3x64xf32>) {heads = #sqa.heads<total = 8, query = 4, kv = 2>} -> tensor<2x3x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x3x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %b: tensor<16xf32>, %kc: memref<2x2x9x8xf32>, %vc: memref<2x2x9x8xf32>, %l: memref<2xi64>, %o: tensor<2x3x64xf32>) {
+  // expected-error @+1 {{w_k and w_v must be given together}}
+  %y = "sqa.attention_layer_decode"(%x, %wq, %wo, %wk, %kc, %vc, %l, %o) <{heads = #sqa.heads<total = 8, query = 4, kv = 2>, operandSegmentSizes = array<i32: 1, 1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1>}> : (tensor<2x3x64xf32>, tensor<64x32xf32>, tensor<32x64xf32>, tensor<64x16xf32>, memref<2x2x9x8xf32>, memref<2x2x9x8xf32>, memref<2xi64>, tensor<2x3x64xf32>) -> tensor<2x3x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%m: tensor<2x5x64xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %ki: tensor<2x2x5x8xf32>, %vi: tensor<2x2x4x8xf32>) {
+  // expected-error @+1 {{value_init shape [2, 2, 4, 8] must be [B, Hkv, T, dh] = [2, 2, 5, 8]}}
+  %k, %v = sqa.attention_layer_kv ins(%m : tensor<2x5x64xf32>) weights(%wk, %wv : tensor<64x16xf32>, tensor<64x16xf32>) outs(%ki, %vi : tensor<2x2x5x8xf32>, tensor<2x2x4x8xf32>) {heads = #sqa.heads<total = 8, query = 4, kv = 2>} -> tensor<2x2x5x8xf32>, tensor<2x2x4x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%m: tensor<2x5x64xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %ki: tensor<2x2x5x8xf32>, %vi: tensor<2x2x5x8xf32>) {
+  // expected-error @+1 {{key_init and its result must have one type}}
+  %k, %v = sqa.attention_layer_kv ins(%m : tensor<2x5x64xf32>) weights(%wk, %wv : tensor<64x16xf32>, tensor<64x16xf32>) outs(%ki, %vi : tensor<2x2x5x8xf32>, tensor<2x2x5x8xf32>) {heads = #sqa.heads<total = 8, query = 4, kv = 2>} -> tensor<2x2x?x8xf32>, tensor<2x2x5x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%m: tensor<2x0x64xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %ki: tensor<2x2x0x8xf32>, %vi: tensor<2x2x0x8xf32>) {
+  // expected-error @+1 {{memory sequence length is a static 0; sizes must be positive}}
+  %k, %v = sqa.attention_layer_kv ins(%m : tensor<2x0x64xf32>) weights(%wk, %wv : tensor<64x16xf32>, tensor<64x16xf32>) outs(%ki, %vi : tensor<2x2x0x8xf32>, tensor<2x2x0x8xf32>) {heads = #sqa.heads<total = 8, query = 4, kv = 2>} -> tensor<2x2x0x8xf32>, tensor<2x2x0x8xf32>
+  return
+}

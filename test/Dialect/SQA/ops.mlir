@@ -212,3 +212,50 @@ func.func @backward_reverse_buffers(%q: memref<1x2x5x8xf32>, %k: memref<1x4x7x8x
       diagonal_offset(%d) {mask = #sqa.mask<causal = true>}
   return
 }
+
+// CHECK-LABEL: func @layer_decode_self
+// CHECK: sqa.attention_layer_decode ins(%{{.*}} : tensor<?x?x64xf32>) weights(%{{.*}}, %{{.*}} : tensor<64x32xf32>, tensor<32x64xf32>) kv_weights(%{{.*}}, %{{.*}} : tensor<64x16xf32>, tensor<64x16xf32>) bias_q(%{{.*}} : tensor<32xf32>) cache(%{{.*}}, %{{.*}} : memref<?x2x?x8xf32>, memref<?x2x?x8xf32>) lengths(%{{.*}} : memref<?xi64>) outs(%{{.*}} : tensor<?x?x64xf32>)
+// CHECK-SAME: rope = #sqa.rope<kind = rotary>
+func.func @layer_decode_self(%x: tensor<?x?x64xf32>, %wq: tensor<64x32xf32>, %wk: tensor<64x16xf32>,
+                             %wv: tensor<64x16xf32>, %wo: tensor<32x64xf32>, %bq: tensor<32xf32>,
+                             %kc: memref<?x2x?x8xf32>, %vc: memref<?x2x?x8xf32>,
+                             %lens: memref<?xi64>, %init: tensor<?x?x64xf32>) -> tensor<?x?x64xf32> {
+  %y = sqa.attention_layer_decode ins(%x : tensor<?x?x64xf32>)
+         weights(%wq, %wo : tensor<64x32xf32>, tensor<32x64xf32>)
+         kv_weights(%wk, %wv : tensor<64x16xf32>, tensor<64x16xf32>)
+         bias_q(%bq : tensor<32xf32>)
+         cache(%kc, %vc : memref<?x2x?x8xf32>, memref<?x2x?x8xf32>)
+         lengths(%lens : memref<?xi64>)
+         outs(%init : tensor<?x?x64xf32>)
+         {heads = #sqa.heads<total = 8, query = 4, kv = 2>, rope = #sqa.rope<kind = rotary>,
+          mask = #sqa.mask<causal = true, alignment = bottom_right>} -> tensor<?x?x64xf32>
+  return %y : tensor<?x?x64xf32>
+}
+
+// CHECK-LABEL: func @layer_decode_cross
+// CHECK: sqa.attention_layer_decode ins({{.*}}) weights({{.*}}) cache({{.*}}) lengths({{.*}}) outs({{.*}})
+// CHECK-NOT: kv_weights
+func.func @layer_decode_cross(%x: tensor<2x1x64xbf16>, %wq: tensor<64x64xbf16>, %wo: tensor<64x64xbf16>,
+                              %kc: memref<2x8x9x8xbf16>, %vc: memref<2x8x9x8xbf16>,
+                              %lens: memref<2xi64>, %init: tensor<2x1x64xbf16>) -> tensor<2x1x64xbf16> {
+  %y = sqa.attention_layer_decode ins(%x : tensor<2x1x64xbf16>)
+         weights(%wq, %wo : tensor<64x64xbf16>, tensor<64x64xbf16>)
+         cache(%kc, %vc : memref<2x8x9x8xbf16>, memref<2x8x9x8xbf16>)
+         lengths(%lens : memref<2xi64>)
+         outs(%init : tensor<2x1x64xbf16>)
+         {heads = #sqa.heads<total = 8, query = 8, kv = 8>} -> tensor<2x1x64xbf16>
+  return %y : tensor<2x1x64xbf16>
+}
+
+// CHECK-LABEL: func @layer_kv
+// CHECK: sqa.attention_layer_kv ins(%{{.*}} : tensor<?x?x64xf32>) weights(%{{.*}}, %{{.*}} : tensor<64x16xf32>, tensor<64x16xf32>) bias_v(%{{.*}} : tensor<16xf32>) outs(%{{.*}}, %{{.*}} : tensor<?x2x?x8xf32>, tensor<?x2x?x8xf32>)
+// CHECK-SAME: -> tensor<?x2x?x8xf32>, tensor<?x2x?x8xf32>
+func.func @layer_kv(%m: tensor<?x?x64xf32>, %wk: tensor<64x16xf32>, %wv: tensor<64x16xf32>, %bv: tensor<16xf32>,
+                    %ki: tensor<?x2x?x8xf32>, %vi: tensor<?x2x?x8xf32>) -> (tensor<?x2x?x8xf32>, tensor<?x2x?x8xf32>) {
+  %k, %v = sqa.attention_layer_kv ins(%m : tensor<?x?x64xf32>)
+             weights(%wk, %wv : tensor<64x16xf32>, tensor<64x16xf32>)
+             bias_v(%bv : tensor<16xf32>)
+             outs(%ki, %vi : tensor<?x2x?x8xf32>, tensor<?x2x?x8xf32>)
+             {heads = #sqa.heads<total = 8, query = 4, kv = 2>} -> tensor<?x2x?x8xf32>, tensor<?x2x?x8xf32>
+  return %k, %v : tensor<?x2x?x8xf32>, tensor<?x2x?x8xf32>
+}

@@ -225,14 +225,31 @@ static void testCSources() {
          "c-layer-filled", header + entry);
   expect(header.find("#define G8_D_MODEL 128") != std::string::npos,
          "c-layer-header", header);
-  expect(entry.find("memref1 *, memref1 *, memref3 *);") != std::string::npos &&
-             entry.find("b_q = NULL;") != std::string::npos &&
-             entry.find("b_k = NULL;") == std::string::npos &&
-             entry.find("|| !memory || !b_k || !b_o)") != std::string::npos &&
-             entry.find("mem_len <= 0") != std::string::npos &&
-             entry.find("_kernel(&mx, &mm, &mw_q, &mw_k, &mw_v, &mw_o, "
-                        "&mb_k, &mb_o, &mo);") != std::string::npos,
+  // NAME_layer_forward, before the backward and decode entries.
+  std::string forward = entry.substr(0, entry.find("int g8_layer_backward("));
+  expect(forward.find("memref1 *, memref1 *, memref3 *);") !=
+                 std::string::npos &&
+             forward.find("b_q = NULL;") != std::string::npos &&
+             forward.find("b_k = NULL;") == std::string::npos &&
+             forward.find("|| !memory || !b_k || !b_o)") != std::string::npos &&
+             forward.find("mem_len <= 0") != std::string::npos &&
+             forward.find("_kernel(&mx, &mm, &mw_q, &mw_k, &mw_v, &mw_o, "
+                          "&mb_k, &mb_o, &mo);") != std::string::npos,
          "c-layer-entry", entry);
+  // Cross-attention without RoPE: a decode step that ignores the key/value
+  // weights, and the memory's K/V with the configured b_k.
+  std::string decode = entry.substr(entry.find("g8_layer_decode("));
+  expect(header.find("int g8_layer_decode(") != std::string::npos &&
+             header.find("int g8_layer_memory_kv(") != std::string::npos &&
+             decode.find("w_k = NULL;") != std::string::npos &&
+             decode.find("_layer_decode_kernel(&m_x_new, &m_w_q, &m_w_o, "
+                         "&m_b_o, &m_k_cache, &m_v_cache, &m_cache_lens, "
+                         "&m_y);") != std::string::npos &&
+             decode.find("_layer_memory_kv_kernel(&m_memory, &m_w_k, "
+                         "&m_w_v, &m_b_k, &m_k_cache, &m_v_cache);") !=
+                 std::string::npos &&
+             decode.find("mem_len > capacity") != std::string::npos,
+         "c-layer-decode-entry", decode);
 }
 
 int main() {
