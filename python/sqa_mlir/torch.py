@@ -23,6 +23,10 @@ exports them (contiguous operands; views are copied for that path). CUDA
 tensors go through ``--target cuda`` libraries on the current stream
 (forward only).
 
+CPU calls run the library's OpenMP (libomp) team on torch.get_num_threads()
+threads whose workers sleep right after the call (KMP_BLOCKTIME 0 unless
+set), so they do not spin against PyTorch's own OpenMP pool (libgomp).
+
 The op is ``torch.ops.sqa_mlir.attention_forward`` (a
 ``torch.library.custom_op`` with a fake kernel, so ``torch.compile`` traces
 it without graph breaks) and ``torch.ops.sqa_mlir.attention_backward``.
