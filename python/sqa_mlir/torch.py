@@ -23,6 +23,10 @@ exports them (contiguous operands; views are copied for that path). CUDA
 tensors go through ``--target cuda`` libraries on the current stream
 (forward only).
 
+CPU calls run the library's OpenMP (libomp) team on torch.get_num_threads()
+threads whose workers sleep right after the call (KMP_BLOCKTIME 0 unless
+set), so they do not spin against PyTorch's own OpenMP pool (libgomp).
+
 The op is ``torch.ops.sqa_mlir.attention_forward`` (a
 ``torch.library.custom_op`` with a fake kernel, so ``torch.compile`` traces
 it without graph breaks) and ``torch.ops.sqa_mlir.attention_backward``.
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import threading
 from typing import List, Optional, Tuple
 
@@ -84,6 +89,54 @@ class _Kernels:
 
 _libraries = {}
 _lock = threading.Lock()
+
+
+class _OpenMP:
+    """The LLVM OpenMP runtime (libomp) the CPU libraries run their threads
+    on, told how to share the cores with PyTorch's own runtime.
+
+    PyTorch's CPU ops run on GNU libgomp; the libraries on libomp: two thread
+    pools on the same cores. libomp's workers spin for 200 ms after each
+    parallel region (KMP_BLOCKTIME), so every torch op in that window shares
+    a core with a spinning thread; with a few cores a training step loses
+    more time that way than the attention kernels take. Before each kernel
+    call the calling thread's team is sized to torch.get_num_threads() (so
+    torch.set_num_threads covers both pools) and its workers sleep right
+    after the region (KMP_BLOCKTIME=0), unless the user set KMP_BLOCKTIME.
+    """
+
+    def __init__(self):
+        self.lib = None
+        for name in ("libomp.so.5", "libomp.so"):
+            try:
+                # Only the copy the libraries already loaded, never a new one.
+                self.lib = ctypes.CDLL(name, mode=os.RTLD_NOLOAD | os.RTLD_GLOBAL)
+                break
+            except OSError:
+                continue
+        if self.lib is not None:
+            self.lib.omp_set_num_threads.argtypes = [ctypes.c_int]
+            self.lib.kmp_set_blocktime.argtypes = [ctypes.c_int]
+        self.blocktime = None if "KMP_BLOCKTIME" in os.environ else 0
+
+    def prepare(self) -> None:
+        if self.lib is None:
+            return
+        self.lib.omp_set_num_threads(torch.get_num_threads())
+        if self.blocktime is not None:
+            self.lib.kmp_set_blocktime(self.blocktime)
+
+
+_openmp: Optional[_OpenMP] = None
+
+
+def _prepare_openmp() -> None:
+    """_OpenMP.prepare for CPU calls (the runtime found once a library is
+    loaded)."""
+    global _openmp
+    if _openmp is None:
+        _openmp = _OpenMP()
+    _openmp.prepare()
 
 
 def _cuda_chip(device: torch.device) -> str:
@@ -222,6 +275,8 @@ def attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if T == 0:
         raise ValueError("k and v have no positions (kv_len 0)")
     kernels = _kernels(q, Hq, Hkv, D, Dv, causal, window, scale, layout)
+    if q.device.type == "cpu":
+        _prepare_openmp()
     if need_lse:
         if kernels.forward_lse is None:
             raise BackwardUnavailable(
@@ -276,6 +331,8 @@ def attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if kernels.backward is None:
         raise BackwardUnavailable(f"{kernels.name} has no {kernels.name}_backward "
                                   f"(issue 13)")
+    if q.device.type == "cpu":
+        _prepare_openmp()
     status = kernels.backward(q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
                               d_out.data_ptr(), lse.data_ptr(), dq.data_ptr(),
                               dk.data_ptr(), dv.data_ptr(), B, S, T)
@@ -405,6 +462,7 @@ def layer_forward(x: torch.Tensor, memory: Optional[torch.Tensor], w_q: torch.Te
     w_q, w_k, w_v, w_o = (w.t().contiguous() for w in (w_q, w_k, w_v, w_o))
     biases = [None if b is None else b.contiguous() for b in (b_q, b_k, b_v, b_o)]
     library = _layer_kernels(options)
+    _prepare_openmp()
     ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
     status = library.layer_forward_raw(
         ptr(x), ptr(memory), ptr(w_q), ptr(w_k), ptr(w_v), ptr(w_o),
