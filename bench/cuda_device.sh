@@ -14,8 +14,11 @@
 #    Decode (NAME_decode of CUDA libraries): DIR/decode is prepared by
 #    bench/cuda_decode_bench.py --prepare; on the GPU, check_decode.py
 #    --target cuda checks each of its libraries against numpy, then
-#    cuda_decode_bench.py times them (DIR/decode-<date>.json). There is no
-#    CUDA backward yet (CPU only), so no backward check or timing.
+#    cuda_decode_bench.py times them (DIR/decode-<date>.json).
+#    Training (NAME_forward_lse / NAME_backward of CUDA libraries): DIR/backward
+#    is prepared by check_backward.py --target cuda --prepare; on the GPU the
+#    same script checks each library against numpy (per dtype). No backward
+#    timing yet.
 # 3. Print a summary. Exit status 0 only if nothing failed.
 #
 # The GPU machine needs only DIR, python/, test/lib/python/ and bench/ (plus
@@ -89,6 +92,17 @@ if [ "$do_prepare" = 1 ] && [ -x "$SQA_AOT" ]; then
       else
         note "prepare: benchmark libraries FAILED (see above)"; status=1
       fi
+    fi
+    echo "== preparing backward libraries into $LIBS/backward"
+    bfail=0
+    for dt in f32 bf16; do
+      "$PY" test/lib/python/check_backward.py --sqa-aot "$SQA_AOT" --target cuda \
+        --dtype "$dt" --prepare "$LIBS/backward" || bfail=1
+    done
+    if [ "$bfail" = 0 ]; then
+      note "prepare: backward libraries built into $LIBS/backward"
+    else
+      note "prepare: backward libraries FAILED (see above)"; status=1
     fi
     echo "== preparing decode libraries into $LIBS/decode"
     if "$PY" bench/cuda_decode_bench.py --sqa-aot "$SQA_AOT" --prepare "$LIBS/decode"; then
@@ -187,6 +201,25 @@ if [ "$gpu_ok" = 0 ] && [ -d "$LIBS/decode" ]; then
     [ -n "${OUT:-}" ] && cp "$djson" "$OUT/" 2>/dev/null
   fi
   [ -n "${OUT:-}" ] && cp "$dlog" "$OUT/" 2>/dev/null
+fi
+
+# --- 2c. training (forward_lse, backward) on the GPU ---------------------------
+if [ "$gpu_ok" = 0 ] && [ -d "$LIBS/backward" ] && [ "$do_check" = 1 ]; then
+  tlog="$LIBS/backward-$stamp.log"
+  echo "== backward checks ($LIBS/backward), log $tlog"
+  tfail=0
+  : >"$tlog"
+  for dt in f32 bf16; do
+    "$PY" test/lib/python/check_backward.py --sqa-aot none --target cuda --dtype "$dt" \
+      --lib-dir "$LIBS/backward" 2>&1 | tee -a "$tlog"
+    [ "${PIPESTATUS[0]}" = 0 ] || tfail=1
+  done
+  if [ "$tfail" = 0 ]; then
+    note "backward checks: passed (log $tlog)"
+  else
+    note "backward checks: FAILED (log $tlog)"; status=1
+  fi
+  [ -n "${OUT:-}" ] && cp "$tlog" "$OUT/" 2>/dev/null
 fi
 
 # --- 3. summary -------------------------------------------------------------

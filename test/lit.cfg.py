@@ -65,6 +65,12 @@ def checker(script, *args):
 # Longer names first: lit substitutes in order (%sqa-check-gpu-emulated,
 # -cuda, -aot and -layer before %sqa-check).
 config.substitutions.append(
+    ("%sqa-check-gpu-backward-emulated",
+     checker("check_gpu_backward_emulated.py", "--sqa-aot", sqa_aot,
+             "--sqa-test-opt", os.path.join(config.sqa_tools_dir, "sqa-test-opt"),
+             "--mlir-translate", os.path.join(config.llvm_tools_dir, "mlir-translate"),
+             "--clang", clang or "clang")))
+config.substitutions.append(
     ("%sqa-check-gpu-decode-emulated",
      checker("check_gpu_decode_emulated.py", "--sqa-aot", sqa_aot,
              "--sqa-test-opt", os.path.join(config.sqa_tools_dir, "sqa-test-opt"),

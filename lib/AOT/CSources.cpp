@@ -165,8 +165,9 @@ std::string aot::generateHeader(const AttentionConfig &config) {
     decode["out_shape"] = shape("OUT_HEADS", "new_len", "VALUE_HEAD_DIM");
     prototypes += fillTemplate(
         cuda ? "header-decode-cuda.h.in" : "header-decode-cpu.h.in", decode);
-    if (!cuda)
-      prototypes += fillTemplate("header-training-cpu.h.in", values);
+    prototypes += fillTemplate(cuda ? "header-training-cuda.h.in"
+                                    : "header-training-cpu.h.in",
+                               values);
   }
   values["prototypes"] = prototypes;
   values["target_note"] = fillTemplate(

@@ -39,14 +39,15 @@ struct KernelLaunch {
 };
 } // namespace
 
-/// The forward kernel: the one that is no decode stage.
+/// The forward kernel: the one that is no decode or training stage.
 static std::optional<KernelLaunch> findKernel(ModuleOp module) {
   auto kernels = module.lookupSymbol<gpu::GPUModuleOp>("sqa_kernels");
   if (!kernels)
     return std::nullopt;
   std::optional<KernelLaunch> launch;
   for (auto func : kernels.getOps<gpu::GPUFuncOp>()) {
-    if (func->hasAttr(gpu_abi::kDecodeStageAttrName))
+    if (func->hasAttr(gpu_abi::kDecodeStageAttrName) ||
+        func->hasAttr(gpu_abi::kTrainingStageAttrName))
       continue;
     auto geometry =
         func->getAttrOfType<GPULaunchAttr>(gpu_abi::kLaunchAttrName);
@@ -95,6 +96,35 @@ static std::optional<DecodeKernels> findDecodeKernels(ModuleOp module,
   }
   if (found.splitKeys <= 0)
     return std::nullopt;
+  return found;
+}
+
+/// The training kernels in the launcher's order: lse, dkdv, dq.
+static std::optional<SmallVector<KernelLaunch>>
+findTrainingKernels(ModuleOp module) {
+  auto kernels = module.lookupSymbol<gpu::GPUModuleOp>("sqa_kernels");
+  if (!kernels)
+    return std::nullopt;
+  SmallVector<KernelLaunch> found;
+  for (StringRef stage : {"lse", "dkdv", "dq"}) {
+    gpu::GPUFuncOp match;
+    for (auto func : kernels.getOps<gpu::GPUFuncOp>())
+      if (auto attr =
+              func->getAttrOfType<StringAttr>(gpu_abi::kTrainingStageAttrName);
+          attr && attr.getValue() == stage) {
+        if (match)
+          return std::nullopt;
+        match = func;
+      }
+    if (!match)
+      return std::nullopt;
+    auto geometry =
+        match->getAttrOfType<GPULaunchAttr>(gpu_abi::kLaunchAttrName);
+    if (!geometry || geometry.getThreads() <= 0 ||
+        geometry.getRowsPerBlock() <= 0 || geometry.getHeadsPerBlock() <= 0)
+      return std::nullopt;
+    found.push_back({match.getName().str(), geometry});
+  }
   return found;
 }
 
@@ -286,9 +316,83 @@ static void fillDecodeParameterBlock(const AttentionConfig &config,
   values["decode_parameter_pointers"] = pointers;
 }
 
+/// The training entries' parameter block from GPUKernelABI.def's training
+/// lists (launch_training's parameters name every buffer and its count).
+static void fillTrainingParameterBlock(const AttentionConfig &config,
+                                       TemplateValues &values) {
+  static const KernelABINames abi;
+  SmallVector<StringRef> buffers, scalars;
+#define SQA_GPU_TRAINING_BUFFER(Name, cName) buffers.push_back(#cName);
+#define SQA_GPU_TRAINING_SCALAR(Name, cName) scalars.push_back(#cName);
+#include "sqa/Transforms/GPUKernelABI.def"
+  struct Extent {
+    int64_t heads;
+    StringRef len;
+    int64_t dim;
+  };
+  std::map<std::string, Extent, std::less<>> extents = {
+      {"q", {config.heads.query, "q_len", config.headDim}},
+      {"k", {config.heads.kv, "kv_len", config.headDim}},
+      {"v", {config.heads.kv, "kv_len", config.valueHeadDim}},
+      {"out", {config.outputHeads(), "q_len", config.valueHeadDim}},
+      {"d_out", {config.outputHeads(), "q_len", config.valueHeadDim}},
+      {"dq", {config.heads.query, "q_len", config.headDim}},
+      {"dk", {config.heads.kv, "kv_len", config.headDim}},
+      {"dv", {config.heads.kv, "kv_len", config.valueHeadDim}}};
+  std::map<std::string, std::string, std::less<>> scalarValues = {
+      {"q_len", "q_len"},
+      {"kv_len", "kv_len"},
+      {"diagonal",
+       config.alignment == MaskAlignment::BottomRight ? "kv_len - q_len" : "0"},
+      // lse is [batch][OUT_HEADS][q_len] in every layout.
+      {"lse_stride_batch", "TRAINING_OUT_HEADS * q_len"},
+      {"lse_stride_head", "q_len"},
+      {"lse_stride_pos", "1"}};
+  bool bhsd = config.layout == Layout::BHSD;
+  std::string descriptors, pointers;
+  for (StringRef buffer : buffers) {
+    std::string b = buffer.str();
+    if (auto extent = extents.find(buffer); extent != extents.end()) {
+      auto [heads, len, dim] = extent->second;
+      scalarValues[b + "_stride_batch"] =
+          llvm::formatv("{0} * {1} * {2}", len, heads, dim).str();
+      scalarValues[b + "_stride_head"] =
+          bhsd ? llvm::formatv("{0} * {1}", len, dim).str()
+               : std::to_string(dim);
+      scalarValues[b + "_stride_pos"] =
+          bhsd ? std::to_string(dim)
+               : llvm::formatv("{0} * {1}", heads, dim).str();
+    }
+    std::map<std::string, std::string, std::less<>> wordValues = {
+        {"allocated", "(void *)" + b},
+        {"aligned", "(void *)" + b},
+        {"offset", "0"},
+        {"size", "n_" + b},
+        {"stride", "1"}};
+    descriptors +=
+        "  flat_memref m_" + b + " = {" +
+        llvm::join(lookupAll(abi.memrefWords, wordValues, "memref word"),
+                   ", ") +
+        "};\n";
+    for (StringRef word : abi.memrefWords)
+      pointers += ("    &m_" + b + "." + word + ",\n").str();
+  }
+  std::string scalarText;
+  SmallVector<std::string> scalarExprs =
+      lookupAll(scalars, scalarValues, "training scalar");
+  for (auto [i, name] : llvm::enumerate(scalars)) {
+    scalarText += "      " + scalarExprs[i] + ", /* " + name.str() + " */\n";
+    pointers += "    &scalars[" + std::to_string(i) + "],\n";
+  }
+  values["training_buffer_descriptors"] = descriptors;
+  values["training_scalar_values"] = scalarText;
+  values["training_parameter_pointers"] = pointers;
+}
+
 static std::string generateLauncher(const AttentionConfig &config,
                                     const KernelLaunch &launch,
                                     const DecodeKernels &decode,
+                                    ArrayRef<KernelLaunch> training,
                                     StringRef cubin) {
   TemplateValues values = {{"name", config.name},
                            {"chip", config.chip},
@@ -320,6 +424,30 @@ static std::string generateLauncher(const AttentionConfig &config,
     shared +=
         "  " + std::to_string(kernel.geometry.getSharedMemoryBytes()) + ",\n";
   }
+  // Training kernels after the decode ones: lse, dkdv, dq.
+  values["training_first_kernel"] = std::to_string(1 + decode.kernels.size());
+  for (const KernelLaunch &kernel : training) {
+    names += "  \"" + kernel.name + "\",\n";
+    shared +=
+        "  " + std::to_string(kernel.geometry.getSharedMemoryBytes()) + ",\n";
+  }
+  GPULaunchAttr lse = training[0].geometry, dkdv = training[1].geometry,
+                dq = training[2].geometry;
+  values["lse_rows_per_block"] = std::to_string(lse.getRowsPerBlock());
+  values["lse_head_blocks"] =
+      std::to_string(lse.getOutputHeads() / lse.getHeadsPerBlock());
+  values["lse_threads"] = std::to_string(lse.getThreads());
+  values["lse_shared_memory_bytes"] =
+      std::to_string(lse.getSharedMemoryBytes());
+  values["backward_rows_per_block"] = std::to_string(dkdv.getRowsPerBlock());
+  values["backward_threads"] = std::to_string(dkdv.getThreads());
+  values["dkdv_shared_memory_bytes"] =
+      std::to_string(dkdv.getSharedMemoryBytes());
+  values["dq_shared_memory_bytes"] = std::to_string(dq.getSharedMemoryBytes());
+  values["training_out_heads"] = std::to_string(config.outputHeads());
+  values["kv_heads"] = std::to_string(config.heads.kv);
+  values["q_heads"] = std::to_string(config.heads.query);
+  fillTrainingParameterBlock(config, values);
   values["kernel_names"] = names;
   values["kernel_shared_bytes"] = shared;
   // Append, split and merge share one geometry but the split's shared
@@ -336,6 +464,7 @@ static std::string generateLauncher(const AttentionConfig &config,
   fillDecodeParameterBlock(config, values);
   return fillTemplate("cuda-launcher.c.in", values) +
          fillTemplate("entry-decode-cuda.c.in", values) +
+         fillTemplate("entry-training-cuda.c.in", values) +
          generateCommonEntries(config);
 }
 
@@ -369,6 +498,11 @@ bool aot::compileCUDALibrary(ModuleOp module, const CodegenOptions &options,
   std::optional<DecodeKernels> decode = findDecodeKernels(module, config.name);
   if (!decode)
     return fail(error, "expected the sqa-lower-decode-to-gpu kernels");
+  std::optional<SmallVector<KernelLaunch>> training =
+      findTrainingKernels(module);
+  if (!training)
+    return fail(error, "expected the forward-with-lse and "
+                       "sqa-lower-attention-backward-to-gpu kernels");
 
   PassManager binaryStage(module.getContext());
   buildCUDABinaryPipeline(binaryStage, pipeline);
@@ -389,7 +523,8 @@ bool aot::compileCUDALibrary(ModuleOp module, const CodegenOptions &options,
   llvm::sys::path::append(source, "launcher.c");
   llvm::sys::path::append(header, config.name + ".h");
   if (!writeFile(header, generateHeader(config), error) ||
-      !writeFile(source, generateLauncher(config, *launch, *decode, *object),
+      !writeFile(source,
+                 generateLauncher(config, *launch, *decode, *training, *object),
                  error))
     return false;
   std::string clang = findClang(options);

@@ -227,8 +227,7 @@ static OwningOpRef<ModuleOp> buildCoreModule(MLIRContext &context,
   // CUDA).
   for (bool append : {false, true})
     buildDecodeKernel(b, *module, config, append);
-  if (config.target == Target::CPU)
-    buildTrainingKernels(b, *module, config, argTypes);
+  buildTrainingKernels(b, *module, config, argTypes);
   return module;
 }
 

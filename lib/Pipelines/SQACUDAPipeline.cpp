@@ -113,6 +113,7 @@ void sqa::buildCUDAKernelPipeline(OpPassManager &pm,
   gpuOptions.rowsPerWarp = options.rowsPerWarp;
   pm.addPass(createLowerAttentionToGPU(gpuOptions));
   pm.addPass(createLowerDecodeToGPU());
+  pm.addPass(createLowerAttentionBackwardToGPU());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
 }

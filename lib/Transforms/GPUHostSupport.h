@@ -11,6 +11,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 
@@ -66,6 +67,23 @@ inline gpu::GPUModuleOp getOrCreateKernelModule(ModuleOp module) {
     kernels = gpu::GPUModuleOp::create(builder, module.getLoc(), "sqa_kernels");
   }
   return kernels;
+}
+
+/// 2^x and log2(x) (f32) with the approximate PTX instructions. Spelled as
+/// PTX: math.exp2 / math.log2 would lower to libdevice calls, which only
+/// link where a CUDA toolkit is found at compile time. ex2.approx gives +0
+/// at -inf; lg2.approx gives -inf at 0.
+inline Value ptxExp2(OpBuilder &b, Location loc, Value x) {
+  return NVVM::InlinePtxOp::create(b, loc, TypeRange{b.getF32Type()},
+                                   ValueRange{x}, ValueRange{},
+                                   "ex2.approx.ftz.f32 $0, $1;", Value())
+      .getResult(0);
+}
+inline Value ptxLog2(OpBuilder &b, Location loc, Value x) {
+  return NVVM::InlinePtxOp::create(b, loc, TypeRange{b.getF32Type()},
+                                   ValueRange{x}, ValueRange{},
+                                   "lg2.approx.ftz.f32 $0, $1;", Value())
+      .getResult(0);
 }
 
 } // namespace mlir::sqa

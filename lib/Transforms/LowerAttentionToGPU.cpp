@@ -60,6 +60,9 @@ struct KernelSpec {
   int64_t kvBlock, headsPerBlock;
   /// m16 row tiles per warp (tensor cores): 1 or 2.
   int64_t rowTilesPerWarp = 1;
+  /// Also stores each row's logsumexp; the kernel then takes
+  /// GPUKernelABI.def's training parameter list.
+  bool withLse = false;
 
   bool tensorCores() const { return !elementType.isF32(); }
   /// Stacked query rows of a block (tensor cores).
@@ -104,6 +107,14 @@ protected:
   /// maximumf maps to PTX max.NaN.f32.
   Value maxF(Value x, Value y) { return arith::MaximumFOp::create(b, x, y); }
 
+public:
+  /// Natural log for OnlineSoftmax<KernelBuilderBase>::logSumExp: lg2.approx
+  /// times ln 2 (math.log would need libdevice, see exp2).
+  Value log(Value x) {
+    return mulF(ptxLog2(b, b.getLoc(), x), f32(0.6931471805599453f));
+  }
+
+protected:
   using Softmax = OnlineSoftmax<LoweringBuilder>;
   /// ex2.approx gives +0 at -inf, so the softmax rules need no guard.
   Softmax::Exponential exp{[this](Value x) { return exp2(x); },
@@ -156,6 +167,16 @@ private:
 
   void buildTensorCoreKernel();
   void buildSIMTKernel();
+  /// Stores the logsumexp of row `pos` of output head `outHead` from the
+  /// base-2 running maximum and the sum of the online softmax.
+  void storeLse(Value batch, Value outHead, Value pos, Value rowMaxLog2,
+                Value sum) {
+    Value rowMax = mulF(rowMaxLog2, f32(0.6931471805599453f));
+    Value lse = OnlineSoftmax<KernelBuilderBase>::logSumExp(*this, rowMax, sum);
+    Value dst = add(add(mul(batch, lseStrides[0]), mul(outHead, lseStrides[1])),
+                    mul(pos, lseStrides[2]));
+    memref::StoreOp::create(b, lse, lseMemref, ValueRange{dst});
+  }
 
   Attribute workgroupSpace() {
     return gpu::AddressSpaceAttr::get(b.getContext(),
@@ -199,16 +220,32 @@ private:
   Value memrefs[gpu_abi::kNumBuffers];
   Value queryLen, keyLen, diagonal;
   Value strides[gpu_abi::kNumBuffers][3];
+  /// With spec.withLse: the lse buffer and its (batch, head, position)
+  /// strides.
+  Value lseMemref, lseStrides[3];
   MaskBounds mask;
 };
 
 } // namespace
 
+// The training list starts with the forward's buffers and scalars, in the
+// same order.
+static_assert(int(gpu_abi::kTrainingOut) == int(gpu_abi::kOut) &&
+              int(gpu_abi::kTrainingDiagonal) == int(gpu_abi::kDiagonal) &&
+              int(gpu_abi::kTrainingOutStridePos) ==
+                  int(gpu_abi::kOutStridePos));
+
 void KernelBuilder::decodeArguments() {
   using namespace gpu_abi;
   for (int i = 0; i < kNumBuffers; ++i)
     memrefs[i] = func.getArgument(i);
-  auto scalar = [&](int i) { return func.getArgument(kNumBuffers + i); };
+  int numBuffers = spec.withLse ? kNumTrainingBuffers : kNumBuffers;
+  auto scalar = [&](int i) { return func.getArgument(numBuffers + i); };
+  if (spec.withLse) {
+    lseMemref = func.getArgument(kTrainingLse);
+    for (int j = 0; j < 3; ++j)
+      lseStrides[j] = scalar(trainingFirstStride(kTrainingLse) + j);
+  }
   queryLen = scalar(kQueryLen);
   keyLen = scalar(kKeyLen);
   diagonal = scalar(kDiagonal);
@@ -634,6 +671,15 @@ void KernelBuilder::buildTensorCoreKernel() {
     for (int64_t h = 0; h < 2; ++h) {
       Value sum = quadReduce(tileState[outTiles * 4 + 2 + h], /*isMax=*/false);
       Value inverse = Softmax::normalizer(*this, sum);
+      // The quad's maximum is already common (reduced per block); one lane
+      // of the quad stores the row's lse.
+      if (spec.withLse)
+        ifThen(andI(cmp(arith::CmpIPredicate::slt, rowPos[mt][h], queryLen),
+                    cmp(arith::CmpIPredicate::eq, remU(lane, 4), index(0))),
+               [&] {
+                 storeLse(batch, outHead, rowPos[mt][h],
+                          tileState[outTiles * 4 + h], sum);
+               });
       ifThen(cmp(arith::CmpIPredicate::slt, rowPos[mt][h], queryLen), [&] {
         for (int64_t t = 0; t < outTiles; ++t) {
           Value x = mulF(tileState[t * 4 + 2 * h], inverse);
@@ -744,6 +790,8 @@ void KernelBuilder::buildSIMTKernel() {
   Value sum = state[1];
   Value inverse = Softmax::normalizer(*this, sum);
   ifThen(active, [&] {
+    if (spec.withLse)
+      storeLse(batch, outHead, pos, state[0], sum);
     forLoop(index(0), index(valueDim), index(1), [&](Value d) {
       Value o = memref::LoadOp::create(b, acc, ValueRange{d});
       memref::StoreOp::create(
@@ -776,8 +824,6 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
   if (!op.hasPureBufferSemantics())
     return op.emitOpError(
         "sqa-lower-attention-to-gpu needs buffer semantics; bufferize first");
-  if (op.getLse())
-    return op.emitOpError("the GPU kernels do not write lse yet (CPU only)");
   // Bounded before any size arithmetic: kv-block multiplies head dims.
   if (std::string bad = checkOptionRange("kv-block", kvBlock, 1, kMaxBlock);
       !bad.empty())
@@ -791,9 +837,13 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
   spec.scale = op.getScaleOrDefault();
   spec.kvBlock = kvBlock;
   spec.rowTilesPerWarp = rowsPerWarp / 16;
+  spec.withLse = static_cast<bool>(op.getLse());
 
-  for (Value operand :
-       {op.getQuery(), op.getKey(), op.getValue(), op.getInit()})
+  SmallVector<Value> stridedOperands = {op.getQuery(), op.getKey(),
+                                        op.getValue(), op.getInit()};
+  if (spec.withLse)
+    stridedOperands.push_back(op.getLse());
+  for (Value operand : stridedOperands)
     if (!hasUnitInnerStride(cast<MemRefType>(operand.getType())))
       return op.emitOpError("the GPU kernel needs a static innermost stride "
                             "of 1 on every operand, got ")
@@ -843,12 +893,21 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
   std::string name =
       (parentFunc ? parentFunc.getName() : StringRef("sqa")).str() +
       "_attention";
+  auto flatType = [&](Type element) {
+    return MemRefType::get(
+        {ShapedType::kDynamic}, element,
+        StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {1}));
+  };
   SmallVector<Type> argTypes;
-  argTypes.append(
-      gpu_abi::kNumBuffers,
-      MemRefType::get({ShapedType::kDynamic}, spec.elementType,
-                      StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {1})));
-  argTypes.append(gpu_abi::kNumScalars, IndexType::get(ctx));
+  if (spec.withLse) {
+    argTypes.append(gpu_abi::kNumTrainingBuffers, flatType(spec.elementType));
+    argTypes[gpu_abi::kTrainingLse] = flatType(Float32Type::get(ctx));
+    argTypes.append(gpu_abi::kNumTrainingScalars, IndexType::get(ctx));
+    name += "_lse";
+  } else {
+    argTypes.append(gpu_abi::kNumBuffers, flatType(spec.elementType));
+    argTypes.append(gpu_abi::kNumScalars, IndexType::get(ctx));
+  }
   OpBuilder moduleBuilder = OpBuilder::atBlockEnd(kernels.getBody());
   auto func = gpu::GPUFuncOp::create(moduleBuilder, op.getLoc(), name,
                                      FunctionType::get(ctx, argTypes, {}));
@@ -864,6 +923,8 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
       GPULaunchAttr::get(ctx, kThreads, spec.rowsPerHead(), spec.headsPerBlock,
                          spec.heads.outputHeads(), spec.sharedMemoryBytes());
   func->setAttr(gpu_abi::kLaunchAttrName, launch);
+  if (spec.withLse)
+    func->setAttr(gpu_abi::kTrainingStageAttrName, StringAttr::get(ctx, "lse"));
   {
     ImplicitLocOpBuilder kb(op.getLoc(), ctx);
     kb.setInsertionPointToStart(&func.getBody().front());
@@ -878,21 +939,31 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
   operands[kKey] = op.getKey();
   operands[kValue] = op.getValue();
   operands[kOut] = op.getInit();
-  SmallVector<Value> args(kNumBuffers + kNumScalars);
-  for (int i = 0; i < kNumBuffers; ++i) {
-    FlatOperand flat = flattenOperand(b, operands[i]);
+  int numBuffers = spec.withLse ? kNumTrainingBuffers : kNumBuffers;
+  SmallVector<Value> args(numBuffers +
+                          (spec.withLse ? kNumTrainingScalars : kNumScalars));
+  SmallVector<Value> bufferOperands(operands, operands + kNumBuffers);
+  if (spec.withLse) {
+    // d_out, lse, dq, dk, dv: the forward reads none of the backward's
+    // buffers; any memref of the right type fills their slots.
+    bufferOperands.append(
+        {op.getInit(), op.getLse(), op.getQuery(), op.getKey(), op.getValue()});
+    // lse is [B, H, S]: its three strides are (batch, head, position).
+  }
+  for (int i = 0; i < numBuffers; ++i) {
+    FlatOperand flat = flattenOperand(b, bufferOperands[i]);
     args[i] = flat.flat;
     for (int j = 0; j < 3; ++j)
-      args[kNumBuffers + firstStride(static_cast<Buffer>(i)) + j] =
+      args[numBuffers + firstStride(static_cast<Buffer>(i)) + j] =
           flat.strides[j];
   }
   Value batch = memref::DimOp::create(b, op.getQuery(), 0);
   Value queryLen = memref::DimOp::create(b, op.getQuery(), 2);
-  args[kNumBuffers + kQueryLen] = queryLen;
-  args[kNumBuffers + kKeyLen] = memref::DimOp::create(b, op.getKey(), 2);
-  args[kNumBuffers + kDiagonal] = spec.mask
-                                      ? op.buildDiagonalOffset(b, op.getLoc())
-                                      : arith::ConstantIndexOp::create(b, 0);
+  args[numBuffers + kQueryLen] = queryLen;
+  args[numBuffers + kKeyLen] = memref::DimOp::create(b, op.getKey(), 2);
+  args[numBuffers + kDiagonal] = spec.mask
+                                     ? op.buildDiagonalOffset(b, op.getLoc())
+                                     : arith::ConstantIndexOp::create(b, 0);
 
   Value rows = arith::ConstantIndexOp::create(b, launch.getRowsPerBlock());
   Value gridX = arith::MulIOp::create(

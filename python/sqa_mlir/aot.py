@@ -620,6 +620,14 @@ class CUDAAttentionLibrary(_Library):
         self._decode = self._bind("decode", ctypes.c_int,
                                   [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 3
                                   + [ctypes.c_void_p])
+        # q, k, v, out, lse, batch, q_len, kv_len, stream.
+        self._forward_lse = self._bind("forward_lse", ctypes.c_int,
+                                       [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 3
+                                       + [ctypes.c_void_p])
+        # q, k, v, out, d_out, lse, dq, dk, dv, batch, q_len, kv_len, stream.
+        self._backward = self._bind("backward", ctypes.c_int,
+                                    [ctypes.c_void_p] * 9 + [ctypes.c_int64] * 3
+                                    + [ctypes.c_void_p])
         self.target = self.settings.get("target")
         self.chip = self.settings.get("chip")
 
@@ -671,6 +679,41 @@ class CUDAAttentionLibrary(_Library):
             capacity = k_cache.shape[1] if bshd else k_cache.shape[2]
         return self.decode_raw(q, k_cache, v_cache, k_new, v_new, cache_lens, out,
                                batch, new_len, capacity, stream)
+
+    def _sizes(self, q, k, batch, q_len, kv_len):
+        bshd = self.layout == "bshd"
+        if batch is None:
+            batch = q.shape[0]
+        if q_len is None:
+            q_len = q.shape[1] if bshd else q.shape[2]
+        if kv_len is None:
+            kv_len = k.shape[1] if bshd else k.shape[2]
+        return batch, q_len, kv_len
+
+    def forward_lse(self, q, k, v, out, lse, batch=None, q_len=None, kv_len=None,
+                    stream=None) -> int:
+        """Call NAME_forward_lse: device addresses (or objects with a shape
+        for the sizes), lse f32 [batch, out heads, q_len]. Returns the
+        status; the work is only enqueued (compiles and runs on the CPU
+        emulator, unmeasured on a GPU)."""
+        batch, q_len, kv_len = self._sizes(q, k, batch, q_len, kv_len)
+        names = ("q", "k", "v", "out", "lse")
+        ptrs = [_device_pointer(w, a) for w, a in zip(names, (q, k, v, out, lse))]
+        return int(self._forward_lse(*[p or None for p in ptrs], int(batch),
+                                     int(q_len), int(kv_len), _stream_handle(stream)))
+
+    def backward(self, q, k, v, out, d_out, lse, dq, dk, dv, batch=None, q_len=None,
+                 kv_len=None, stream=None) -> int:
+        """Call NAME_backward (dK/dV and dQ kernels) with device addresses;
+        sizes from q.shape / k.shape unless given. Returns the status; the
+        work is only enqueued (compiles and runs on the CPU emulator,
+        unmeasured on a GPU)."""
+        batch, q_len, kv_len = self._sizes(q, k, batch, q_len, kv_len)
+        names = ("q", "k", "v", "out", "d_out", "lse", "dq", "dk", "dv")
+        args = (q, k, v, out, d_out, lse, dq, dk, dv)
+        ptrs = [_device_pointer(w, a) for w, a in zip(names, args)]
+        return int(self._backward(*[p or None for p in ptrs], int(batch), int(q_len),
+                                  int(kv_len), _stream_handle(stream)))
 
     def last_error(self) -> str:
         s = self._last_error()

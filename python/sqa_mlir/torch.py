@@ -20,8 +20,9 @@ cache. CPU tensors go through NAME_forward_strided, so views (BSHD/BHSD
 transposes, q/k/v sliced from a fused projection) reach the kernel without
 copies. Gradients use the library's NAME_forward_lse/NAME_backward when it
 exports them (contiguous operands; views are copied for that path). CUDA
-tensors go through ``--target cuda`` libraries on the current stream
-(forward only).
+tensors go through ``--target cuda`` libraries on the current stream,
+gradients too (their NAME_forward_lse/NAME_backward take the stream;
+compiles, unmeasured on a GPU).
 
 CPU calls run the library's OpenMP (libomp) team on torch.get_num_threads()
 threads whose workers sleep right after the call (KMP_BLOCKTIME 0 unless
@@ -66,11 +67,21 @@ class _Kernels:
         lib = library.lib
         self.forward_strided = library._forward_strided if strided else None
         self.forward = library._forward
+        # CUDA libraries' training entries take the stream last.
+        self.cuda = isinstance(library, aot.CUDAAttentionLibrary)
+        stream = [ctypes.c_void_p] if self.cuda else []
         self.forward_lse = self._optional(
             lib, "forward_lse",
-            [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 3)
+            [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 3 + stream)
         self.backward = self._optional(
-            lib, "backward", [ctypes.c_void_p] * 9 + [ctypes.c_int64] * 3)
+            lib, "backward", [ctypes.c_void_p] * 9 + [ctypes.c_int64] * 3 + stream)
+
+    def stream(self, t) -> tuple:
+        """The trailing stream argument of a CUDA entry (the current stream
+        of ``t``'s device), or nothing for a CPU library."""
+        if not self.cuda:
+            return ()
+        return (torch.cuda.current_stream(t.device).cuda_stream,)
 
     def _optional(self, lib, suffix, argtypes):
         fn = getattr(lib, f"{self.name}_{suffix}", None)
@@ -284,7 +295,8 @@ def attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 f"builds no backward libraries (issue 13)")
         q, k, v = (t.contiguous() for t in (q, k, v))
         status = kernels.forward_lse(q.data_ptr(), k.data_ptr(), v.data_ptr(),
-                                     out.data_ptr(), lse.data_ptr(), B, S, T)
+                                     out.data_ptr(), lse.data_ptr(), B, S, T,
+                                     *kernels.stream(q))
         kernels.check("forward_lse", status)
     elif kernels.forward_strided is not None:
         qb, kb, vb = (_unit_inner(_bhsd(t, layout)) for t in (q, k, v))
@@ -335,7 +347,8 @@ def attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         _prepare_openmp()
     status = kernels.backward(q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
                               d_out.data_ptr(), lse.data_ptr(), dq.data_ptr(),
-                              dk.data_ptr(), dv.data_ptr(), B, S, T)
+                              dk.data_ptr(), dv.data_ptr(), B, S, T,
+                              *kernels.stream(q))
     kernels.check("backward", status)
     return dq, dk, dv
 

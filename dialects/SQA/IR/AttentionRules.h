@@ -140,6 +140,13 @@ struct HeadMapping {
   typename D::Int firstOutputHeadOfKV(D &d, typename D::Int kvHead) const {
     return d.mul(kvHead, d.index(outputsPerKVHead()));
   }
+  /// The first of the `outputsPerQueryHead()` output heads of a query head
+  /// (several for reverse SQA; a backward sums dQ over them).
+  template <typename D>
+  typename D::Int firstOutputHeadOfQuery(D &d,
+                                         typename D::Int queryHead) const {
+    return d.mul(queryHead, d.index(outputsPerQueryHead()));
+  }
 };
 
 //===----------------------------------------------------------------------===//

@@ -63,7 +63,8 @@ def SQA_AttentionOp : SQA_Op<"attention", [
     destination: the per-row logsumexp of the scaled, masked scores in the
     natural-log domain (`-inf` for a row that sees no key), which
     `sqa.attention_backward` takes to recompute the probabilities. With it
-    the tensor form returns two results (output, lse). CPU lowerings only.
+    the tensor form returns two results (output, lse). Lowered by the CPU
+    kernels and by sqa-lower-attention-to-gpu (an lse epilogue store).
 
     ```mlir
     %r = sqa.attention ins(%q, %k, %v : tensor<2x8x?x64xf32>,

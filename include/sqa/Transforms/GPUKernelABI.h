@@ -59,6 +59,26 @@ constexpr int decodeFirstStride(DecodeBuffer buffer) {
 /// Element buffers with strides: q, the caches, the new tokens, out.
 constexpr int kNumDecodeStridedBuffers = kDecodeCacheLens;
 
+/// The training kernels' buffers and scalars (one list for the
+/// forward-with-lse and both backward kernels).
+enum TrainingBuffer : int {
+#define SQA_GPU_TRAINING_BUFFER(Name, cName) kTraining##Name,
+#include "sqa/Transforms/GPUKernelABI.def"
+  kNumTrainingBuffers
+};
+enum TrainingScalar : int {
+#define SQA_GPU_TRAINING_SCALAR(Name, cName) kTraining##Name,
+#include "sqa/Transforms/GPUKernelABI.def"
+  kNumTrainingScalars
+};
+/// Index of the first of a training buffer's three strides.
+constexpr int trainingFirstStride(TrainingBuffer buffer) {
+  return kTrainingQueryStrideBatch + 3 * static_cast<int>(buffer);
+}
+/// Name of the training kernels' stage attribute: "lse" (the forward with
+/// logsumexp), "dkdv" or "dq".
+constexpr const char *kTrainingStageAttrName = "sqa.gpu_training_stage";
+
 /// Name of the decode kernels' stage attribute ("append", "split" or
 /// "merge") and of the split kernel's keys per split.
 constexpr const char *kDecodeStageAttrName = "sqa.gpu_decode_stage";

@@ -346,6 +346,45 @@ def LowerDecodeToGPU : Pass<"sqa-lower-decode-to-gpu", "::mlir::ModuleOp"> {
   ];
 }
 
+def LowerAttentionBackwardToGPU : Pass<"sqa-lower-attention-backward-to-gpu",
+                                       "::mlir::ModuleOp"> {
+  let summary = "Lower memref sqa.attention_backward to CUDA dK/dV and dQ "
+                "kernels and their launches";
+  let description = [{
+    Rewrites every buffer-form `sqa.attention_backward` into two
+    `gpu.launch_func`s of SIMT kernels (FlashAttention-2's structure, no
+    atomics: deterministic), 128 threads per block, f32 arithmetic:
+
+    1. `dkdv`: a block per (batch, kv head, 128 keys), a thread per key; it
+       loops over the kv head's output heads (grouped heads reduced, never
+       expanded) and the query tiles of `tile` rows whose key-block range
+       (`keyBlockRange`) holds its keys; Q, dO, lse and Delta of a tile are
+       staged in shared memory; P is recomputed from lse.
+    2. `dq`: a block per (batch, query head, 128 query rows), a thread per
+       row, looping over the query head's output heads (several for reverse
+       SQA) and their key blocks of `tile` keys (K, V in shared memory).
+
+    Delta = rowsum(dO * O) is recomputed per staged row (Dv multiply-adds)
+    instead of by a preprocess kernel: no scratch buffer, no extra launch.
+    Parameters follow the training list of
+    `include/sqa/Transforms/GPUKernelABI.def`; each kernel carries
+    `sqa.gpu_launch` and `sqa.gpu_training_stage`. Compiles; measured only
+    on the CPU emulator.
+  }];
+  let options = [
+    Option<"tile", "tile", "int64_t", /*default=*/"32",
+           "Rows per shared-memory tile: query rows (dK/dV kernel), keys "
+           "(dQ kernel)">
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::gpu::GPUDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::NVVM::NVVMDialect",
+    "::mlir::scf::SCFDialect"
+  ];
+}
+
 def LowerDecodeReference : Pass<"sqa-lower-decode-reference"> {
   let summary = "Lower sqa.decode to naive scalar loops (the oracle)";
   let description = [{

@@ -209,11 +209,16 @@ LogicalResult Emulator::rewrite(Operation *op) {
                                         ArrayRef<int64_t>{i / 2, i % 2});
     op->getResult(0).replaceAllUsesWith(result);
   } else if (auto ptx = dyn_cast<NVVM::InlinePtxOp>(op)) {
-    if (!ptx.getPtxCode().starts_with("ex2.approx") ||
-        op->getNumOperands() != 1 || op->getNumResults() != 1)
-      return op->emitError("only ex2.approx inline PTX is emulated");
+    bool exp2 = ptx.getPtxCode().starts_with("ex2.approx");
+    bool log2 = ptx.getPtxCode().starts_with("lg2.approx");
+    if ((!exp2 && !log2) || op->getNumOperands() != 1 ||
+        op->getNumResults() != 1)
+      return op->emitError("only ex2.approx and lg2.approx inline PTX are "
+                           "emulated");
+    Value x = op->getOperand(0);
     op->getResult(0).replaceAllUsesWith(
-        math::Exp2Op::create(b, op->getOperand(0)).getResult());
+        exp2 ? math::Exp2Op::create(b, x).getResult()
+             : math::Log2Op::create(b, x).getResult());
   } else if (auto mma = dyn_cast<NVVM::MmaOp>(op)) {
     SmallVector<Value> args(op->getOperands());
     args.push_back(arith::ConstantIntOp::create(b, i32, 1)); // bf16

@@ -38,6 +38,8 @@ struct fake_function {
   int max_dynamic_shared;
   /* A decode kernel (its name says so): GPUKernelABI.def's decode lists. */
   int decode;
+  /* A training kernel (forward with lse, dK/dV, dQ): the training lists. */
+  int training;
 };
 
 static int initialized;
@@ -46,6 +48,7 @@ static __thread void *current_context;
 static void *kernels;
 static sqa_emu_launch_fn launch;
 static sqa_emu_launch_decode_fn launch_decode;
+static sqa_emu_launch_training_fn launch_training;
 
 static const char *error_name(CUresult r) {
   switch (r) {
@@ -186,7 +189,9 @@ CUresult cuModuleLoadData(void **module, const void *image) {
     launch = (sqa_emu_launch_fn)dlsym(kernels, "sqa_emu_launch");
     launch_decode =
         (sqa_emu_launch_decode_fn)dlsym(kernels, "sqa_emu_launch_decode");
-    if (!launch || !launch_decode)
+    launch_training =
+        (sqa_emu_launch_training_fn)dlsym(kernels, "sqa_emu_launch_training");
+    if (!launch || !launch_decode || !launch_training)
       return INVALID_IMAGE;
   }
   *module = kernels;
@@ -203,6 +208,8 @@ CUresult cuModuleGetFunction(void **function, void *module, const char *name) {
   f->max_dynamic_shared = 48 * 1024;
   f->decode = strstr(name, "_decode_kernel_") != 0 ||
               strstr(name, "_decode_append_kernel_") != 0;
+  f->training = strstr(name, "_kernel_lse_") != 0 ||
+                strstr(name, "_kernel_backward_") != 0;
   *function = f;
   return OK;
 }
@@ -255,6 +262,32 @@ CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz,
           *(int64_t *)params[SQA_NUM_DECODE_BUFFERS * SQA_MEMREF_WORDS + i];
     return launch_decode((sqa_emulated_decode_kernel)f->kernel, gx, gy, bx,
                          shared, buffers, sizes, scalars)
+               ? LAUNCH_FAILED
+               : OK;
+  }
+  if (f->training) {
+    void *buffers[SQA_NUM_TRAINING_BUFFERS];
+    int64_t sizes[SQA_NUM_TRAINING_BUFFERS], scalars[SQA_NUM_TRAINING_SCALARS];
+    for (int i = 0; i < SQA_NUM_TRAINING_BUFFERS; ++i) {
+      void **words = params + i * SQA_MEMREF_WORDS;
+      sqa_gpu_memref m;
+#define SQA_GPU_MEMREF_WORD(name, c_type)                                      \
+  m.name = *(c_type *)words[SQA_WORD_##name];
+#include "sqa/Transforms/GPUKernelABI.def"
+      /* The forward with lse leaves the backward's buffers NULL. */
+      if (m.offset != 0 || m.stride != 1 || m.size < 0 ||
+          (!m.aligned) != (m.size == 0)) {
+        fprintf(stderr, "fake libcuda: bad training memref parameter %d\n", i);
+        return INVALID_VALUE;
+      }
+      buffers[i] = m.aligned;
+      sizes[i] = m.size;
+    }
+    for (int i = 0; i < SQA_NUM_TRAINING_SCALARS; ++i)
+      scalars[i] =
+          *(int64_t *)params[SQA_NUM_TRAINING_BUFFERS * SQA_MEMREF_WORDS + i];
+    return launch_training((sqa_emulated_training_kernel)f->kernel, gx, gy, bx,
+                           shared, buffers, sizes, scalars)
                ? LAUNCH_FAILED
                : OK;
   }

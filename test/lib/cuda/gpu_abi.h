@@ -83,4 +83,34 @@ typedef int (*sqa_emu_launch_decode_fn)(sqa_emulated_decode_kernel kernel,
                                         const int64_t *sizes,
                                         const int64_t *scalars);
 
+/* The training kernels' lists (forward with lse, dK/dV, dQ). */
+enum {
+#define SQA_GPU_TRAINING_BUFFER(Name, c_name) SQA_TRAINING_BUFFER_##Name,
+#include "sqa/Transforms/GPUKernelABI.def"
+  SQA_NUM_TRAINING_BUFFERS
+};
+enum {
+#define SQA_GPU_TRAINING_SCALAR(Name, c_name) SQA_TRAINING_SCALAR_##Name,
+#include "sqa/Transforms/GPUKernelABI.def"
+  SQA_NUM_TRAINING_SCALARS
+};
+
+/* An emulated training kernel: GPUKernelABI.def's training lists plus the
+ * shared memory. */
+typedef void (*sqa_emulated_training_kernel)(
+#define SQA_GPU_TRAINING_BUFFER(Name, c_name) sqa_gpu_memref *,
+#include "sqa/Transforms/GPUKernelABI.def"
+#define SQA_GPU_TRAINING_SCALAR(Name, c_name) int64_t,
+#include "sqa/Transforms/GPUKernelABI.def"
+    sqa_gpu_memref *shared);
+
+/* gpu_emulator.c's entry for training kernels, as sqa_emu_launch_fn with
+ * the training lists (an unused buffer may be NULL with size 0). */
+typedef int (*sqa_emu_launch_training_fn)(sqa_emulated_training_kernel kernel,
+                                          int64_t grid_x, int64_t grid_y,
+                                          int64_t threads, int64_t shared_bytes,
+                                          void *const *buffers,
+                                          const int64_t *sizes,
+                                          const int64_t *scalars);
+
 #endif /* SQA_TEST_GPU_ABI_H */

@@ -160,6 +160,8 @@ typedef struct {
   memref1 *shared;
   /* A decode kernel (GPUKernelABI.def's decode lists) instead of kernel. */
   sqa_emulated_decode_kernel decode;
+  /* A training kernel (the training lists) instead of kernel. */
+  sqa_emulated_training_kernel training;
 } thread_args;
 
 static void *run_thread(void *p) {
@@ -169,6 +171,16 @@ static void *run_thread(void *p) {
   block_id[1] = a->by;
   block_id[2] = 0;
   const int64_t *s = a->scalars;
+  if (a->training) {
+    a->training(
+#define SQA_GPU_TRAINING_BUFFER(Name, c_name)                                  \
+  &a->operands[SQA_TRAINING_BUFFER_##Name],
+#include "sqa/Transforms/GPUKernelABI.def"
+#define SQA_GPU_TRAINING_SCALAR(Name, c_name) s[SQA_TRAINING_SCALAR_##Name],
+#include "sqa/Transforms/GPUKernelABI.def"
+        a->shared);
+    return 0;
+  }
   if (a->decode) {
     a->decode(
 #define SQA_GPU_DECODE_BUFFER(Name, c_name)                                    \
@@ -191,7 +203,8 @@ static void *run_thread(void *p) {
 /* Runs the grid: one block at a time, a pthread per GPU thread, of
  * `kernel` or `decode`. */
 static int run_grid(sqa_emulated_kernel kernel,
-                    sqa_emulated_decode_kernel decode, int64_t grid_x,
+                    sqa_emulated_decode_kernel decode,
+                    sqa_emulated_training_kernel training, int64_t grid_x,
                     int64_t grid_y, int64_t threads, int64_t shared_bytes,
                     memref1 *operands, const int64_t *scalars) {
   if (threads != THREADS_PER_BLOCK) {
@@ -222,8 +235,8 @@ static int run_grid(sqa_emulated_kernel kernel,
       pthread_t threads[THREADS_PER_BLOCK];
       thread_args args[THREADS_PER_BLOCK];
       for (int t = 0; t < THREADS_PER_BLOCK; ++t) {
-        args[t] = (thread_args){kernel,   t,       bx,          by,
-                                operands, scalars, &shared_ref, decode};
+        args[t] = (thread_args){kernel,  t,           bx,     by,      operands,
+                                scalars, &shared_ref, decode, training};
         if (pthread_create(&threads[t], &attr, run_thread, &args[t])) {
           fprintf(stderr, "gpu_emulator: pthread_create failed\n");
           exit(2); /* Threads already started wait on barriers forever. */
@@ -257,7 +270,7 @@ int sqa_emu_launch(sqa_emulated_kernel kernel, int64_t grid_x, int64_t grid_y,
                    const int64_t *sizes, const int64_t *scalars) {
   memref1 operands[SQA_NUM_BUFFERS];
   describe(operands, SQA_NUM_BUFFERS, buffers, sizes);
-  return run_grid(kernel, 0, grid_x, grid_y, threads, shared_bytes, operands,
+  return run_grid(kernel, 0, 0, grid_x, grid_y, threads, shared_bytes, operands,
                   scalars);
 }
 
@@ -268,6 +281,17 @@ int sqa_emu_launch_decode(sqa_emulated_decode_kernel kernel, int64_t grid_x,
                           const int64_t *scalars) {
   memref1 operands[SQA_NUM_DECODE_BUFFERS];
   describe(operands, SQA_NUM_DECODE_BUFFERS, buffers, sizes);
-  return run_grid(0, kernel, grid_x, grid_y, threads, shared_bytes, operands,
+  return run_grid(0, kernel, 0, grid_x, grid_y, threads, shared_bytes, operands,
+                  scalars);
+}
+
+/* See sqa_emu_launch_training_fn in gpu_abi.h. */
+int sqa_emu_launch_training(sqa_emulated_training_kernel kernel, int64_t grid_x,
+                            int64_t grid_y, int64_t threads,
+                            int64_t shared_bytes, void *const *buffers,
+                            const int64_t *sizes, const int64_t *scalars) {
+  memref1 operands[SQA_NUM_TRAINING_BUFFERS];
+  describe(operands, SQA_NUM_TRAINING_BUFFERS, buffers, sizes);
+  return run_grid(0, 0, kernel, grid_x, grid_y, threads, shared_bytes, operands,
                   scalars);
 }

@@ -99,7 +99,13 @@ def random_inputs(rng, dtype, B, S, T, hq, hkv, d, dv):
     return [to_storage(rng.standard_normal(s, dtype=np.float32), dtype) for s in shapes]
 
 
-def check_one(lib, dtype, mask, hq, hkv, d, dv, B, S, T, rng):
+# The CUDA tensor-core forward rounds P to the element type before P.V:
+# 4 ulps of the output (check_gpu_emulated.py's tolerances).
+CUDA_OUT_TOLERANCES = {"f32": (1e-4, 1e-4), "f16": (2.0**-13, 4 * 2.0**-10),
+                       "bf16": (2.0**-10, 4 * 2.0**-7)}
+
+
+def check_one(lib, dtype, mask, hq, hkv, d, dv, B, S, T, rng, out_tolerances=None):
     q, k, v, d_out = random_inputs(rng, dtype, B, S, T, hq, hkv, d, dv)
     f64 = [from_storage(a, dtype) for a in (q, k, v, d_out)]
     kw = mask_args(mask)
@@ -114,7 +120,7 @@ def check_one(lib, dtype, mask, hq, hkv, d, dv, B, S, T, rng):
         reasons.append(f"lse error {lse_err:.3g} > {LSE_TOLERANCE}")
     # The forward of forward_lse is the forward.
     err, tol, why = reference.compare(from_storage(out, dtype), want_out,
-                                      *reference.TOLERANCES[dtype])
+                                      *(out_tolerances or reference.TOLERANCES)[dtype])
     reasons += [f"out: {r}" for r in why]
 
     dq, dk, dv_ = lib.backward(q, k, v, out, d_out, lse)
@@ -308,6 +314,95 @@ def run_determinism(args, outdir):
     return failed
 
 
+class CUDATraining:
+    """NAME_forward_lse / NAME_backward of a CUDA library called on host
+    arrays, as AttentionLibrary's: device copies in, the calls on a stream,
+    the results copied back."""
+
+    def __init__(self, path, name, dtype):
+        from sqa_mlir import cuda_driver
+        self.cuda_driver = cuda_driver
+        self.lib = aot.CUDAAttentionLibrary(path, name, dtype)
+        self.layout = self.lib.layout
+        self.driver = cuda_driver.load()
+        self.driver.init()
+        self.context = self.driver.primary_context()
+        self.stream = self.driver.stream_create()
+
+    def _call(self, fn, what, inputs, outputs):
+        to_device = self.cuda_driver.DeviceArray.from_numpy
+        device = [to_device(self.driver, a) for a in inputs + outputs]
+        try:
+            status = fn(*device, stream=self.stream)
+            if status != aot.SQA_OK:
+                raise aot.AOTError(f"{what} returned {status}: {self.lib.last_error()}")
+            self.driver.stream_synchronize(self.stream)
+            for host, dev in zip(outputs, device[len(inputs):]):
+                dev.copy_to(host)
+        finally:
+            for d in device:
+                d.free()
+        return outputs
+
+    def forward_lse(self, q, k, v):
+        B = q.shape[0]
+        S = q.shape[1] if self.layout == "bshd" else q.shape[2]
+        h_axis = 2 if self.layout == "bshd" else 1
+        H = max(q.shape[h_axis], k.shape[h_axis])
+        dv = v.shape[3]
+        out_shape = (B, S, H, dv) if self.layout == "bshd" else (B, H, S, dv)
+        out = nan_storage(out_shape, self.lib.dtype)
+        lse = np.full((B, H, S), np.nan, np.float32)
+        return tuple(self._call(self.lib.forward_lse, "forward_lse", [q, k, v],
+                                [out, lse]))
+
+    def backward(self, q, k, v, out, d_out, lse):
+        grads = [nan_storage(a.shape, self.lib.dtype) for a in (q, k, v)]
+        return tuple(self._call(self.lib.backward, "backward",
+                                [q, k, v, out, d_out, lse], grads))
+
+
+def run_cuda(args, outdir):
+    """--target cuda: one small library per variant (f32 SIMT forward, or
+    tensor cores for f16/bf16) through the CUDA launcher and its driver
+    (test/lib/cuda/fake_libcuda.c on machines without a GPU). With
+    --prepare DIR only the libraries are built (no driver needed); with
+    --lib-dir DIR they are taken from there (a GPU machine without
+    sqa-aot: bench/cuda_device.sh)."""
+    rng = np.random.default_rng(args.seed)
+    failed = False
+    heads = {name: (hq, hkv) for name, hq, hkv in variants(4)}
+    for name, mask in (("gqa", "causal-bottom-right"), ("rsqa", "window")):
+        if name not in args.cuda_variants.split(","):
+            continue
+        hq, hkv = heads[name]
+        config = dict(variant=name, heads=4, head_dim=16, dtype=args.dtype,
+                      target="cuda", **MASKS[mask])
+        if name == "gqa":
+            config["groups"] = 2
+        config["name"] = f"cbwd_{name}_{args.dtype}"
+        if args.lib_dir:
+            path = os.path.join(args.lib_dir, f"lib{config['name']}.so")
+        else:
+            path = aot.build_library(args.sqa_aot, args.prepare or outdir, **config)
+        if args.prepare:
+            print(f"built {path}", flush=True)
+            continue
+        lib = CUDATraining(path, config["name"], args.dtype)
+        for B, S, T in ((1, 21, 13), (2, 9, 17)):
+            desc = (f"cuda {name} hq={hq} hkv={hkv} d=16 dv=16 {args.dtype} "
+                    f"mask={mask} B={B} S={S} T={T}")
+            try:
+                reasons, errs = check_one(lib, args.dtype, mask, hq, hkv, 16, 16,
+                                          B, S, T, rng, CUDA_OUT_TOLERANCES)
+            except Exception as e:  # a status or shape error is a failure
+                reasons, errs = [repr(e)], ""
+            failed |= bool(reasons)
+            print(f"{'FAIL' if reasons else 'PASS'} {desc} {errs}"
+                  + (f" ({'; '.join(reasons)})" if reasons else ""), flush=True)
+    return failed
+
+
 def dump(path, out_file, d):
     d = int(d)
     lib = aot.AttentionLibrary(path, "bwd_det", "f32")
@@ -327,6 +422,14 @@ def main():
     p.add_argument("--error-paths", action="store_true")
     p.add_argument("--determinism", action="store_true")
     p.add_argument("--tiles", action="store_true")
+    p.add_argument("--target", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: run_cuda's cases through a CUDA library")
+    p.add_argument("--cuda-variants", default="gqa,rsqa",
+                   help="with --target cuda: which of run_cuda's libraries")
+    p.add_argument("--prepare", metavar="DIR",
+                   help="with --target cuda: only build the libraries into DIR")
+    p.add_argument("--lib-dir", metavar="DIR",
+                   help="with --target cuda: prebuilt libraries (from --prepare)")
     p.add_argument("--dump", nargs=3, metavar=("LIBRARY", "NPZ", "HEAD_DIM"),
                    help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0)
@@ -336,6 +439,8 @@ def main():
         return 0
     failed = False
     with tempfile.TemporaryDirectory(prefix="sqa-bwd-") as outdir:
+        if args.target == "cuda":
+            failed |= run_cuda(args, outdir)
         if args.matrix:
             failed |= run_matrix(args, outdir)
         if args.tiles:

@@ -79,7 +79,8 @@ class KernelABI:
 
 def launch_geometry(text):
     """{kernel name: #sqa.gpu_launch parameters} of the emitted GPU module;
-    decode kernels also have their "decode_stage"."""
+    decode kernels also have their "decode_stage", training kernels their
+    "training_stage"."""
     kernels = {}
     for name, line in re.findall(r"gpu\.func @(\w+)\(([^\n]*)", text):
         params = re.search(r"sqa\.gpu_launch = #sqa\.gpu_launch<([^>]*)>", line)
@@ -89,6 +90,9 @@ def launch_geometry(text):
         stage = re.search(r'sqa\.gpu_decode_stage = "(\w+)"', line)
         if stage:
             launch["decode_stage"] = stage.group(1)
+        training = re.search(r'sqa\.gpu_training_stage = "(\w+)"', line)
+        if training:
+            launch["training_stage"] = training.group(1)
         split_keys = re.search(r"sqa\.gpu_decode_split_keys = (\d+)", line)
         if split_keys:
             launch["split_keys"] = int(split_keys.group(1))
@@ -129,9 +133,10 @@ def build(args, workdir):
     if args.window != (-1, -1):
         config["window"] = f"{args.window[0]},{args.window[1]}"
     lib, text = emulated_library(args, aot_arguments(**config), workdir)
-    # The forward kernel (the decode kernels have their own checker).
+    # The forward kernel (decode and training kernels have their own
+    # checkers).
     kernels = {name: launch for name, launch in launch_geometry(text).items()
-               if "decode_stage" not in launch}
+               if "decode_stage" not in launch and "training_stage" not in launch}
     if len(kernels) != 1:
         raise RuntimeError(f"expected one gpu.func with #sqa.gpu_launch, found "
                            f"{sorted(kernels)}")
