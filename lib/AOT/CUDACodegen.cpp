@@ -168,118 +168,45 @@ lookupAll(ArrayRef<StringRef> names,
   return values;
 }
 
-/// The C code of the kernel's parameter block, generated from
-/// GPUKernelABI.def: the flat_memref fields, each buffer's element count and
-/// descriptor, the scalars and the array of parameter pointers.
-static void fillParameterBlock(const AttentionConfig &config,
-                               TemplateValues &values) {
-  static const KernelABINames abi;
-  // (heads, length, head dim) of each buffer.
-  struct Extent {
-    int64_t heads;
-    StringRef len;
-    int64_t dim;
-  };
-  std::map<std::string, Extent, std::less<>> extents = {
-      {"q", {config.heads.query, "q_len", config.headDim}},
-      {"k", {config.heads.kv, "kv_len", config.headDim}},
-      {"v", {config.heads.kv, "kv_len", config.valueHeadDim}},
-      {"out", {config.outputHeads(), "q_len", config.valueHeadDim}}};
-  std::map<std::string, std::string, std::less<>> scalarValues = {
-      {"q_len", "q_len"},
-      {"kv_len", "kv_len"},
-      {"diagonal", config.alignment == MaskAlignment::BottomRight
-                       ? "kv_len - q_len"
-                       : "0"}};
+namespace {
+/// An element buffer's extent: (heads, length expression, head dim).
+struct BufferExtent {
+  int64_t heads;
+  StringRef len;
+  int64_t dim;
+};
+using ExtentMap = std::map<std::string, BufferExtent, std::less<>>;
+using TextMap = std::map<std::string, std::string, std::less<>>;
 
-  std::string fields, counts, descriptors, pointers;
-  for (auto [word, type] : llvm::zip(abi.memrefWords, abi.memrefWordTypes))
-    fields +=
-        ("  " + type + (type.ends_with("*") ? "" : " ") + word + ";\n").str();
-  for (StringRef buffer : abi.buffers) {
-    auto extent = extents.find(buffer);
-    if (extent == extents.end())
-      llvm::report_fatal_error("sqa-aot: the CUDA launcher has no extent for "
-                               "buffer '" +
-                               buffer + "' of GPUKernelABI.def");
-    auto [heads, len, dim] = extent->second;
-    std::string b = buffer.str();
-    counts += llvm::formatv("  n_{0} = elements(batch, {1}, {2}, {3});\n", b,
-                            heads, len, dim)
-                  .str();
-    std::map<std::string, std::string, std::less<>> wordValues = {
-        {"allocated", "(void *)" + b},
-        {"aligned", "(void *)" + b},
-        {"offset", "0"},
-        {"size", "n_" + b},
-        {"stride", "1"}};
-    descriptors +=
-        "    flat_memref m_" + b + " = {" +
-        llvm::join(lookupAll(abi.memrefWords, wordValues, "memref word"),
-                   ", ") +
-        "};\n";
-    for (StringRef word : abi.memrefWords)
-      pointers += ("      &m_" + b + "." + word + ",\n").str();
-    // Element strides of (batch, head, position); the head dim is
-    // contiguous.
-    bool bhsd = config.layout == Layout::BHSD;
-    scalarValues[b + "_stride_batch"] =
-        llvm::formatv("{0} * {1} * {2}", len, heads, dim).str();
-    scalarValues[b + "_stride_head"] =
-        bhsd ? llvm::formatv("{0} * {1}", len, dim).str() : std::to_string(dim);
-    scalarValues[b + "_stride_pos"] =
-        bhsd ? std::to_string(dim)
-             : llvm::formatv("{0} * {1}", heads, dim).str();
-  }
-  std::string scalars;
-  SmallVector<std::string> scalarExprs =
-      lookupAll(abi.scalars, scalarValues, "scalar");
-  for (auto [i, name] : llvm::enumerate(abi.scalars)) {
-    scalars += "        " + scalarExprs[i] + ", /* " + name.str() + " */\n";
-    pointers += "      &scalars[" + std::to_string(i) + "],\n";
-  }
-  values["memref_words"] = fields;
-  values["element_counts"] = counts;
-  values["buffer_descriptors"] = descriptors;
-  values["scalar_values"] = scalars;
-  values["parameter_pointers"] = pointers;
-}
+/// The C text of one parameter block: flat memref descriptors of `buffers`,
+/// the values of `scalars` and the pointer array the launches take.
+struct ParameterBlockText {
+  std::string counts, descriptors, scalars, pointers;
+};
+} // namespace
 
-/// The decode entry's parameter block from GPUKernelABI.def's decode lists.
-static void fillDecodeParameterBlock(const AttentionConfig &config,
-                                     TemplateValues &values) {
+/// One definition of how a launcher passes a list of GPUKernelABI.def to its
+/// kernels: every buffer as a flat memref (its element count `n_<name>`,
+/// counted here when it has an extent, else by the template), the element
+/// strides of the buffers with an extent (BSHD or BHSD), then the scalars
+/// by name. `indent` is the descriptors' indentation in the template.
+static ParameterBlockText
+parameterBlock(const AttentionConfig &config, ArrayRef<StringRef> buffers,
+               ArrayRef<StringRef> scalars, const ExtentMap &extents,
+               TextMap scalarValues, StringRef listName, StringRef indent) {
   static const KernelABINames abi;
-  SmallVector<StringRef> buffers, scalars;
-#define SQA_GPU_DECODE_BUFFER(Name, cName) buffers.push_back(#cName);
-#define SQA_GPU_DECODE_SCALAR(Name, cName) scalars.push_back(#cName);
-#include "sqa/Transforms/GPUKernelABI.def"
-  struct Extent {
-    int64_t heads;
-    StringRef len;
-    int64_t dim;
-  };
-  // Element buffers: (heads, length, head dim); the rest are counted by the
-  // template (n_cache_lens, n_partials).
-  std::map<std::string, Extent, std::less<>> extents = {
-      {"q", {config.heads.query, "new_len", config.headDim}},
-      {"k_cache", {config.heads.kv, "capacity", config.headDim}},
-      {"v_cache", {config.heads.kv, "capacity", config.valueHeadDim}},
-      {"k_new", {config.heads.kv, "new_len", config.headDim}},
-      {"v_new", {config.heads.kv, "new_len", config.valueHeadDim}},
-      {"out", {config.outputHeads(), "new_len", config.valueHeadDim}}};
-  std::map<std::string, std::string, std::less<>> scalarValues = {
-      {"new_len", "new_len"},
-      {"capacity", "capacity"},
-      {"num_splits", "num_splits"}};
-  std::string counts, descriptors, pointers;
+  ParameterBlockText text;
   bool bhsd = config.layout == Layout::BHSD;
+  std::string inner = (indent + "  ").str(),
+              innermost = (indent + "    ").str();
   for (StringRef buffer : buffers) {
     std::string b = buffer.str();
     if (auto extent = extents.find(buffer); extent != extents.end()) {
       auto [heads, len, dim] = extent->second;
-      counts += llvm::formatv("  n_{0} = elements(batch, {1}, {2}, {3});\n", b,
-                              heads, len, dim)
-                    .str();
+      text.counts +=
+          llvm::formatv("  n_{0} = elements(batch, {1}, {2}, {3});\n", b, heads,
+                        len, dim)
+              .str();
       scalarValues[b + "_stride_batch"] =
           llvm::formatv("{0} * {1} * {2}", len, heads, dim).str();
       scalarValues[b + "_stride_head"] =
@@ -289,48 +216,99 @@ static void fillDecodeParameterBlock(const AttentionConfig &config,
           bhsd ? std::to_string(dim)
                : llvm::formatv("{0} * {1}", heads, dim).str();
     }
-    std::map<std::string, std::string, std::less<>> wordValues = {
-        {"allocated", "(void *)" + b},
-        {"aligned", "(void *)" + b},
-        {"offset", "0"},
-        {"size", "n_" + b},
-        {"stride", "1"}};
-    descriptors +=
-        "    flat_memref m_" + b + " = {" +
+    TextMap wordValues = {{"allocated", "(void *)" + b},
+                          {"aligned", "(void *)" + b},
+                          {"offset", "0"},
+                          {"size", "n_" + b},
+                          {"stride", "1"}};
+    text.descriptors +=
+        indent.str() + "flat_memref m_" + b + " = {" +
         llvm::join(lookupAll(abi.memrefWords, wordValues, "memref word"),
                    ", ") +
         "};\n";
     for (StringRef word : abi.memrefWords)
-      pointers += ("      &m_" + b + "." + word + ",\n").str();
+      text.pointers += inner + "&m_" + b + "." + word.str() + ",\n";
   }
-  std::string scalarText;
   SmallVector<std::string> scalarExprs =
-      lookupAll(scalars, scalarValues, "decode scalar");
+      lookupAll(scalars, scalarValues, (listName + " scalar").str());
   for (auto [i, name] : llvm::enumerate(scalars)) {
-    scalarText += "        " + scalarExprs[i] + ", /* " + name.str() + " */\n";
-    pointers += "      &scalars[" + std::to_string(i) + "],\n";
+    text.scalars += innermost + scalarExprs[i] + ", /* " + name.str() + " */\n";
+    text.pointers += inner + "&scalars[" + std::to_string(i) + "],\n";
   }
-  values["decode_element_counts"] = counts;
-  values["decode_buffer_descriptors"] = descriptors;
-  values["decode_scalar_values"] = scalarText;
-  values["decode_parameter_pointers"] = pointers;
+  return text;
+}
+
+/// The C code of the kernel's parameter block, generated from
+/// GPUKernelABI.def: the flat_memref fields, each buffer's element count and
+/// descriptor, the scalars and the array of parameter pointers.
+static void fillParameterBlock(const AttentionConfig &config,
+                               TemplateValues &values) {
+  static const KernelABINames abi;
+  ExtentMap extents = {
+      {"q", {config.heads.query, "q_len", config.headDim}},
+      {"k", {config.heads.kv, "kv_len", config.headDim}},
+      {"v", {config.heads.kv, "kv_len", config.valueHeadDim}},
+      {"out", {config.outputHeads(), "q_len", config.valueHeadDim}}};
+  TextMap scalarValues = {
+      {"q_len", "q_len"},
+      {"kv_len", "kv_len"},
+      {"diagonal", config.alignment == MaskAlignment::BottomRight
+                       ? "kv_len - q_len"
+                       : "0"}};
+  for (StringRef buffer : abi.buffers)
+    if (!extents.count(buffer))
+      llvm::report_fatal_error("sqa-aot: the CUDA launcher has no extent for "
+                               "buffer '" +
+                               buffer + "' of GPUKernelABI.def");
+  std::string fields;
+  for (auto [word, type] : llvm::zip(abi.memrefWords, abi.memrefWordTypes))
+    fields +=
+        ("  " + type + (type.ends_with("*") ? "" : " ") + word + ";\n").str();
+  ParameterBlockText text =
+      parameterBlock(config, abi.buffers, abi.scalars, extents, scalarValues,
+                     "forward", "    ");
+  values["memref_words"] = fields;
+  values["element_counts"] = text.counts;
+  values["buffer_descriptors"] = text.descriptors;
+  values["scalar_values"] = text.scalars;
+  values["parameter_pointers"] = text.pointers;
+}
+
+/// The decode entry's parameter block from GPUKernelABI.def's decode lists.
+static void fillDecodeParameterBlock(const AttentionConfig &config,
+                                     TemplateValues &values) {
+  SmallVector<StringRef> buffers, scalars;
+#define SQA_GPU_DECODE_BUFFER(Name, cName) buffers.push_back(#cName);
+#define SQA_GPU_DECODE_SCALAR(Name, cName) scalars.push_back(#cName);
+#include "sqa/Transforms/GPUKernelABI.def"
+  // The rest are counted by the template (n_cache_lens, n_partials).
+  ExtentMap extents = {
+      {"q", {config.heads.query, "new_len", config.headDim}},
+      {"k_cache", {config.heads.kv, "capacity", config.headDim}},
+      {"v_cache", {config.heads.kv, "capacity", config.valueHeadDim}},
+      {"k_new", {config.heads.kv, "new_len", config.headDim}},
+      {"v_new", {config.heads.kv, "new_len", config.valueHeadDim}},
+      {"out", {config.outputHeads(), "new_len", config.valueHeadDim}}};
+  TextMap scalarValues = {{"new_len", "new_len"},
+                          {"capacity", "capacity"},
+                          {"num_splits", "num_splits"}};
+  ParameterBlockText text = parameterBlock(config, buffers, scalars, extents,
+                                           scalarValues, "decode", "    ");
+  values["decode_element_counts"] = text.counts;
+  values["decode_buffer_descriptors"] = text.descriptors;
+  values["decode_scalar_values"] = text.scalars;
+  values["decode_parameter_pointers"] = text.pointers;
 }
 
 /// The training entries' parameter block from GPUKernelABI.def's training
 /// lists (launch_training's parameters name every buffer and its count).
 static void fillTrainingParameterBlock(const AttentionConfig &config,
                                        TemplateValues &values) {
-  static const KernelABINames abi;
   SmallVector<StringRef> buffers, scalars;
 #define SQA_GPU_TRAINING_BUFFER(Name, cName) buffers.push_back(#cName);
 #define SQA_GPU_TRAINING_SCALAR(Name, cName) scalars.push_back(#cName);
 #include "sqa/Transforms/GPUKernelABI.def"
-  struct Extent {
-    int64_t heads;
-    StringRef len;
-    int64_t dim;
-  };
-  std::map<std::string, Extent, std::less<>> extents = {
+  ExtentMap extents = {
       {"q", {config.heads.query, "q_len", config.headDim}},
       {"k", {config.heads.kv, "kv_len", config.headDim}},
       {"v", {config.heads.kv, "kv_len", config.valueHeadDim}},
@@ -339,7 +317,7 @@ static void fillTrainingParameterBlock(const AttentionConfig &config,
       {"dq", {config.heads.query, "q_len", config.headDim}},
       {"dk", {config.heads.kv, "kv_len", config.headDim}},
       {"dv", {config.heads.kv, "kv_len", config.valueHeadDim}}};
-  std::map<std::string, std::string, std::less<>> scalarValues = {
+  TextMap scalarValues = {
       {"q_len", "q_len"},
       {"kv_len", "kv_len"},
       {"diagonal",
@@ -348,45 +326,13 @@ static void fillTrainingParameterBlock(const AttentionConfig &config,
       {"lse_stride_batch", "TRAINING_OUT_HEADS * q_len"},
       {"lse_stride_head", "q_len"},
       {"lse_stride_pos", "1"}};
-  bool bhsd = config.layout == Layout::BHSD;
-  std::string descriptors, pointers;
-  for (StringRef buffer : buffers) {
-    std::string b = buffer.str();
-    if (auto extent = extents.find(buffer); extent != extents.end()) {
-      auto [heads, len, dim] = extent->second;
-      scalarValues[b + "_stride_batch"] =
-          llvm::formatv("{0} * {1} * {2}", len, heads, dim).str();
-      scalarValues[b + "_stride_head"] =
-          bhsd ? llvm::formatv("{0} * {1}", len, dim).str()
-               : std::to_string(dim);
-      scalarValues[b + "_stride_pos"] =
-          bhsd ? std::to_string(dim)
-               : llvm::formatv("{0} * {1}", heads, dim).str();
-    }
-    std::map<std::string, std::string, std::less<>> wordValues = {
-        {"allocated", "(void *)" + b},
-        {"aligned", "(void *)" + b},
-        {"offset", "0"},
-        {"size", "n_" + b},
-        {"stride", "1"}};
-    descriptors +=
-        "  flat_memref m_" + b + " = {" +
-        llvm::join(lookupAll(abi.memrefWords, wordValues, "memref word"),
-                   ", ") +
-        "};\n";
-    for (StringRef word : abi.memrefWords)
-      pointers += ("    &m_" + b + "." + word + ",\n").str();
-  }
-  std::string scalarText;
-  SmallVector<std::string> scalarExprs =
-      lookupAll(scalars, scalarValues, "training scalar");
-  for (auto [i, name] : llvm::enumerate(scalars)) {
-    scalarText += "      " + scalarExprs[i] + ", /* " + name.str() + " */\n";
-    pointers += "    &scalars[" + std::to_string(i) + "],\n";
-  }
-  values["training_buffer_descriptors"] = descriptors;
-  values["training_scalar_values"] = scalarText;
-  values["training_parameter_pointers"] = pointers;
+  // The template counts the training buffers itself (launch_training's
+  // parameters): only the descriptors, scalars and pointers are used.
+  ParameterBlockText text = parameterBlock(config, buffers, scalars, extents,
+                                           scalarValues, "training", "  ");
+  values["training_buffer_descriptors"] = text.descriptors;
+  values["training_scalar_values"] = text.scalars;
+  values["training_parameter_pointers"] = text.pointers;
 }
 
 static std::string generateLauncher(const AttentionConfig &config,
