@@ -61,7 +61,10 @@ inline void appendNewTokens(LoweringBuilder &d, DecodeOp op, Value batchSize,
     Value start = cachedLength(d, op, batch);
     d.forLoop(d.index(0), d.index(op.getNumKVHeads()), 1, [&](Value head) {
       d.forLoop(d.index(0), newLen, 1, [&](Value i) {
-        for (auto [source, cache] : pairs) {
+        for (const auto &pair : pairs) {
+          // Named values, not a structured binding: the loop lambda
+          // captures them.
+          Value source = pair.first, cache = pair.second;
           int64_t dim = cast<MemRefType>(source.getType()).getDimSize(3);
           d.forLoop(d.index(0), d.index(dim), 1, [&](Value c) {
             Value x = memref::LoadOp::create(b, loc, source,

@@ -319,7 +319,9 @@ void BackwardKernelBuilder::buildQueryKernel() {
   Value keys = sharedTile(smem, 0, tile, headDim);
   Value values = sharedTile(smem, tile * headDim * 4, tile, valueDim);
 
-  auto [firstBlock, endBlock] =
+  // Named values, not a structured binding: the loop lambdas capture them.
+  Value firstBlock, endBlock;
+  std::tie(firstBlock, endBlock) =
       sqa::keyBlockRange(*this, mask, add(rowBegin, diagonal),
                          add(sub(rowEnd, index(1)), diagonal), keyLen, tile);
   int64_t perQuery = spec.heads.outputsPerQueryHead();
