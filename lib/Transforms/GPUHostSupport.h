@@ -13,6 +13,7 @@
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 
 namespace mlir::sqa {
@@ -67,6 +68,33 @@ inline gpu::GPUModuleOp getOrCreateKernelModule(ModuleOp module) {
     kernels = gpu::GPUModuleOp::create(builder, module.getLoc(), "sqa_kernels");
   }
   return kernels;
+}
+
+/// Launches `func` on a grid of ceil(rows / rowsPerBlock) * batch x gridY
+/// blocks of `threads` threads, skipped when rows or batch is 0: an empty
+/// grid is not a valid launch.
+inline void launchOverRows(ImplicitLocOpBuilder &b, gpu::GPUFuncOp func,
+                           Value rows, int64_t rowsPerBlock, Value batch,
+                           int64_t gridY, int64_t threads, int64_t sharedBytes,
+                           ValueRange args) {
+  Value one = arith::ConstantIndexOp::create(b, 1);
+  Value gridX = arith::MulIOp::create(
+      b,
+      arith::CeilDivUIOp::create(
+          b, rows, arith::ConstantIndexOp::create(b, rowsPerBlock)),
+      batch);
+  auto nonEmpty = scf::IfOp::create(
+      b,
+      arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, gridX,
+                            arith::ConstantIndexOp::create(b, 0)),
+      /*withElseRegion=*/false);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(nonEmpty.thenBlock());
+  gpu::LaunchFuncOp::create(
+      b, func,
+      gpu::KernelDim3{gridX, arith::ConstantIndexOp::create(b, gridY), one},
+      gpu::KernelDim3{arith::ConstantIndexOp::create(b, threads), one, one},
+      arith::ConstantIntOp::create(b, b.getI32Type(), sharedBytes), args);
 }
 
 /// 2^x and log2(x) (f32) with the approximate PTX instructions. Spelled as

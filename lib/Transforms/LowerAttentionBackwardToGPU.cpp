@@ -461,9 +461,6 @@ LogicalResult LowerAttentionBackwardToGPUPass::lower(AttentionBackwardOp op,
   auto parentFunc = op->getParentOfType<FunctionOpInterface>();
   std::string baseName =
       (parentFunc ? parentFunc.getName() : StringRef("sqa")).str();
-  Value one = arith::ConstantIndexOp::create(b, 1);
-  Value zero = arith::ConstantIndexOp::create(b, 0);
-  Value rows = arith::ConstantIndexOp::create(b, kThreads);
   for (Stage stage : {Stage::KeyValue, Stage::Query}) {
     bool kv = stage == Stage::KeyValue;
     OpBuilder moduleBuilder = OpBuilder::atBlockEnd(kernels.getBody());
@@ -490,22 +487,8 @@ LogicalResult LowerAttentionBackwardToGPUPass::lower(AttentionBackwardOp op,
       else
         builder.buildQueryKernel();
     }
-    Value len = kv ? keyLen : queryLen;
-    Value gridX = arith::MulIOp::create(
-        b, arith::CeilDivUIOp::create(b, len, rows), batch);
-    Value gridY = arith::ConstantIndexOp::create(b, heads);
-    Value threads = arith::ConstantIndexOp::create(b, kThreads);
-    Value smemBytes = arith::ConstantIntOp::create(
-        b, b.getI32Type(), spec.sharedMemoryBytes(stage));
-    // An empty grid is not a valid launch.
-    auto nonEmpty = scf::IfOp::create(
-        b, arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, gridX, zero),
-        /*withElseRegion=*/false);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(nonEmpty.thenBlock());
-    gpu::LaunchFuncOp::create(b, func, gpu::KernelDim3{gridX, gridY, one},
-                              gpu::KernelDim3{threads, one, one}, smemBytes,
-                              args);
+    launchOverRows(b, func, kv ? keyLen : queryLen, kThreads, batch, heads,
+                   kThreads, spec.sharedMemoryBytes(stage), args);
   }
   op.erase();
   return success();

@@ -965,23 +965,9 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
                                      ? op.buildDiagonalOffset(b, op.getLoc())
                                      : arith::ConstantIndexOp::create(b, 0);
 
-  Value rows = arith::ConstantIndexOp::create(b, launch.getRowsPerBlock());
-  Value gridX = arith::MulIOp::create(
-      b, arith::CeilDivUIOp::create(b, queryLen, rows), batch);
-  Value gridY = arith::ConstantIndexOp::create(b, launch.getGridY());
-  Value one = arith::ConstantIndexOp::create(b, 1);
-  Value zero = arith::ConstantIndexOp::create(b, 0);
-  Value threads = arith::ConstantIndexOp::create(b, launch.getThreads());
-  Value smemBytes = arith::ConstantIntOp::create(b, b.getI32Type(),
-                                                 launch.getSharedMemoryBytes());
-  // An empty grid is not a valid launch.
-  auto nonEmpty = scf::IfOp::create(
-      b, arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, gridX, zero),
-      /*withElseRegion=*/false);
-  b.setInsertionPointToStart(nonEmpty.thenBlock());
-  gpu::LaunchFuncOp::create(b, func, gpu::KernelDim3{gridX, gridY, one},
-                            gpu::KernelDim3{threads, one, one}, smemBytes,
-                            args);
+  launchOverRows(b, func, queryLen, launch.getRowsPerBlock(), batch,
+                 launch.getGridY(), launch.getThreads(),
+                 launch.getSharedMemoryBytes(), args);
   op.erase();
   return success();
 }
