@@ -14,6 +14,7 @@
 #include "sqa/Transforms/Passes.h"
 
 #include "DecodeSupport.h"
+#include "OuterProductLoop.h"
 
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -37,11 +38,24 @@ struct SplitKVShape {
   int64_t vectorWidth, kvBlock, splitKeys;
 };
 
-/// Value columns (in vectors) merged or accumulated per pass over the keys:
-/// enough registers stay free for the loads.
+/// Value columns (in vectors) merged per pass over the splits, or
+/// accumulated per pass over the keys by a single row: enough registers
+/// stay free for the loads.
 constexpr int64_t kVectorsPerPass = 8;
-/// Keys whose dot products one pass over the head dim computes.
+/// Keys whose dot products one pass over the head dim computes for a single
+/// row; the option check keeps kv-block a multiple of it.
 constexpr int64_t kKeysPerDot = 4;
+/// Rows of a group that share each loaded K or V vector at head dims of 128
+/// and more: with one key per dot-product pass, K is then read in address
+/// order and each vector, once in a register, serves two rows. Measured
+/// (one thread, CPU time, 16k cache): 32/8/128 and 8/2/128 run 0.82-0.84x
+/// the time of row-at-a-time, while 4-row tiles (more passes over each V
+/// block) and several keys per pass at 2 rows ran no faster; at head dim 64
+/// one row with kKeysPerDot keys was best.
+constexpr int64_t kRowTile = 2;
+constexpr int64_t kRowTileMinHeadDim = 128;
+/// Value vectors per P.V pass of a row tile: 2 x 6 accumulators.
+constexpr int64_t kTileValueVectors = 6;
 /// Work items a call aims for (over all kv heads and batch rows): enough to
 /// keep 64 cores busy before splits shrink below split-keys.
 constexpr int64_t kTargetItems = 64;
@@ -96,6 +110,9 @@ private:
             /*zeroAtNegInf=*/false};
   }
 
+  Value sumEachVector(ArrayRef<Value> vectors);
+  void storeDotProducts(ArrayRef<Value> sums, ArrayRef<Value> tileRows,
+                        int64_t keysPerDot, Value scores, Value n0);
   void workItem(Value item, Value kvHead);
   void merge(Value batch, Value kvHead);
 
@@ -106,6 +123,9 @@ private:
   Type f32Type;
   VectorType vecType;
   int64_t width = 1, headDim = 0, valueDim = 0;
+  // Rows per register tile and, per tile, keys per dot-product pass and
+  // value vectors per P.V pass.
+  int64_t rowTile = 1, keysPerDot = kKeysPerDot, valueVectors = kVectorsPerPass;
   HeadMapping heads;
   MaskBounds mask;
   Value newLen, rows;
@@ -119,6 +139,114 @@ private:
 
 } // namespace
 
+/// A vector whose lane j is the sum of the lanes of vectors[j] (at most
+/// `width` vectors, width >= 4): a transposing tree of shuffles and adds,
+/// ~3 operations per vector instead of a horizontal reduction each. Split
+/// levels halve the lanes each vector owns (the 128-bit halves at width 8);
+/// the last two are pairwise sums within 4 lanes (haddps). Which lane ends
+/// up owning which vector is worked out here, at build time, and the inputs
+/// are fed in the order that needs no final permutation when there is one.
+Value SplitKVBuilder::sumEachVector(ArrayRef<Value> vectors) {
+  // Each level: the shuffle masks (into x ++ y) of its two addends.
+  SmallVector<std::pair<SmallVector<int64_t>, SmallVector<int64_t>>> levels;
+  for (int64_t chunk = width; chunk >= 8; chunk /= 2) {
+    auto &[lo, hi] = levels.emplace_back();
+    for (int64_t base = 0; base < width; base += chunk)
+      for (int64_t source : {int64_t(0), width})
+        for (int64_t i = 0; i < chunk / 2; ++i) {
+          lo.push_back(source + base + i);
+          hi.push_back(source + base + chunk / 2 + i);
+        }
+  }
+  for (int round = 0; round < 2; ++round) {
+    auto &[lo, hi] = levels.emplace_back();
+    for (int64_t base = 0; base < width; base += 4)
+      for (int64_t source : {int64_t(0), width})
+        for (int64_t i = 0; i < 4; i += 2) {
+          lo.push_back(source + base + i);
+          hi.push_back(source + base + i + 1);
+        }
+  }
+  // Runs the tree on `inputs` (slots; a missing value is zero), tracking per
+  // lane the slot whose sum it holds (-1: none). Builds ops when `emit`.
+  auto run = [&](ArrayRef<Value> inputs, bool emit) {
+    struct Part {
+      Value value;
+      SmallVector<int64_t> owner;
+    };
+    SmallVector<Part> parts;
+    for (auto [i, v] : llvm::enumerate(inputs))
+      parts.push_back({v, SmallVector<int64_t>(width, i)});
+    for (const auto &[lo, hi] : levels) {
+      if (parts.size() % 2)
+        parts.push_back(
+            {emit ? zeroVector() : Value(), SmallVector<int64_t>(width, -1)});
+      SmallVector<Part> next;
+      for (size_t p = 0; p < parts.size(); p += 2) {
+        const Part &x = parts[p], &y = parts[p + 1];
+        auto ownerOf = [&](int64_t lane) {
+          return lane < width ? x.owner[lane] : y.owner[lane - width];
+        };
+        Part sum;
+        if (emit)
+          sum.value =
+              addF(vector::ShuffleOp::create(b, loc, x.value, y.value, lo),
+                   vector::ShuffleOp::create(b, loc, x.value, y.value, hi));
+        for (int64_t lane = 0; lane < width; ++lane) {
+          assert(ownerOf(lo[lane]) == ownerOf(hi[lane]) &&
+                 "a lane adds partial sums of one vector");
+          sum.owner.push_back(ownerOf(lo[lane]));
+        }
+        next.push_back(std::move(sum));
+      }
+      parts = std::move(next);
+    }
+    assert(parts.size() == 1 && "the tree ends in one vector");
+    return parts.front();
+  };
+  int64_t count = vectors.size();
+  SmallVector<int64_t> laneOfSlot(count, -1);
+  SmallVector<Value> none(count);
+  for (auto [lane, slot] : llvm::enumerate(run(none, false).owner))
+    if (slot >= 0)
+      laneOfSlot[slot] = lane;
+  // Slot s lands in lane laneOfSlot[s]; feed it vector laneOfSlot[s] when
+  // those lanes are exactly 0..count-1.
+  if (llvm::all_of(laneOfSlot, [&](int64_t lane) { return lane < count; })) {
+    SmallVector<Value> inputs;
+    for (int64_t lane : laneOfSlot)
+      inputs.push_back(vectors[lane]);
+    return run(inputs, true).value;
+  }
+  SmallVector<int64_t> order(width, 0);
+  for (auto [slot, lane] : llvm::enumerate(laneOfSlot))
+    order[slot] = lane;
+  Value sums = run(vectors, true).value;
+  return vector::ShuffleOp::create(b, loc, sums, sums, order);
+}
+
+/// Stores a tile's dot products (sums[i * keysPerDot + k]: row tileRows[i],
+/// key n0 + k) into the scores.
+void SplitKVBuilder::storeDotProducts(ArrayRef<Value> sums,
+                                      ArrayRef<Value> tileRows,
+                                      int64_t keysPerDot, Value scores,
+                                      Value n0) {
+  if (width < 4 || static_cast<int64_t>(sums.size()) > width) {
+    for (auto [i, row] : llvm::enumerate(tileRows))
+      for (int64_t k = 0; k < keysPerDot; ++k)
+        store(reduce(vector::CombiningKind::ADD, sums[i * keysPerDot + k]),
+              scores, {row, add(n0, k)});
+    return;
+  }
+  Value all = sumEachVector(sums);
+  for (auto [i, row] : llvm::enumerate(tileRows)) {
+    Value rowKeys = vector::ExtractStridedSliceOp::create(
+        b, loc, all, ArrayRef<int64_t>{static_cast<int64_t>(i) * keysPerDot},
+        ArrayRef<int64_t>{keysPerDot}, ArrayRef<int64_t>{1});
+    storeVector(rowKeys, scores, {row, n0});
+  }
+}
+
 /// One work item: rows of every output head of `kvHead` x new_len against
 /// one split of one batch row's keys.
 void SplitKVBuilder::workItem(Value item, Value kvHead) {
@@ -128,6 +256,7 @@ void SplitKVBuilder::workItem(Value item, Value kvHead) {
   Value firstDiagonal = sub(valid, newLen);
   Value lastDiagonal = sub(valid, index(1));
   Value lastKey = sub(valid, index(1));
+  Value lastRow = sub(rows, index(1));
   // The split's blocks: a run of blocksPerSplit of the row's visible blocks.
   Value firstBlock =
       add(load(rowFirstBlock, {batch}), mul(split, blocksPerSplit));
@@ -170,30 +299,35 @@ void SplitKVBuilder::workItem(Value item, Value kvHead) {
   forLoop(firstBlock, endBlock, 1, [&](Value block) {
     Value blockStart = mul(block, kvBlock);
     Value validKeys = minS(index(kvBlock), sub(valid, blockStart));
-    // Scores: dot products along the head dim, kKeysPerDot keys per pass
-    // (keys past the row read its last key; they are masked below).
-    forLoop(index(0), rows, 1, [&](Value r) {
-      forLoop(index(0), index(kvBlock), kKeysPerDot, [&](Value n0) {
+    // Scores: dot products along the head dim for a tile of rows x
+    // keysPerDot keys per pass (keys past the row read its last key, rows
+    // past the last repeat it; both are overwritten or masked below).
+    forLoop(index(0), rows, rowTile, [&](Value r0) {
+      SmallVector<Value> tileRows;
+      for (int64_t i = 0; i < rowTile; ++i)
+        tileRows.push_back(minS(add(r0, index(i)), lastRow));
+      forLoop(index(0), index(kvBlock), keysPerDot, [&](Value n0) {
         SmallVector<Value> keys;
-        for (int64_t i = 0; i < kKeysPerDot; ++i)
-          keys.push_back(minS(add(blockStart, add(n0, i)), lastKey));
-        SmallVector<Value> init(kKeysPerDot, zeroVector());
+        for (int64_t k = 0; k < keysPerDot; ++k)
+          keys.push_back(minS(add(blockStart, add(n0, k)), lastKey));
+        SmallVector<Value> init(rowTile * keysPerDot, zeroVector());
         SmallVector<Value> sums = forLoop(
             index(0), index(headDim), width, init,
             [&](Value c, ValueRange sum) -> SmallVector<Value> {
-              Value q = vector::LoadOp::create(b, loc, vecType, queries,
-                                               ValueRange{r, c});
-              SmallVector<Value> next;
-              for (int64_t i = 0; i < kKeysPerDot; ++i)
-                next.push_back(fma(
-                    q,
-                    loadVector(op.getKeyCache(), {batch, kvHead, keys[i], c}),
-                    sum[i]));
+              SmallVector<Value> keyVectors, next;
+              for (Value key : keys)
+                keyVectors.push_back(
+                    loadVector(op.getKeyCache(), {batch, kvHead, key, c}));
+              for (auto [i, row] : llvm::enumerate(tileRows)) {
+                Value q = vector::LoadOp::create(b, loc, vecType, queries,
+                                                 ValueRange{row, c});
+                for (int64_t k = 0; k < keysPerDot; ++k)
+                  next.push_back(
+                      fma(q, keyVectors[k], sum[i * keysPerDot + k]));
+              }
               return next;
             });
-        for (int64_t i = 0; i < kKeysPerDot; ++i)
-          store(reduce(vector::CombiningKind::ADD, sums[i]), scores,
-                {r, add(n0, i)});
+        storeDotProducts(sums, tileRows, keysPerDot, scores, n0);
       });
     });
     ifThen(blockNeedsMask(*this, mask, blockStart, kvBlock, valid,
@@ -242,32 +376,37 @@ void SplitKVBuilder::workItem(Value item, Value kvHead) {
       store(newMax, partMax, {item, kvHead, r});
       store(alpha, alphas, {r});
     });
-    // O = alpha * O + P.V over the valid keys, value columns along lanes.
-    forLoop(index(0), rows, 1, [&](Value r) {
-      Value alpha = splat(load(alphas, {r}));
-      for (int64_t c0 = 0; c0 < valueDim; c0 += kVectorsPerPass * width) {
-        SmallVector<Value> columns, init;
-        for (int64_t c = c0;
-             c < std::min(valueDim, c0 + kVectorsPerPass * width); c += width)
-          columns.push_back(index(c));
-        for (Value c : columns)
-          init.push_back(mulF(
-              alpha, vector::LoadOp::create(b, loc, vecType, partAcc,
-                                            ValueRange{item, kvHead, r, c})));
-        SmallVector<Value> sums = forLoop(
-            index(0), validKeys, 1, init,
-            [&](Value n, ValueRange acc) -> SmallVector<Value> {
-              Value p = splat(load(scores, {r, n}));
-              Value key = add(blockStart, n);
-              SmallVector<Value> next;
-              for (auto [j, c] : llvm::enumerate(columns))
-                next.push_back(fma(
-                    p, loadVector(op.getValueCache(), {batch, kvHead, key, c}),
-                    acc[j]));
-              return next;
+    // O = alpha * O + P.V over the valid keys, value columns along lanes,
+    // a tile of rows per loaded V vector.
+    forLoop(index(0), rows, rowTile, [&](Value r0) {
+      SmallVector<Value> tileRows, rowAlphas;
+      for (int64_t i = 0; i < rowTile; ++i) {
+        tileRows.push_back(minS(add(r0, index(i)), lastRow));
+        rowAlphas.push_back(splat(load(alphas, {tileRows.back()})));
+      }
+      for (int64_t c0 = 0; c0 < valueDim; c0 += valueVectors * width) {
+        int64_t count = std::min(valueVectors, (valueDim - c0) / width);
+        SmallVector<Value> init;
+        for (auto [row, alpha] : llvm::zip_equal(tileRows, rowAlphas))
+          for (int64_t v = 0; v < count; ++v)
+            init.push_back(mulF(alpha, vector::LoadOp::create(
+                                           b, loc, vecType, partAcc,
+                                           ValueRange{item, kvHead, row,
+                                                      index(c0 + v * width)})));
+        SmallVector<Value> sums = emitOuterProductLoop(
+            b, loc, index(0), validKeys, init, rowTile, count, vecType,
+            [&](Value n, int64_t v) {
+              return loadVector(
+                  op.getValueCache(),
+                  {batch, kvHead, add(blockStart, n), index(c0 + v * width)});
+            },
+            [&](Value n, int64_t i) {
+              return load(scores, {tileRows[i], n});
             });
-        for (auto [sum, c] : llvm::zip_equal(sums, columns))
-          storeVector(sum, partAcc, {item, kvHead, r, c});
+        for (auto [i, row] : llvm::enumerate(tileRows))
+          for (int64_t v = 0; v < count; ++v)
+            storeVector(sums[i * count + v], partAcc,
+                        {item, kvHead, row, index(c0 + v * width)});
       }
     });
   });
@@ -330,6 +469,13 @@ void SplitKVBuilder::build() {
     width *= 2;
   vecType = VectorType::get({width}, f32Type);
   heads = op.getHeadMapping();
+  // A group's rows (x new_len) come in multiples of its size: a 2-row tile
+  // wastes nothing when the size is even.
+  bool tiled = heads.outputsPerKVHead() >= kRowTile &&
+               std::max(headDim, valueDim) >= kRowTileMinHeadDim;
+  rowTile = tiled ? kRowTile : 1;
+  keysPerDot = tiled ? 1 : kKeysPerDot;
+  valueVectors = tiled ? kTileValueVectors : kVectorsPerPass;
   mask = MaskBounds::get(op.getEffectiveMask());
   Value batchSize = dim(op.getQuery(), 0);
   newLen = dim(op.getQuery(), 2);

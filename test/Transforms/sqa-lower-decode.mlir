@@ -5,14 +5,18 @@
 
 // Split-KV: the append copy, the work list, a parallel loop over (kv head,
 // split) whose dot products and softmax run on vectors, and a parallel merge
-// over (batch, kv head).
+// over (batch, kv head). At head dim 64 each row takes 4 keys per pass over
+// the head dim; their 4 dot products are summed by one shuffle tree and
+// stored as one vector.
 // SPLIT-LABEL: func @gqa_append
 // SPLIT-NOT: sqa.decode
 // SPLIT: memref.load %arg4
 // SPLIT: memref.store %{{.*}}, %arg1
 // SPLIT: scf.forall (%{{.*}}, %{{.*}}) in (%{{.*}}, %{{.*}})
-// SPLIT: vector.load %arg1{{.*}} : memref<?x2x?x64xf32>, vector<8xf32>
-// SPLIT: vector.reduction <add>
+// SPLIT-COUNT-4: vector.load %arg1{{.*}} : memref<?x2x?x64xf32>, vector<8xf32>
+// SPLIT: vector.shuffle %{{.*}}#0, %{{.*}}#1 [0, 1, 2, 3, 8, 9, 10, 11]
+// SPLIT: vector.extract_strided_slice %{{.*}} {offsets = [0], sizes = [4], strides = [1]} : vector<8xf32> to vector<4xf32>
+// SPLIT-NEXT: vector.store %{{.*}} : memref<?x64xf32>, vector<4xf32>
 // SPLIT: vector.reduction <maxnumf>
 // SPLIT: vector.load %arg2{{.*}} : memref<?x2x?x64xf32>, vector<8xf32>
 // SPLIT: scf.forall (%{{.*}}, %{{.*}}) in (%{{.*}}, %{{.*}})
@@ -30,6 +34,26 @@ func.func @gqa_append(%q: memref<?x8x?x64xf32>, %kc: memref<?x2x?x64xf32>, %vc: 
              lengths(%l : memref<?xi64>)
              append(%kn, %vn : memref<?x2x?x64xf32>, memref<?x2x?x64xf32>)
              outs(%o : memref<?x8x?x64xf32>) {mask = #sqa.mask<causal = true, alignment = bottom_right>}
+  return
+}
+
+// Head dim 128, 4 query heads per kv head: tiles of 2 rows share each loaded
+// K vector (one key per pass: K is read in address order) and each V vector
+// (2 rows x 6 value vectors of accumulators).
+// SPLIT-LABEL: func @gqa_wide
+// SPLIT: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c2
+// SPLIT: scf.for {{.*}} -> (vector<8xf32>, vector<8xf32>) {
+// SPLIT-NEXT: vector.load %arg1{{.*}} : memref<?x2x?x128xf32>, vector<8xf32>
+// SPLIT-NEXT: vector.load %{{.*}} : memref<?x128xf32>, vector<8xf32>
+// SPLIT: vector.extract_strided_slice %{{.*}} {offsets = [1], sizes = [1], strides = [1]} : vector<8xf32> to vector<1xf32>
+// SPLIT: scf.for {{.*}} -> (vector<8xf32>{{((, vector<8xf32>){11})}}) {
+// SPLIT-COUNT-6: vector.load %arg2{{.*}} : memref<?x2x?x128xf32>, vector<8xf32>
+func.func @gqa_wide(%q: memref<?x8x?x128xf32>, %kc: memref<?x2x?x128xf32>, %vc: memref<?x2x?x128xf32>,
+                    %l: memref<?xi64>, %o: memref<?x8x?x128xf32>) {
+  sqa.decode query(%q : memref<?x8x?x128xf32>)
+             cache(%kc, %vc : memref<?x2x?x128xf32>, memref<?x2x?x128xf32>)
+             lengths(%l : memref<?xi64>)
+             outs(%o : memref<?x8x?x128xf32>) {mask = #sqa.mask<causal = true, alignment = bottom_right>}
   return
 }
 
