@@ -559,45 +559,58 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, comp
     checked_libs = {}
     failures = 0
 
-    for i, c in enumerate(cases):
-        tag = f"[{i + 1}/{len(cases)}] {c.cfg.label} {c.cfg.spec} {shape_str(c.shape)}"
-        B, S, T = c.shape
-        scratch = B * c.cfg.out_heads * S * T * 8
-        if c.kernel == "reference" and avail and scratch > 0.6 * avail:
-            c.result = {"error": f"skipped: the reference kernel needs ~{scratch / 2**30:.1f} "
-                                 f"GiB of scratch, {avail / 2**30:.1f} GiB available"}
-            print(tag, c.result["error"], flush=True)
-            continue
-        try:
-            lib = builder.library(c.cfg, c.kernel)
-            arrays = make_inputs(c.cfg, c.shape, args.seed)
-            c.result = stats(time_forward(lib, arrays, args.warmup, args.repeats,
-                                          args.min_repeats, args.max_case_seconds,
-                                          args.warmup_length))
-            if args.check:
-                small = B * c.cfg.out_heads * S * T <= CHECK_MAX_ELEMENTS
-                if small:
-                    c.result["check"] = check_library(lib, c.cfg, c.shape, arrays)
-                else:
-                    key = (c.cfg, c.kernel)
-                    if key not in checked_libs:
-                        checked_libs[key] = check_library(lib, c.cfg, CHECK_SHAPE)
-                    c.result["check"] = checked_libs[key]
-                if not c.result["check"]["ok"]:
-                    failures += 1
-        except (aot.AOTError, ForwardError, OSError) as e:
-            c.result = {"error": str(e).splitlines()[0][:200]}
-            failures += 1
-            print(tag, "ERROR:", str(e), flush=True)
-            continue
-        r = c.result
-        r["flops"] = flops(c.cfg, c.shape)
-        r["gflops"] = r["flops"] / r["median_s"] / 1e9
-        print(f"{tag}: median {fmt_ms(r['median_s'])} ms ({len(r['times_s'])} runs, "
-              f"{fmt_ms(r['min_s'])}-{fmt_ms(r['max_s'])}), {r['gflops']:.1f} GFLOP/s"
-              + (f", check {'ok' if r['check']['ok'] else 'FAIL'} "
-                 f"(max abs err {r['check']['max_abs_err']:.2e}, tol {r['check']['tol']:.1e})"
-                 if "check" in r else ""), flush=True)
+    rounds = max(1, args.rounds)
+    repeats, min_repeats, max_case_seconds = harness.round_settings(args, rounds)
+    measured = {}
+    for round_index in range(rounds):
+        for i, c in enumerate(cases):
+            tag = f"[{i + 1}/{len(cases)}] {c.cfg.label} {c.cfg.spec} {shape_str(c.shape)}"
+            if rounds > 1:
+                tag += f" round {round_index + 1}/{rounds}"
+            B, S, T = c.shape
+            if c.result is not None and "error" in c.result:
+                continue
+            scratch = B * c.cfg.out_heads * S * T * 8
+            if c.kernel == "reference" and avail and scratch > 0.6 * avail:
+                c.result = {"error": f"skipped: the reference kernel needs ~{scratch / 2**30:.1f} "
+                                     f"GiB of scratch, {avail / 2**30:.1f} GiB available"}
+                print(tag, c.result["error"], flush=True)
+                continue
+            try:
+                lib = builder.library(c.cfg, c.kernel)
+                arrays = make_inputs(c.cfg, c.shape, args.seed)
+                measured[i] = harness.merge_measured(
+                    measured.get(i), time_forward(lib, arrays, args.warmup, repeats,
+                                                  min_repeats, max_case_seconds,
+                                                  args.warmup_length))
+                check = c.result.get("check") if c.result else None
+                c.result = stats(measured[i])
+                if check is not None:
+                    c.result["check"] = check
+                elif args.check:
+                    small = B * c.cfg.out_heads * S * T <= CHECK_MAX_ELEMENTS
+                    if small:
+                        c.result["check"] = check_library(lib, c.cfg, c.shape, arrays)
+                    else:
+                        key = (c.cfg, c.kernel)
+                        if key not in checked_libs:
+                            checked_libs[key] = check_library(lib, c.cfg, CHECK_SHAPE)
+                        c.result["check"] = checked_libs[key]
+                    if not c.result["check"]["ok"]:
+                        failures += 1
+            except (aot.AOTError, ForwardError, OSError) as e:
+                c.result = {"error": str(e).splitlines()[0][:200]}
+                failures += 1
+                print(tag, "ERROR:", str(e), flush=True)
+                continue
+            r = c.result
+            r["flops"] = flops(c.cfg, c.shape)
+            r["gflops"] = r["flops"] / r["median_s"] / 1e9
+            print(f"{tag}: median {fmt_ms(r['median_s'])} ms ({len(r['times_s'])} runs, "
+                  f"{fmt_ms(r['min_s'])}-{fmt_ms(r['max_s'])}), {r['gflops']:.1f} GFLOP/s"
+                  + (f", check {'ok' if r['check']['ok'] else 'FAIL'} "
+                     f"(max abs err {r['check']['max_abs_err']:.2e}, tol {r['check']['tol']:.1e})"
+                     if "check" in r else ""), flush=True)
 
     # --- flash vs reference ---
     comparisons = []
@@ -651,7 +664,10 @@ def run(args, machine, threads, sqa_aot, kernel_flag, kernel, cases, notes, comp
           f"* timing: {args.warmup} warm-up call(s) (S, T at most "
           f"{args.warmup_length or 'full'}), then up to {args.repeats} timed calls "
           f"(at least {args.min_repeats}; fewer once they add up to "
-          f"{args.max_case_seconds:g} s); total run {elapsed / 60:.1f} min.",
+          f"{args.max_case_seconds:g} s)"
+          + (f", in {args.rounds} interleaved rounds (each case's share of the calls "
+             f"in every round, warm-up calls each round)" if args.rounds > 1 else "")
+          + f"; total run {elapsed / 60:.1f} min.",
           ""]
     if notes:
         md += ["Notes:", ""] + [f"* {n}" for n in notes] + [""]

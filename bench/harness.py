@@ -15,7 +15,8 @@ counts, calls and tables). The API, in the order a script uses it:
   or SQA_CPU_LEVEL, chose), reported by ``machine_record`` and
   ``machine_lines``;
 * timing: ``time_calls(timed_call, warmup_call, warmup, repeats,
-  min_repeats, max_case_seconds)`` -> (times, cores_busy), ``stats(...)``
+  min_repeats, max_case_seconds)`` -> (times, cores_busy), ``stats(...)``;
+  ``--rounds``: ``round_settings`` and ``merge_measured`` for interleaved rounds
   -> median/min/max/IQR, ``planned_call_seconds`` for --dry-run estimates;
 * reports: ``table(headers, rows, left=2)`` (markdown), ``fmt_ms(seconds)``,
   ``machine_record(machine, threads, sqa_aot, peaks)`` (the JSON
@@ -326,6 +327,22 @@ def time_calls(timed_call, warmup_call, warmup: int, repeats: int, min_repeats: 
     cores_busy = (time.process_time() - cpu0) / sum(times) if sum(times) > 0 else None
     return times, cores_busy
 
+def merge_measured(first, second):
+    """Pools two time_calls results of one case (interleaved rounds): the
+    times, and the cores kept busy weighted by each part's wall time."""
+    if first is None:
+        return second
+    times = first[0] + second[0]
+    busy = [(b, sum(t)) for t, b in (first, second) if b is not None]
+    weight = sum(w for _, w in busy)
+    return times, (sum(b * w for b, w in busy) / weight if weight > 0 else None)
+
+def round_settings(args, rounds: int):
+    """(repeats, min_repeats, max_case_seconds) of one of `rounds` interleaved
+    rounds: the run's timing budget split evenly, at least one call each."""
+    share = lambda n: max(1, -(-n // rounds))  # noqa: E731 (ceil division)
+    return share(args.repeats), share(args.min_repeats), args.max_case_seconds / rounds
+
 def planned_call_seconds(t: float, t_warmup: float, warmup: int, repeats: int,
                          min_repeats: int, max_case_seconds: float) -> float:
     """Estimated time of time_calls for timed calls of t seconds and warm-up
@@ -471,6 +488,11 @@ def add_timing_arguments(p, repeats: int, min_repeats: int, max_case_seconds: fl
     p.add_argument("--max-case-seconds", type=float, default=max_case_seconds,
                    help="stop timing a case after --min-repeats once its timed calls "
                         f"add up to this (default {max_case_seconds:g})")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="time the cases in this many interleaved rounds (each case gets "
+                        "its share of the calls in every round), so a machine whose "
+                        "speed drifts over minutes slows every case alike and the "
+                        "ratios between cases hold (default 1: case after case)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
     p.add_argument("--warmup-length", type=int, default=warmup_length,
                    help="warm-up calls use at most this S and T of the inputs "
