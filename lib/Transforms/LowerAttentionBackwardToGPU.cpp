@@ -49,7 +49,6 @@ namespace {
 
 /// Threads per block, and the keys (dK/dV) or query rows (dQ) of a block.
 constexpr int64_t kThreads = 128;
-constexpr float kLog2E = 1.4426950408889634f;
 
 enum class Stage { KeyValue, Query };
 
@@ -162,7 +161,7 @@ private:
     Value lse = memref::LoadOp::create(
         b, memrefs[kTrainingLse],
         ValueRange{index3(kTrainingLse, batch, head, pos)});
-    return mulF(lse, f32(kLog2E));
+    return mulF(lse, f32(kLog2EF32));
   }
   /// The score in the exp2 domain, -inf unless query row `pos` (< S when
   /// `rowValid`) sees `key` (< T).
@@ -187,7 +186,7 @@ private:
 void BackwardKernelBuilder::buildKeyValueKernel() {
   const int64_t headDim = spec.headDim, valueDim = spec.valueDim;
   const int64_t tile = spec.tile;
-  const float scaleLog2 = spec.scale * kLog2E;
+  const float scaleLog2 = spec.scale * kLog2EF32;
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   Value blockX = gpu::BlockIdOp::create(b, gpu::Dimension::x);
   Value keyBlocks = ceilDiv(keyLen, kThreads);
@@ -294,7 +293,7 @@ void BackwardKernelBuilder::buildKeyValueKernel() {
 void BackwardKernelBuilder::buildQueryKernel() {
   const int64_t headDim = spec.headDim, valueDim = spec.valueDim;
   const int64_t tile = spec.tile;
-  const float scaleLog2 = spec.scale * kLog2E;
+  const float scaleLog2 = spec.scale * kLog2EF32;
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   Value blockX = gpu::BlockIdOp::create(b, gpu::Dimension::x);
   Value queryBlocks = ceilDiv(queryLen, kThreads);

@@ -409,7 +409,6 @@ void KernelBuilder::buildTensorCoreKernel() {
   // Loop-carried values per row tile: output tiles, then max and sum of the
   // thread's two rows.
   const int64_t stateSize = outTiles * 4 + 4;
-  const float log2e = 1.4426950408889634f;
 
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   Value warp = divU(tid, 32), lane = remU(tid, 32);
@@ -506,7 +505,7 @@ void KernelBuilder::buildTensorCoreKernel() {
       init.push_back(f32(0.0f));
     init.append({f32(negInf), f32(negInf), f32(0.0f), f32(0.0f)});
   }
-  const float scaleLog2 = spec.scale * log2e;
+  const float scaleLog2 = spec.scale * kLog2EF32;
 
   SmallVector<Value> state = forLoop(
       firstBlock, endBlock, index(1), init,
@@ -701,7 +700,6 @@ void KernelBuilder::buildTensorCoreKernel() {
 void KernelBuilder::buildSIMTKernel() {
   const int64_t headDim = spec.headDim, valueDim = spec.valueDim;
   const int64_t block = spec.kvBlock;
-  const float log2e = 1.4426950408889634f;
   float negInf = -std::numeric_limits<float>::infinity();
 
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
@@ -729,7 +727,7 @@ void KernelBuilder::buildSIMTKernel() {
   Value query =
       memref::AllocaOp::create(b, MemRefType::get({headDim}, f32Type));
   Value acc = memref::AllocaOp::create(b, MemRefType::get({valueDim}, f32Type));
-  Value scale = f32(spec.scale * log2e);
+  Value scale = f32(spec.scale * kLog2EF32);
   forLoop(index(0), index(headDim), index(1), [&](Value d) {
     Value x = memref::LoadOp::create(
         b, memrefs[0],

@@ -282,7 +282,7 @@ void DecodeKernelBuilder::buildSplit() {
 
   // Q pre-scaled by scale * log2(e): the softmax runs in base 2. Rows past
   // the chunk's end repeat its last row (never stored).
-  Value scale = f32(spec.scale * 1.4426950408889634f);
+  Value scale = f32(spec.scale * kLog2EF32);
   auto f32Vec = VectorType::get({width}, f32Type);
   int64_t qChunks = headDim / width;
   blockLoop(index(rowsMax * qChunks), [&](Value i) {
