@@ -428,13 +428,9 @@ LogicalResult LowerAttentionBackwardToGPUPass::lower(AttentionBackwardOp op,
              << " bytes of shared memory (more than 227 KiB); lower tile";
 
   MLIRContext *ctx = op.getContext();
-  auto flatType = [&](Type element) {
-    return MemRefType::get(
-        {ShapedType::kDynamic}, element,
-        StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {1}));
-  };
-  SmallVector<Type> argTypes(kNumTrainingBuffers, flatType(spec.elementType));
-  argTypes[kTrainingLse] = flatType(Float32Type::get(ctx));
+  SmallVector<Type> argTypes(kNumTrainingBuffers,
+                             flatBufferType(ctx, spec.elementType));
+  argTypes[kTrainingLse] = flatBufferType(ctx, Float32Type::get(ctx));
   argTypes.append(kNumTrainingScalars, IndexType::get(ctx));
 
   // The launch arguments (shared by both kernels).
@@ -457,24 +453,16 @@ LogicalResult LowerAttentionBackwardToGPUPass::lower(AttentionBackwardOp op,
       spec.mask ? op.buildDiagonalOffset(b, op.getLoc())
                 : arith::ConstantIndexOp::create(b, 0);
 
-  auto parentFunc = op->getParentOfType<FunctionOpInterface>();
-  std::string baseName =
-      (parentFunc ? parentFunc.getName() : StringRef("sqa")).str();
+  std::string baseName = kernelBaseName(op, "sqa");
   for (Stage stage : {Stage::KeyValue, Stage::Query}) {
     bool kv = stage == Stage::KeyValue;
-    OpBuilder moduleBuilder = OpBuilder::atBlockEnd(kernels.getBody());
-    auto func = gpu::GPUFuncOp::create(moduleBuilder, op.getLoc(),
-                                       baseName + (kv ? "_dkdv" : "_dq"),
-                                       FunctionType::get(ctx, argTypes, {}));
-    kernelTable.insert(func); // Renames on collision.
-    func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), UnitAttr::get(ctx));
-    func.setKnownBlockSizeAttr(
-        DenseI32ArrayAttr::get(ctx, {static_cast<int32_t>(kThreads), 1, 1}));
     // Grid y: one kv head (dK/dV) or query head (dQ) per block row.
     int64_t heads = kv ? spec.heads.kvHeads : spec.heads.queryHeads;
     auto launch = GPULaunchAttr::get(ctx, kThreads, kThreads, 1, heads,
                                      spec.sharedMemoryBytes(stage));
-    func->setAttr(kLaunchAttrName, launch);
+    gpu::GPUFuncOp func = createKernel(kernels, kernelTable, op.getLoc(),
+                                       baseName + (kv ? "_dkdv" : "_dq"),
+                                       argTypes, kThreads, launch);
     func->setAttr(kTrainingStageAttrName,
                   StringAttr::get(ctx, kv ? "dkdv" : "dq"));
     {
@@ -494,14 +482,10 @@ LogicalResult LowerAttentionBackwardToGPUPass::lower(AttentionBackwardOp op,
 }
 
 void LowerAttentionBackwardToGPUPass::runOnOperation() {
-  ModuleOp module = getOperation();
-  SmallVector<AttentionBackwardOp> ops;
-  module.walk([&](AttentionBackwardOp op) { ops.push_back(op); });
-  if (ops.empty())
-    return;
-  gpu::GPUModuleOp kernels = getOrCreateKernelModule(module);
-  SymbolTable kernelTable(kernels);
-  for (AttentionBackwardOp op : ops)
-    if (failed(lower(op, kernels, kernelTable)))
-      return signalPassFailure();
+  if (failed(lowerEachIntoKernelModule<AttentionBackwardOp>(
+          getOperation(), [&](AttentionBackwardOp op, gpu::GPUModuleOp kernels,
+                              SymbolTable &kernelTable) {
+            return lower(op, kernels, kernelTable);
+          })))
+    signalPassFailure();
 }

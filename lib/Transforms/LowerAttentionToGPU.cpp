@@ -887,40 +887,28 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
 
   // The kernel.
   MLIRContext *ctx = op.getContext();
-  auto parentFunc = op->getParentOfType<FunctionOpInterface>();
-  std::string name =
-      (parentFunc ? parentFunc.getName() : StringRef("sqa")).str() +
-      "_attention";
-  auto flatType = [&](Type element) {
-    return MemRefType::get(
-        {ShapedType::kDynamic}, element,
-        StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {1}));
-  };
+  std::string name = kernelBaseName(op, "sqa") + "_attention";
+  Type flatElements = flatBufferType(ctx, spec.elementType);
   SmallVector<Type> argTypes;
   if (spec.withLse) {
-    argTypes.append(gpu_abi::kNumTrainingBuffers, flatType(spec.elementType));
-    argTypes[gpu_abi::kTrainingLse] = flatType(Float32Type::get(ctx));
+    argTypes.append(gpu_abi::kNumTrainingBuffers, flatElements);
+    argTypes[gpu_abi::kTrainingLse] =
+        flatBufferType(ctx, Float32Type::get(ctx));
     argTypes.append(gpu_abi::kNumTrainingScalars, IndexType::get(ctx));
     name += "_lse";
   } else {
-    argTypes.append(gpu_abi::kNumBuffers, flatType(spec.elementType));
+    argTypes.append(gpu_abi::kNumBuffers, flatElements);
     argTypes.append(gpu_abi::kNumScalars, IndexType::get(ctx));
   }
-  OpBuilder moduleBuilder = OpBuilder::atBlockEnd(kernels.getBody());
-  auto func = gpu::GPUFuncOp::create(moduleBuilder, op.getLoc(), name,
-                                     FunctionType::get(ctx, argTypes, {}));
-  kernelTable.insert(func); // Renames on collision.
-  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), UnitAttr::get(ctx));
-  func.setKnownBlockSizeAttr(
-      DenseI32ArrayAttr::get(ctx, {static_cast<int32_t>(kThreads), 1, 1}));
+  auto launch =
+      GPULaunchAttr::get(ctx, kThreads, spec.rowsPerHead(), spec.headsPerBlock,
+                         spec.heads.outputHeads(), spec.sharedMemoryBytes());
+  gpu::GPUFuncOp func = createKernel(kernels, kernelTable, op.getLoc(), name,
+                                     argTypes, kThreads, launch);
   Builder attrs(ctx);
   // Two blocks per SM is what the shared memory allows at D = 128; saying so
   // keeps ptxas from trading registers (and spilling) for more blocks.
   func->setAttr("nvvm.minctasm", attrs.getI32IntegerAttr(2));
-  auto launch =
-      GPULaunchAttr::get(ctx, kThreads, spec.rowsPerHead(), spec.headsPerBlock,
-                         spec.heads.outputHeads(), spec.sharedMemoryBytes());
-  func->setAttr(gpu_abi::kLaunchAttrName, launch);
   if (spec.withLse)
     func->setAttr(gpu_abi::kTrainingStageAttrName, StringAttr::get(ctx, "lse"));
   {
@@ -971,14 +959,10 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
 }
 
 void LowerAttentionToGPUPass::runOnOperation() {
-  ModuleOp module = getOperation();
-  SmallVector<AttentionOp> ops;
-  module.walk([&](AttentionOp op) { ops.push_back(op); });
-  if (ops.empty())
-    return;
-  gpu::GPUModuleOp kernels = getOrCreateKernelModule(module);
-  SymbolTable kernelTable(kernels);
-  for (AttentionOp op : ops)
-    if (failed(lower(op, kernels, kernelTable)))
-      return signalPassFailure();
+  if (failed(lowerEachIntoKernelModule<AttentionOp>(
+          getOperation(), [&](AttentionOp op, gpu::GPUModuleOp kernels,
+                              SymbolTable &kernelTable) {
+            return lower(op, kernels, kernelTable);
+          })))
+    signalPassFailure();
 }
