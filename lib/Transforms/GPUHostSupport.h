@@ -1,13 +1,17 @@
 //===- GPUHostSupport.h - Host side of the GPU lowerings --------*- C++ -*-===//
 //
 // How a GPU lowering hands a strided memref to a generated kernel: a flat
-// 1-D view plus (batch, head, position) strides. Shared by the attention and
-// decode lowerings, so every kernel sees its operands the same way.
+// 1-D view plus (batch, head, position) strides. Shared by the attention,
+// decode and backward lowerings, so every kernel sees its operands, and is
+// declared and launched, the same way.
 //
 //===----------------------------------------------------------------------===//
 
 #ifndef SQA_TRANSFORMS_GPUHOSTSUPPORT_H
 #define SQA_TRANSFORMS_GPUHOSTSUPPORT_H
+
+#include "SQA/IR/SQAAttrs.h"
+#include "sqa/Transforms/GPUKernelABI.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -15,6 +19,10 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
+#include "mlir/IR/SymbolTable.h"
+#include "mlir/Interfaces/FunctionInterfaces.h"
+
+#include <string>
 
 namespace mlir::sqa {
 
@@ -68,6 +76,54 @@ inline gpu::GPUModuleOp getOrCreateKernelModule(ModuleOp module) {
     kernels = gpu::GPUModuleOp::create(builder, module.getLoc(), "sqa_kernels");
   }
   return kernels;
+}
+
+/// Lowers every `OpTy` of `module` with `lower(op, kernels, kernelTable)`
+/// into the shared gpu.module (created only when there is an op to lower);
+/// fails at the first op that does not lower.
+template <typename OpTy, typename LowerFn>
+LogicalResult lowerEachIntoKernelModule(ModuleOp module, LowerFn lower) {
+  SmallVector<OpTy> ops;
+  module.walk([&](OpTy op) { ops.push_back(op); });
+  if (ops.empty())
+    return success();
+  gpu::GPUModuleOp kernels = getOrCreateKernelModule(module);
+  SymbolTable kernelTable(kernels);
+  for (OpTy op : ops)
+    if (failed(lower(op, kernels, kernelTable)))
+      return failure();
+  return success();
+}
+
+/// The name kernels of `op` start with: its function's, else `fallback`.
+inline std::string kernelBaseName(Operation *op, StringRef fallback) {
+  auto parentFunc = op->getParentOfType<FunctionOpInterface>();
+  return (parentFunc ? parentFunc.getName() : fallback).str();
+}
+
+/// The type of a flat kernel buffer (as flattenOperand makes them).
+inline MemRefType flatBufferType(MLIRContext *ctx, Type element) {
+  return MemRefType::get(
+      {ShapedType::kDynamic}, element,
+      StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {1}));
+}
+
+/// A kernel `name` (renamed on collision) with parameters `params` added to
+/// `kernels`: 1-D blocks of `threads` threads, launched as `launch` says.
+inline gpu::GPUFuncOp createKernel(gpu::GPUModuleOp kernels,
+                                   SymbolTable &kernelTable, Location loc,
+                                   StringRef name, TypeRange params,
+                                   int64_t threads, GPULaunchAttr launch) {
+  MLIRContext *ctx = kernels.getContext();
+  OpBuilder moduleBuilder = OpBuilder::atBlockEnd(kernels.getBody());
+  auto func = gpu::GPUFuncOp::create(moduleBuilder, loc, name,
+                                     FunctionType::get(ctx, params, {}));
+  kernelTable.insert(func);
+  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), UnitAttr::get(ctx));
+  func.setKnownBlockSizeAttr(
+      DenseI32ArrayAttr::get(ctx, {static_cast<int32_t>(threads), 1, 1}));
+  func->setAttr(gpu_abi::kLaunchAttrName, launch);
+  return func;
 }
 
 /// Launches `func` on a grid of ceil(rows / rowsPerBlock) * batch x gridY

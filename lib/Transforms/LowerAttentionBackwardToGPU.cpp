@@ -49,7 +49,6 @@ namespace {
 
 /// Threads per block, and the keys (dK/dV) or query rows (dQ) of a block.
 constexpr int64_t kThreads = 128;
-constexpr float kLog2E = 1.4426950408889634f;
 
 enum class Stage { KeyValue, Query };
 
@@ -162,7 +161,7 @@ private:
     Value lse = memref::LoadOp::create(
         b, memrefs[kTrainingLse],
         ValueRange{index3(kTrainingLse, batch, head, pos)});
-    return mulF(lse, f32(kLog2E));
+    return mulF(lse, f32(kLog2EF32));
   }
   /// The score in the exp2 domain, -inf unless query row `pos` (< S when
   /// `rowValid`) sees `key` (< T).
@@ -187,7 +186,7 @@ private:
 void BackwardKernelBuilder::buildKeyValueKernel() {
   const int64_t headDim = spec.headDim, valueDim = spec.valueDim;
   const int64_t tile = spec.tile;
-  const float scaleLog2 = spec.scale * kLog2E;
+  const float scaleLog2 = spec.scale * kLog2EF32;
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   Value blockX = gpu::BlockIdOp::create(b, gpu::Dimension::x);
   Value keyBlocks = ceilDiv(keyLen, kThreads);
@@ -294,7 +293,7 @@ void BackwardKernelBuilder::buildKeyValueKernel() {
 void BackwardKernelBuilder::buildQueryKernel() {
   const int64_t headDim = spec.headDim, valueDim = spec.valueDim;
   const int64_t tile = spec.tile;
-  const float scaleLog2 = spec.scale * kLog2E;
+  const float scaleLog2 = spec.scale * kLog2EF32;
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   Value blockX = gpu::BlockIdOp::create(b, gpu::Dimension::x);
   Value queryBlocks = ceilDiv(queryLen, kThreads);
@@ -429,13 +428,9 @@ LogicalResult LowerAttentionBackwardToGPUPass::lower(AttentionBackwardOp op,
              << " bytes of shared memory (more than 227 KiB); lower tile";
 
   MLIRContext *ctx = op.getContext();
-  auto flatType = [&](Type element) {
-    return MemRefType::get(
-        {ShapedType::kDynamic}, element,
-        StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {1}));
-  };
-  SmallVector<Type> argTypes(kNumTrainingBuffers, flatType(spec.elementType));
-  argTypes[kTrainingLse] = flatType(Float32Type::get(ctx));
+  SmallVector<Type> argTypes(kNumTrainingBuffers,
+                             flatBufferType(ctx, spec.elementType));
+  argTypes[kTrainingLse] = flatBufferType(ctx, Float32Type::get(ctx));
   argTypes.append(kNumTrainingScalars, IndexType::get(ctx));
 
   // The launch arguments (shared by both kernels).
@@ -458,24 +453,16 @@ LogicalResult LowerAttentionBackwardToGPUPass::lower(AttentionBackwardOp op,
       spec.mask ? op.buildDiagonalOffset(b, op.getLoc())
                 : arith::ConstantIndexOp::create(b, 0);
 
-  auto parentFunc = op->getParentOfType<FunctionOpInterface>();
-  std::string baseName =
-      (parentFunc ? parentFunc.getName() : StringRef("sqa")).str();
+  std::string baseName = kernelBaseName(op, "sqa");
   for (Stage stage : {Stage::KeyValue, Stage::Query}) {
     bool kv = stage == Stage::KeyValue;
-    OpBuilder moduleBuilder = OpBuilder::atBlockEnd(kernels.getBody());
-    auto func = gpu::GPUFuncOp::create(moduleBuilder, op.getLoc(),
-                                       baseName + (kv ? "_dkdv" : "_dq"),
-                                       FunctionType::get(ctx, argTypes, {}));
-    kernelTable.insert(func); // Renames on collision.
-    func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), UnitAttr::get(ctx));
-    func.setKnownBlockSizeAttr(
-        DenseI32ArrayAttr::get(ctx, {static_cast<int32_t>(kThreads), 1, 1}));
     // Grid y: one kv head (dK/dV) or query head (dQ) per block row.
     int64_t heads = kv ? spec.heads.kvHeads : spec.heads.queryHeads;
     auto launch = GPULaunchAttr::get(ctx, kThreads, kThreads, 1, heads,
                                      spec.sharedMemoryBytes(stage));
-    func->setAttr(kLaunchAttrName, launch);
+    gpu::GPUFuncOp func = createKernel(kernels, kernelTable, op.getLoc(),
+                                       baseName + (kv ? "_dkdv" : "_dq"),
+                                       argTypes, kThreads, launch);
     func->setAttr(kTrainingStageAttrName,
                   StringAttr::get(ctx, kv ? "dkdv" : "dq"));
     {
@@ -495,14 +482,10 @@ LogicalResult LowerAttentionBackwardToGPUPass::lower(AttentionBackwardOp op,
 }
 
 void LowerAttentionBackwardToGPUPass::runOnOperation() {
-  ModuleOp module = getOperation();
-  SmallVector<AttentionBackwardOp> ops;
-  module.walk([&](AttentionBackwardOp op) { ops.push_back(op); });
-  if (ops.empty())
-    return;
-  gpu::GPUModuleOp kernels = getOrCreateKernelModule(module);
-  SymbolTable kernelTable(kernels);
-  for (AttentionBackwardOp op : ops)
-    if (failed(lower(op, kernels, kernelTable)))
-      return signalPassFailure();
+  if (failed(lowerEachIntoKernelModule<AttentionBackwardOp>(
+          getOperation(), [&](AttentionBackwardOp op, gpu::GPUModuleOp kernels,
+                              SymbolTable &kernelTable) {
+            return lower(op, kernels, kernelTable);
+          })))
+    signalPassFailure();
 }

@@ -409,7 +409,6 @@ void KernelBuilder::buildTensorCoreKernel() {
   // Loop-carried values per row tile: output tiles, then max and sum of the
   // thread's two rows.
   const int64_t stateSize = outTiles * 4 + 4;
-  const float log2e = 1.4426950408889634f;
 
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
   Value warp = divU(tid, 32), lane = remU(tid, 32);
@@ -506,7 +505,7 @@ void KernelBuilder::buildTensorCoreKernel() {
       init.push_back(f32(0.0f));
     init.append({f32(negInf), f32(negInf), f32(0.0f), f32(0.0f)});
   }
-  const float scaleLog2 = spec.scale * log2e;
+  const float scaleLog2 = spec.scale * kLog2EF32;
 
   SmallVector<Value> state = forLoop(
       firstBlock, endBlock, index(1), init,
@@ -701,7 +700,6 @@ void KernelBuilder::buildTensorCoreKernel() {
 void KernelBuilder::buildSIMTKernel() {
   const int64_t headDim = spec.headDim, valueDim = spec.valueDim;
   const int64_t block = spec.kvBlock;
-  const float log2e = 1.4426950408889634f;
   float negInf = -std::numeric_limits<float>::infinity();
 
   Value tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
@@ -729,7 +727,7 @@ void KernelBuilder::buildSIMTKernel() {
   Value query =
       memref::AllocaOp::create(b, MemRefType::get({headDim}, f32Type));
   Value acc = memref::AllocaOp::create(b, MemRefType::get({valueDim}, f32Type));
-  Value scale = f32(spec.scale * log2e);
+  Value scale = f32(spec.scale * kLog2EF32);
   forLoop(index(0), index(headDim), index(1), [&](Value d) {
     Value x = memref::LoadOp::create(
         b, memrefs[0],
@@ -889,40 +887,28 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
 
   // The kernel.
   MLIRContext *ctx = op.getContext();
-  auto parentFunc = op->getParentOfType<FunctionOpInterface>();
-  std::string name =
-      (parentFunc ? parentFunc.getName() : StringRef("sqa")).str() +
-      "_attention";
-  auto flatType = [&](Type element) {
-    return MemRefType::get(
-        {ShapedType::kDynamic}, element,
-        StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {1}));
-  };
+  std::string name = kernelBaseName(op, "sqa") + "_attention";
+  Type flatElements = flatBufferType(ctx, spec.elementType);
   SmallVector<Type> argTypes;
   if (spec.withLse) {
-    argTypes.append(gpu_abi::kNumTrainingBuffers, flatType(spec.elementType));
-    argTypes[gpu_abi::kTrainingLse] = flatType(Float32Type::get(ctx));
+    argTypes.append(gpu_abi::kNumTrainingBuffers, flatElements);
+    argTypes[gpu_abi::kTrainingLse] =
+        flatBufferType(ctx, Float32Type::get(ctx));
     argTypes.append(gpu_abi::kNumTrainingScalars, IndexType::get(ctx));
     name += "_lse";
   } else {
-    argTypes.append(gpu_abi::kNumBuffers, flatType(spec.elementType));
+    argTypes.append(gpu_abi::kNumBuffers, flatElements);
     argTypes.append(gpu_abi::kNumScalars, IndexType::get(ctx));
   }
-  OpBuilder moduleBuilder = OpBuilder::atBlockEnd(kernels.getBody());
-  auto func = gpu::GPUFuncOp::create(moduleBuilder, op.getLoc(), name,
-                                     FunctionType::get(ctx, argTypes, {}));
-  kernelTable.insert(func); // Renames on collision.
-  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), UnitAttr::get(ctx));
-  func.setKnownBlockSizeAttr(
-      DenseI32ArrayAttr::get(ctx, {static_cast<int32_t>(kThreads), 1, 1}));
+  auto launch =
+      GPULaunchAttr::get(ctx, kThreads, spec.rowsPerHead(), spec.headsPerBlock,
+                         spec.heads.outputHeads(), spec.sharedMemoryBytes());
+  gpu::GPUFuncOp func = createKernel(kernels, kernelTable, op.getLoc(), name,
+                                     argTypes, kThreads, launch);
   Builder attrs(ctx);
   // Two blocks per SM is what the shared memory allows at D = 128; saying so
   // keeps ptxas from trading registers (and spilling) for more blocks.
   func->setAttr("nvvm.minctasm", attrs.getI32IntegerAttr(2));
-  auto launch =
-      GPULaunchAttr::get(ctx, kThreads, spec.rowsPerHead(), spec.headsPerBlock,
-                         spec.heads.outputHeads(), spec.sharedMemoryBytes());
-  func->setAttr(gpu_abi::kLaunchAttrName, launch);
   if (spec.withLse)
     func->setAttr(gpu_abi::kTrainingStageAttrName, StringAttr::get(ctx, "lse"));
   {
@@ -973,14 +959,10 @@ LogicalResult LowerAttentionToGPUPass::lower(AttentionOp op,
 }
 
 void LowerAttentionToGPUPass::runOnOperation() {
-  ModuleOp module = getOperation();
-  SmallVector<AttentionOp> ops;
-  module.walk([&](AttentionOp op) { ops.push_back(op); });
-  if (ops.empty())
-    return;
-  gpu::GPUModuleOp kernels = getOrCreateKernelModule(module);
-  SymbolTable kernelTable(kernels);
-  for (AttentionOp op : ops)
-    if (failed(lower(op, kernels, kernelTable)))
-      return signalPassFailure();
+  if (failed(lowerEachIntoKernelModule<AttentionOp>(
+          getOperation(), [&](AttentionOp op, gpu::GPUModuleOp kernels,
+                              SymbolTable &kernelTable) {
+            return lower(op, kernels, kernelTable);
+          })))
+    signalPassFailure();
 }

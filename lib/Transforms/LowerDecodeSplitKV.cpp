@@ -280,7 +280,7 @@ void SplitKVBuilder::workItem(Value item, Value kvHead) {
   Value alphas = scratchAlloc({dyn}, {rows});
 
   // Q pre-scaled by scale * log2(e): the softmax runs in base 2.
-  Value scale = f32(op.getScaleOrDefault() * 1.4426950408889634);
+  Value scale = f32(op.getScaleOrDefault() * kLog2E);
   forLoop(index(0), rows, 1, [&](Value r) {
     Value head = heads.queryHeadOf(*this, add(outHead0, divU(r, newLen)));
     Value pos = remU(r, newLen);

@@ -282,7 +282,7 @@ void DecodeKernelBuilder::buildSplit() {
 
   // Q pre-scaled by scale * log2(e): the softmax runs in base 2. Rows past
   // the chunk's end repeat its last row (never stored).
-  Value scale = f32(spec.scale * 1.4426950408889634f);
+  Value scale = f32(spec.scale * kLog2EF32);
   auto f32Vec = VectorType::get({width}, f32Type);
   int64_t qChunks = headDim / width;
   blockLoop(index(rowsMax * qChunks), [&](Value i) {
@@ -480,35 +480,21 @@ LogicalResult LowerDecodeToGPUPass::lower(DecodeOp op, gpu::GPUModuleOp kernels,
               "rows-per-block";
 
   MLIRContext *ctx = op.getContext();
-  auto parentFunc = op->getParentOfType<FunctionOpInterface>();
-  std::string prefix =
-      (parentFunc ? parentFunc.getName() : StringRef("sqa_decode")).str();
-  auto flatType = [&](Type element) {
-    return MemRefType::get(
-        {ShapedType::kDynamic}, element,
-        StridedLayoutAttr::get(ctx, ShapedType::kDynamic, {1}));
-  };
-  SmallVector<Type> params;
-  for (int i = 0; i < kNumDecodeBuffers; ++i)
-    params.push_back(flatType(spec.elementType));
-  params[kDecodeCacheLens] = flatType(IntegerType::get(ctx, 64));
-  params[kDecodePartials] = flatType(Float32Type::get(ctx));
+  std::string prefix = kernelBaseName(op, "sqa_decode");
+  SmallVector<Type> params(kNumDecodeBuffers,
+                           flatBufferType(ctx, spec.elementType));
+  params[kDecodeCacheLens] = flatBufferType(ctx, IntegerType::get(ctx, 64));
+  params[kDecodePartials] = flatBufferType(ctx, Float32Type::get(ctx));
   params.append(kNumDecodeScalars, IndexType::get(ctx));
 
   Builder attrs(ctx);
   int64_t group = spec.heads.outputsPerKVHead();
   auto makeKernel = [&](StringRef stage, int64_t sharedBytes) {
-    OpBuilder moduleBuilder = OpBuilder::atBlockEnd(kernels.getBody());
-    auto func = gpu::GPUFuncOp::create(moduleBuilder, op.getLoc(),
-                                       prefix + "_" + stage.str(),
-                                       FunctionType::get(ctx, params, {}));
-    kernelTable.insert(func);
-    func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), UnitAttr::get(ctx));
-    func.setKnownBlockSizeAttr(
-        DenseI32ArrayAttr::get(ctx, {static_cast<int32_t>(kThreads), 1, 1}));
-    func->setAttr(kLaunchAttrName,
-                  GPULaunchAttr::get(ctx, kThreads, spec.rowsPerBlock, group,
-                                     spec.heads.outputHeads(), sharedBytes));
+    gpu::GPUFuncOp func =
+        createKernel(kernels, kernelTable, op.getLoc(),
+                     prefix + "_" + stage.str(), params, kThreads,
+                     GPULaunchAttr::get(ctx, kThreads, spec.rowsPerBlock, group,
+                                        spec.heads.outputHeads(), sharedBytes));
     func->setAttr(kDecodeStageAttrName, attrs.getStringAttr(stage));
     return func;
   };
@@ -605,13 +591,10 @@ void LowerDecodeToGPUPass::runOnOperation() {
                                << static_cast<int64_t>(splitKeys) << ")";
     return signalPassFailure();
   }
-  SmallVector<DecodeOp> ops;
-  module.walk([&](DecodeOp op) { ops.push_back(op); });
-  if (ops.empty())
-    return;
-  gpu::GPUModuleOp kernels = getOrCreateKernelModule(module);
-  SymbolTable kernelTable(kernels);
-  for (DecodeOp op : ops)
-    if (failed(lower(op, kernels, kernelTable)))
-      return signalPassFailure();
+  if (failed(lowerEachIntoKernelModule<DecodeOp>(
+          module,
+          [&](DecodeOp op, gpu::GPUModuleOp kernels, SymbolTable &kernelTable) {
+            return lower(op, kernels, kernelTable);
+          })))
+    signalPassFailure();
 }

@@ -147,7 +147,7 @@ Value FlashBuilder::exp2(Value x) { return exp2Approx(x); }
 /// Q^T[d, r] = scale * log2(e) * q[r, d] (so the softmax runs in base 2);
 /// padding rows are 0.
 void FlashBuilder::packQuery(Value batch, Value outHead0) {
-  Value scale = f32(op.getScaleOrDefault() * 1.4426950408889634);
+  Value scale = f32(op.getScaleOrDefault() * kLog2E);
   forLoop(index(0), paddedRows, 1, [&](Value r) {
     ifThenElse(
         slt(r, rows),
@@ -639,8 +639,7 @@ SmallVector<Value> FlashBuilder::scoreDotsBF16(Value batch, Value kvHead,
             b, loc, vector::BitCastOp::create(b, loc, oneWord, pair),
             ArrayRef<int64_t>{0});
       });
-  Value scale =
-      floatLike(zeroVector(), op.getScaleOrDefault() * 1.4426950408889634);
+  Value scale = floatLike(zeroVector(), op.getScaleOrDefault() * kLog2E);
   for (Value &sum : sums)
     sum = mulF(sum, scale);
   return sums;

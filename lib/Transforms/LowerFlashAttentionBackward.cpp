@@ -56,8 +56,6 @@ namespace mlir::sqa {
 using namespace mlir;
 using namespace mlir::sqa;
 
-static constexpr float kLog2E = 1.4426950408889634f;
-
 namespace {
 
 /// Rows of q, d_out or k read with their feature dimension along lanes:
@@ -279,7 +277,7 @@ void BackwardBuilder::scoreGradients(const RowTile &tile, Value keyStart,
   Value needsMask = blockNeedsMask(*this, mask, keyStart, kvBlock, keyLen,
                                    firstDiagonal, add(firstDiagonal, lastRow));
   // Base 2, as the forward: s * scale * log2(e) against lse * log2(e).
-  Value scoreScale = splat(f32(scale * kLog2E));
+  Value scoreScale = splat(f32(scale * kLog2EF32));
   Value negInf = splat(f32(-std::numeric_limits<float>::infinity()));
   // exp2 gives ~2^-125, not 0, at -inf: the rule guards it.
   Softmax::Exponential exp{[&](Value x) { return exp2Approx(x); },
@@ -310,7 +308,7 @@ void BackwardBuilder::scoreGradients(const RowTile &tile, Value keyStart,
       for (int64_t i = 0; i < mr; ++i) {
         Value pos = add(tile.rowStart, rows[i]);
         lse2.push_back(splat(mulF(
-            load(op.getLse(), {tile.batch, tile.head, pos}), f32(kLog2E))));
+            load(op.getLse(), {tile.batch, tile.head, pos}), f32(kLog2EF32))));
         if (!masked)
           continue;
         // The row's visible keys relative to the block.
@@ -513,7 +511,7 @@ void BackwardBuilder::transposedScoreGradients(const TransposedRows &rows,
   Value lastKey = sub(keyLen, index(1));
   Value needsMask = blockNeedsMask(*this, mask, keyStart, kvBlock, keyLen,
                                    rows.firstDiagonal, rows.lastDiagonal);
-  Value scoreScale = splat(f32(scale * kLog2E));
+  Value scoreScale = splat(f32(scale * kLog2EF32));
   Value negInf = splat(f32(-std::numeric_limits<float>::infinity()));
   Softmax::Exponential exp{[&](Value x) { return exp2Approx(x); },
                            /*zeroAtNegInf=*/false};
@@ -660,7 +658,8 @@ void BackwardBuilder::queryGradients(Value deltaBuf) {
         Value valid = slt(r, rows.count);
         Value pos = add(rowStart, minS(r, sub(rows.count, index(1))));
         Value lse = load(op.getLse(), {rows.batch, head, pos});
-        store(select(valid, mulF(lse, f32(kLog2E)), f32(0.0f)), rows.lse2, {r});
+        store(select(valid, mulF(lse, f32(kLog2EF32)), f32(0.0f)), rows.lse2,
+              {r});
         store(select(valid, load(deltaBuf, {rows.batch, head, pos}), f32(0.0f)),
               rows.delta, {r});
         auto [first, end] = rowKeyRange(add(pos, diagonalOffset));

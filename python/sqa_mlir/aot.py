@@ -276,6 +276,16 @@ class _Library:
         s = self._config()
         return s.decode(errors="replace") if s is not None else None
 
+    def _shape_sizes(self, q, k, batch=None, q_len=None, kv_len=None):
+        """(batch, q_len, kv_len): each as given, else from q.shape and
+        k.shape in the library's layout (BHSD: q[B,H,S,D], k[B,H,T,D]; BSHD:
+        q[B,S,H,D], k[B,T,H,D]). For decode, k is the key cache and kv_len
+        its capacity."""
+        seq = 1 if self.layout == "bshd" else 2
+        return (q.shape[0] if batch is None else batch,
+                q.shape[seq] if q_len is None else q_len,
+                k.shape[seq] if kv_len is None else kv_len)
+
 
 class AttentionLibrary(_Library):
     """ctypes wrapper of one sqa-aot library."""
@@ -360,13 +370,7 @@ class AttentionLibrary(_Library):
         """
         for what, a in (("q", q), ("k", k), ("v", v), ("out", out)):
             self._check_array(what, a)
-        bshd = self.layout == "bshd"
-        if batch is None:
-            batch = q.shape[0]
-        if q_len is None:
-            q_len = q.shape[2] if not bshd else q.shape[1]
-        if kv_len is None:
-            kv_len = k.shape[2] if not bshd else k.shape[1]
+        batch, q_len, kv_len = self._shape_sizes(q, k, batch, q_len, kv_len)
         return self.forward_raw(q, k, v, out, batch, q_len, kv_len)
 
     # -- training: NAME_forward_lse and NAME_backward (CPU libraries) ------
@@ -417,11 +421,10 @@ class AttentionLibrary(_Library):
                       int(batch), int(q_len), int(kv_len)))
 
     def _sizes(self, q, k):
-        bshd = self.layout == "bshd"
         for what, a in (("q", q), ("k", k)):
             if not isinstance(a, np.ndarray) or a.ndim != 4:
                 raise ValueError(f"{what} must be a rank-4 numpy array")
-        return q.shape[0], q.shape[1 if bshd else 2], k.shape[1 if bshd else 2]
+        return self._shape_sizes(q, k)
 
     def _out_shape(self, q, v):
         heads = int(self.settings.get("out_heads", 0)) or max(
@@ -502,9 +505,7 @@ class AttentionLibrary(_Library):
         [B, capacity, Hkv, D]); cache_lens is int64 [B] and is not advanced.
         Raises AOTError with the library's message on a non-zero status."""
         bshd = self.layout == "bshd"
-        seq_axis = 1 if bshd else 2
-        batch, new_len = q.shape[0], q.shape[seq_axis]
-        capacity = k_cache.shape[seq_axis]
+        batch, new_len, capacity = self._shape_sizes(q, k_cache)
         cache_lens = np.ascontiguousarray(cache_lens, dtype=np.int64)
         if out is None:
             heads = int(self.settings.get("out_heads",
@@ -644,13 +645,7 @@ class CUDAAttentionLibrary(_Library):
                 stream=None) -> int:
         """Like forward_raw, with sizes taken from q.shape / k.shape (objects
         with a shape: DeviceArray, torch tensors) unless given."""
-        bshd = self.layout == "bshd"
-        if batch is None:
-            batch = q.shape[0]
-        if q_len is None:
-            q_len = q.shape[1] if bshd else q.shape[2]
-        if kv_len is None:
-            kv_len = k.shape[1] if bshd else k.shape[2]
+        batch, q_len, kv_len = self._shape_sizes(q, k, batch, q_len, kv_len)
         return self.forward_raw(q, k, v, out, batch, q_len, kv_len, stream)
 
     def decode_raw(self, q, k_cache, v_cache, k_new, v_new, cache_lens, out,
@@ -670,25 +665,10 @@ class CUDAAttentionLibrary(_Library):
                batch=None, new_len=None, capacity=None, stream=None) -> int:
         """Like decode_raw, with sizes from q.shape / k_cache.shape unless
         given."""
-        bshd = self.layout == "bshd"
-        if batch is None:
-            batch = q.shape[0]
-        if new_len is None:
-            new_len = q.shape[1] if bshd else q.shape[2]
-        if capacity is None:
-            capacity = k_cache.shape[1] if bshd else k_cache.shape[2]
+        batch, new_len, capacity = self._shape_sizes(q, k_cache, batch, new_len,
+                                                     capacity)
         return self.decode_raw(q, k_cache, v_cache, k_new, v_new, cache_lens, out,
                                batch, new_len, capacity, stream)
-
-    def _sizes(self, q, k, batch, q_len, kv_len):
-        bshd = self.layout == "bshd"
-        if batch is None:
-            batch = q.shape[0]
-        if q_len is None:
-            q_len = q.shape[1] if bshd else q.shape[2]
-        if kv_len is None:
-            kv_len = k.shape[1] if bshd else k.shape[2]
-        return batch, q_len, kv_len
 
     def forward_lse(self, q, k, v, out, lse, batch=None, q_len=None, kv_len=None,
                     stream=None) -> int:
@@ -696,7 +676,7 @@ class CUDAAttentionLibrary(_Library):
         for the sizes), lse f32 [batch, out heads, q_len]. Returns the
         status; the work is only enqueued (compiles and runs on the CPU
         emulator, unmeasured on a GPU)."""
-        batch, q_len, kv_len = self._sizes(q, k, batch, q_len, kv_len)
+        batch, q_len, kv_len = self._shape_sizes(q, k, batch, q_len, kv_len)
         names = ("q", "k", "v", "out", "lse")
         ptrs = [_device_pointer(w, a) for w, a in zip(names, (q, k, v, out, lse))]
         return int(self._forward_lse(*[p or None for p in ptrs], int(batch),
@@ -708,7 +688,7 @@ class CUDAAttentionLibrary(_Library):
         sizes from q.shape / k.shape unless given. Returns the status; the
         work is only enqueued (compiles and runs on the CPU emulator,
         unmeasured on a GPU)."""
-        batch, q_len, kv_len = self._sizes(q, k, batch, q_len, kv_len)
+        batch, q_len, kv_len = self._shape_sizes(q, k, batch, q_len, kv_len)
         names = ("q", "k", "v", "out", "d_out", "lse", "dq", "dk", "dv")
         args = (q, k, v, out, d_out, lse, dq, dk, dv)
         ptrs = [_device_pointer(w, a) for w, a in zip(names, args)]

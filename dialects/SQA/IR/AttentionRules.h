@@ -153,6 +153,15 @@ struct HeadMapping {
 // Softmax
 //===----------------------------------------------------------------------===//
 
+/// The kernels' softmax runs in base 2 (exp2 is one instruction on GPUs and
+/// the cheaper polynomial on CPUs): exp(x) = exp2(x * log2(e)), so Q or the
+/// scores are pre-scaled by scale * log2(e), and a natural-log lse is
+/// multiplied by log2(e) before it shifts base-2 scores.
+inline constexpr double kLog2E = 1.4426950408889634;
+/// log2(e) rounded to f32, for factors computed in f32 arithmetic (the GPU
+/// specs hold an f32 scale): keeps their rounding exactly as it was.
+inline constexpr float kLog2EF32 = static_cast<float>(kLog2E);
+
 /// The online softmax of one row (FlashAttention): a running maximum m, a
 /// running sum l of exp(s - m) and an accumulator O rescaled whenever m
 /// grows. Scores of hidden keys are -inf.

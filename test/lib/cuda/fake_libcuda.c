@@ -33,13 +33,17 @@ enum {
   INVALID_HANDLE = 400
 };
 
+/* Which of GPUKernelABI.def's lists a kernel takes (its name says so). */
+enum kernel_kind {
+  FORWARD_KERNEL,
+  DECODE_KERNEL,  /* append, split, merge */
+  TRAINING_KERNEL /* forward with lse, dK/dV, dQ */
+};
+
 struct fake_function {
   void *kernel;
   int max_dynamic_shared;
-  /* A decode kernel (its name says so): GPUKernelABI.def's decode lists. */
-  int decode;
-  /* A training kernel (forward with lse, dK/dV, dQ): the training lists. */
-  int training;
+  enum kernel_kind kind;
 };
 
 static int initialized;
@@ -206,10 +210,12 @@ CUresult cuModuleGetFunction(void **function, void *module, const char *name) {
   struct fake_function *f = calloc(1, sizeof *f);
   f->kernel = kernel;
   f->max_dynamic_shared = 48 * 1024;
-  f->decode = strstr(name, "_decode_kernel_") != 0 ||
-              strstr(name, "_decode_append_kernel_") != 0;
-  f->training = strstr(name, "_kernel_lse_") != 0 ||
-                strstr(name, "_kernel_backward_") != 0;
+  if (strstr(name, "_decode_kernel_") || strstr(name, "_decode_append_kernel_"))
+    f->kind = DECODE_KERNEL;
+  else if (strstr(name, "_kernel_lse_") || strstr(name, "_kernel_backward_"))
+    f->kind = TRAINING_KERNEL;
+  else
+    f->kind = FORWARD_KERNEL;
   *function = f;
   return OK;
 }
@@ -221,6 +227,35 @@ CUresult cuFuncSetAttribute(void *function, int attribute, int value) {
     f->max_dynamic_shared = value;
   }
   return OK;
+}
+
+/* Reads a launch's parameters (params[i] points to parameter word i, in
+ * GPUKernelABI.def's order: each buffer's memref words, then the scalars)
+ * into buffers, sizes and scalars; 0 (after a message) for a malformed
+ * memref. The forward's buffers are never empty; a decode or training buffer
+ * may be NULL with size 0 (k_new and v_new without an append, the backward's
+ * buffers in the forward with lse). */
+static int read_parameters(void **params, int num_buffers, int num_scalars,
+                           int may_be_empty, const char *kind, void **buffers,
+                           int64_t *sizes, int64_t *scalars) {
+  for (int i = 0; i < num_buffers; ++i) {
+    void **words = params + i * SQA_MEMREF_WORDS;
+    sqa_gpu_memref m;
+#define SQA_GPU_MEMREF_WORD(name, c_type)                                      \
+  m.name = *(c_type *)words[SQA_WORD_##name];
+#include "sqa/Transforms/GPUKernelABI.def"
+    int present =
+        may_be_empty ? (!m.aligned) == (m.size == 0) : m.size > 0 && m.aligned;
+    if (m.offset != 0 || m.stride != 1 || m.size < 0 || !present) {
+      fprintf(stderr, "fake libcuda: bad %smemref parameter %d\n", kind, i);
+      return 0;
+    }
+    buffers[i] = m.aligned;
+    sizes[i] = m.size;
+  }
+  for (int i = 0; i < num_scalars; ++i)
+    scalars[i] = *(int64_t *)params[num_buffers * SQA_MEMREF_WORDS + i];
+  return 1;
 }
 
 CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz,
@@ -239,77 +274,41 @@ CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz,
             "cuFuncSetAttribute (limit %d)\n", shared, f->max_dynamic_shared);
     return INVALID_VALUE;
   }
-  if (f->decode) {
-    void *buffers[SQA_NUM_DECODE_BUFFERS];
-    int64_t sizes[SQA_NUM_DECODE_BUFFERS], scalars[SQA_NUM_DECODE_SCALARS];
-    for (int i = 0; i < SQA_NUM_DECODE_BUFFERS; ++i) {
-      void **words = params + i * SQA_MEMREF_WORDS;
-      sqa_gpu_memref m;
-#define SQA_GPU_MEMREF_WORD(name, c_type)                                      \
-  m.name = *(c_type *)words[SQA_WORD_##name];
-#include "sqa/Transforms/GPUKernelABI.def"
-      /* k_new and v_new are NULL without an append. */
-      if (m.offset != 0 || m.stride != 1 || m.size < 0 ||
-          (!m.aligned) != (m.size == 0)) {
-        fprintf(stderr, "fake libcuda: bad decode memref parameter %d\n", i);
-        return INVALID_VALUE;
-      }
-      buffers[i] = m.aligned;
-      sizes[i] = m.size;
-    }
-    for (int i = 0; i < SQA_NUM_DECODE_SCALARS; ++i)
-      scalars[i] =
-          *(int64_t *)params[SQA_NUM_DECODE_BUFFERS * SQA_MEMREF_WORDS + i];
-    return launch_decode((sqa_emulated_decode_kernel)f->kernel, gx, gy, bx,
-                         shared, buffers, sizes, scalars)
-               ? LAUNCH_FAILED
-               : OK;
-  }
-  if (f->training) {
-    void *buffers[SQA_NUM_TRAINING_BUFFERS];
-    int64_t sizes[SQA_NUM_TRAINING_BUFFERS], scalars[SQA_NUM_TRAINING_SCALARS];
-    for (int i = 0; i < SQA_NUM_TRAINING_BUFFERS; ++i) {
-      void **words = params + i * SQA_MEMREF_WORDS;
-      sqa_gpu_memref m;
-#define SQA_GPU_MEMREF_WORD(name, c_type)                                      \
-  m.name = *(c_type *)words[SQA_WORD_##name];
-#include "sqa/Transforms/GPUKernelABI.def"
-      /* The forward with lse leaves the backward's buffers NULL. */
-      if (m.offset != 0 || m.stride != 1 || m.size < 0 ||
-          (!m.aligned) != (m.size == 0)) {
-        fprintf(stderr, "fake libcuda: bad training memref parameter %d\n", i);
-        return INVALID_VALUE;
-      }
-      buffers[i] = m.aligned;
-      sizes[i] = m.size;
-    }
-    for (int i = 0; i < SQA_NUM_TRAINING_SCALARS; ++i)
-      scalars[i] =
-          *(int64_t *)params[SQA_NUM_TRAINING_BUFFERS * SQA_MEMREF_WORDS + i];
-    return launch_training((sqa_emulated_training_kernel)f->kernel, gx, gy, bx,
-                           shared, buffers, sizes, scalars)
-               ? LAUNCH_FAILED
-               : OK;
-  }
-  /* params[i] points to parameter word i (GPUKernelABI.def's order). */
-  void *buffers[SQA_NUM_BUFFERS];
-  int64_t sizes[SQA_NUM_BUFFERS], scalars[SQA_NUM_SCALARS];
-  for (int i = 0; i < SQA_NUM_BUFFERS; ++i) {
-    void **words = params + i * SQA_MEMREF_WORDS;
-    sqa_gpu_memref m;
-#define SQA_GPU_MEMREF_WORD(name, c_type) m.name = *(c_type *)words[SQA_WORD_##name];
-#include "sqa/Transforms/GPUKernelABI.def"
-    if (m.offset != 0 || m.stride != 1 || m.size <= 0 || !m.aligned) {
-      fprintf(stderr, "fake libcuda: bad memref parameter %d\n", i);
+  enum { MAX_BUFFERS = 16, MAX_SCALARS = 64 };
+  _Static_assert(SQA_NUM_BUFFERS <= MAX_BUFFERS &&
+                     SQA_NUM_DECODE_BUFFERS <= MAX_BUFFERS &&
+                     SQA_NUM_TRAINING_BUFFERS <= MAX_BUFFERS,
+                 "raise MAX_BUFFERS");
+  _Static_assert(SQA_NUM_SCALARS <= MAX_SCALARS &&
+                     SQA_NUM_DECODE_SCALARS <= MAX_SCALARS &&
+                     SQA_NUM_TRAINING_SCALARS <= MAX_SCALARS,
+                 "raise MAX_SCALARS");
+  void *buffers[MAX_BUFFERS];
+  int64_t sizes[MAX_BUFFERS], scalars[MAX_SCALARS];
+  int failed;
+  switch (f->kind) {
+  case DECODE_KERNEL:
+    if (!read_parameters(params, SQA_NUM_DECODE_BUFFERS, SQA_NUM_DECODE_SCALARS,
+                         1, "decode ", buffers, sizes, scalars))
       return INVALID_VALUE;
-    }
-    buffers[i] = m.aligned;
-    sizes[i] = m.size;
+    failed = launch_decode((sqa_emulated_decode_kernel)f->kernel, gx, gy, bx,
+                           shared, buffers, sizes, scalars);
+    break;
+  case TRAINING_KERNEL:
+    if (!read_parameters(params, SQA_NUM_TRAINING_BUFFERS,
+                         SQA_NUM_TRAINING_SCALARS, 1, "training ", buffers,
+                         sizes, scalars))
+      return INVALID_VALUE;
+    failed = launch_training((sqa_emulated_training_kernel)f->kernel, gx, gy,
+                             bx, shared, buffers, sizes, scalars);
+    break;
+  default:
+    if (!read_parameters(params, SQA_NUM_BUFFERS, SQA_NUM_SCALARS, 0, "",
+                         buffers, sizes, scalars))
+      return INVALID_VALUE;
+    failed = launch((sqa_emulated_kernel)f->kernel, gx, gy, bx, shared, buffers,
+                    sizes, scalars);
+    break;
   }
-  for (int i = 0; i < SQA_NUM_SCALARS; ++i)
-    scalars[i] = *(int64_t *)params[SQA_NUM_BUFFERS * SQA_MEMREF_WORDS + i];
-  return launch((sqa_emulated_kernel)f->kernel, gx, gy, bx, shared, buffers,
-                sizes, scalars)
-             ? LAUNCH_FAILED
-             : OK;
+  return failed ? LAUNCH_FAILED : OK;
 }

@@ -20,7 +20,6 @@ fails.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import sys
 import tempfile
 
@@ -29,57 +28,18 @@ import numpy as np
 import testpaths  # noqa: E402,F401  (makes sqa_mlir importable)
 
 from check_backward import GRAD_TOLERANCES, LSE_TOLERANCE, MASKS, mask_args  # noqa: E402
-from check_gpu_emulated import ABI_DEF, TOLERANCES, emulated_library, launch_geometry  # noqa: E402
+from check_gpu_emulated import TOLERANCES, KernelABI, emulated_stage_kernels  # noqa: E402
+from check_gpu_emulated import stride_scalars  # noqa: E402
 from sqa_mlir import reference as ref  # noqa: E402
-from sqa_mlir.aot import aot_arguments  # noqa: E402
 from sqa_mlir.cli import parse_shapes  # noqa: E402
-
-
-class TrainingABI:
-    """GPUKernelABI.def's training lists."""
-
-    def __init__(self, path=ABI_DEF):
-        import re
-        text = open(path).read()
-
-        def entries(macro):
-            return [c for _, c in re.findall(rf"^{macro}\((\w+),\s*(\w+)\)\s*$", text, re.M)]
-
-        self.buffers = entries("SQA_GPU_TRAINING_BUFFER")
-        self.scalars = entries("SQA_GPU_TRAINING_SCALAR")
-        if not self.buffers or not self.scalars:
-            raise RuntimeError(f"{path}: no training entries")
-
-
-def strides(array, layout, rank4=True):
-    """Element strides (batch, head, position) of a library-layout array."""
-    s = [x // array.itemsize for x in array.strides]
-    if rank4 and layout == "bshd":
-        return [s[0], s[2], s[1]]
-    return s[:3]
 
 
 def launch(lib, abi, kernels, stage, arrays, named, grid, layout):
     (name, geometry), = [(n, g) for n, g in kernels.items()
                          if g.get("training_stage") == stage]
-    for buffer, array in arrays.items():
-        for dim, stride in zip(("batch", "head", "pos"),
-                               strides(array, layout, buffer != "lse")):
-            named[f"{buffer}_stride_{dim}"] = stride
-    missing = [n for n in abi.buffers if n not in arrays] + \
-        [n for n in abi.scalars if n not in named]
-    if missing:
-        raise RuntimeError(f"GPUKernelABI.def lists {missing}; this checker does not know them")
-    buffers = [arrays[n] for n in abi.buffers]
-    pointers = (ctypes.c_void_p * len(buffers))(*[x.ctypes.data if x.size else None
-                                                  for x in buffers])
-    sizes = (ctypes.c_int64 * len(buffers))(*[x.size for x in buffers])
-    scalars = (ctypes.c_int64 * len(abi.scalars))(*[named[n] for n in abi.scalars])
-    kernel = ctypes.cast(getattr(lib, f"_mlir_ciface_{name}"), ctypes.c_void_p)
-    grid_x, grid_y = grid(geometry)
-    return lib.sqa_emu_launch_training(kernel, grid_x, grid_y, geometry["threads"],
-                                       geometry["shared_memory_bytes"], pointers,
-                                       sizes, scalars)
+    named.update(stride_scalars(arrays, layout))
+    return abi.launch(lib.sqa_emu_launch_training, lib, name, grid(geometry), geometry,
+                      arrays, named)
 
 
 def check_shape(lib, abi, kernels, args, B, S, T, rng):
@@ -185,16 +145,12 @@ def main(argv=None) -> int:
     if "window" in m:
         config["window"] = f"{m['window'][0]},{m['window'][1]}"
     rng = np.random.default_rng(args.seed)
-    abi = TrainingABI()
+    abi = KernelABI("TRAINING")
     with tempfile.TemporaryDirectory(prefix="sqa-emu-bwd-") as workdir:
-        path, text = emulated_library(args, aot_arguments(**config), workdir)
-        kernels = {n: g for n, g in launch_geometry(text).items() if "training_stage" in g}
+        lib, kernels = emulated_stage_kernels(args, config, workdir, "training_stage",
+                                              "sqa_emu_launch_training")
         if sorted(g["training_stage"] for g in kernels.values()) != ["dkdv", "dq", "lse"]:
             raise RuntimeError(f"expected the lse, dkdv and dq kernels, found {sorted(kernels)}")
-        lib = ctypes.CDLL(path)
-        lib.sqa_emu_launch_training.restype = ctypes.c_int
-        lib.sqa_emu_launch_training.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 4 + \
-            [ctypes.c_void_p] * 3
         results = [check_shape(lib, abi, kernels, args, B, S, T, rng)
                    for B, S, T in args.shapes]
     failed = results.count(False)

@@ -18,9 +18,6 @@ each prefix: a kernel that reads past its row's end fails).
 
 from __future__ import annotations
 
-import ctypes
-import os
-import re
 import sys
 import tempfile
 
@@ -31,34 +28,12 @@ import testpaths  # noqa: E402,F401  (makes sqa_mlir importable)
 from check_aot import Setup  # noqa: E402
 from check_decode import build_parser as decode_parser  # noqa: E402
 from check_decode import bhsd_shape, expected, make_caches, seq_slice  # noqa: E402
-from check_gpu_emulated import ABI_DEF, emulated_library, launch_geometry  # noqa: E402
+from check_gpu_emulated import KernelABI, emulated_stage_kernels, stride_scalars  # noqa: E402
 from sqa_mlir import reference  # noqa: E402
-from sqa_mlir.aot import aot_arguments  # noqa: E402
 from sqa_mlir.reference import from_storage, to_storage  # noqa: E402
 
 # P is rounded only at the output (f32 accumulation), as the CPU decode.
 TOLERANCES = reference.TOLERANCES
-
-
-class DecodeABI:
-    """GPUKernelABI.def's decode lists."""
-
-    def __init__(self, path=ABI_DEF):
-        text = open(path).read()
-
-        def entries(macro):
-            return [c for _, c in re.findall(rf"^{macro}\((\w+),\s*(\w+)\)\s*$", text, re.M)]
-
-        self.buffers = entries("SQA_GPU_DECODE_BUFFER")
-        self.scalars = entries("SQA_GPU_DECODE_SCALAR")
-        if not self.buffers or not self.scalars:
-            raise RuntimeError(f"{path}: no decode entries")
-
-
-def strides(array, layout):
-    """Element strides (batch, head, position) of a library-layout array."""
-    s = [x // array.itemsize for x in array.strides]
-    return [s[0], s[2], s[1]] if layout == "bshd" else [s[0], s[1], s[2]]
 
 
 def run_case(lib, kernels, abi, st, case, rng):
@@ -94,29 +69,16 @@ def run_case(lib, kernels, abi, st, case, rng):
     element = {"q": q, "k_cache": k_cache, "v_cache": v_cache,
                "k_new": k_new if k_new is not None else q[:0],
                "v_new": v_new if v_new is not None else q[:0], "out": out}
-    named = {"new_len": N, "capacity": capacity, "num_splits": splits}
-    for name, array in element.items():
-        for dim, stride in zip(("batch", "head", "pos"), strides(array, st.layout)):
-            named[f"{name}_stride_{dim}"] = stride
+    named = {"new_len": N, "capacity": capacity, "num_splits": splits,
+             **stride_scalars(element, st.layout)}
     arrays = dict(element, cache_lens=lens_array, partials=partials)
-    missing = [n for n in abi.buffers if n not in arrays] + \
-        [n for n in abi.scalars if n not in named]
-    if missing:
-        raise RuntimeError(f"GPUKernelABI.def lists {missing}; this checker does not know them")
-    buffers = [arrays[n] for n in abi.buffers]
-    pointers = (ctypes.c_void_p * len(buffers))(*[x.ctypes.data if x.size else None
-                                                  for x in buffers])
-    sizes = (ctypes.c_int64 * len(buffers))(*[x.size for x in buffers])
-    scalars = (ctypes.c_int64 * len(abi.scalars))(*[named[n] for n in abi.scalars])
     grids = {"append": (B, st.hkv), "split": (B * splits, grid_y), "merge": (B, grid_y)}
     for name in ("append", "split", "merge"):
         if name not in stage:
             continue
         kernel_name, launch = stage[name]
-        kernel = ctypes.cast(getattr(lib, f"_mlir_ciface_{kernel_name}"), ctypes.c_void_p)
-        status = lib.sqa_emu_launch_decode(
-            kernel, *grids[name], launch["threads"], launch["shared_memory_bytes"],
-            pointers, sizes, scalars)
+        status = abi.launch(lib.sqa_emu_launch_decode, lib, kernel_name, grids[name],
+                            launch, arrays, named)
         if status:
             return False, 0.0, 0.0, f"emulator status {status} in {name}"
 
@@ -163,15 +125,10 @@ def main(argv=None) -> int:
                   causal=args.causal, alignment=args.alignment,
                   window=args.window if tuple(args.window) != (-1, -1) else None,
                   scale=args.scale, layout=args.layout, name=args.name, target="cuda")
-    abi = DecodeABI()
+    abi = KernelABI("DECODE")
     with tempfile.TemporaryDirectory(prefix="sqa-emu-decode-") as workdir:
-        path, text = emulated_library(args, aot_arguments(**config), workdir)
-        kernels = {name: launch for name, launch in launch_geometry(text).items()
-                   if "decode_stage" in launch}
-        lib = ctypes.CDLL(path)
-        lib.sqa_emu_launch_decode.restype = ctypes.c_int
-        lib.sqa_emu_launch_decode.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 4 + \
-            [ctypes.c_void_p] * 3
+        lib, kernels = emulated_stage_kernels(args, config, workdir, "decode_stage",
+                                              "sqa_emu_launch_decode")
         failed = 0
         for case in args.cases:
             ok, err, tol, why = run_case(lib, kernels, abi, st, case, rng)

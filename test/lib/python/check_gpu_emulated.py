@@ -55,18 +55,37 @@ def run(cmd):
 
 
 class KernelABI:
-    """GPUKernelABI.def's lists: buffer and scalar names in parameter order."""
+    """GPUKernelABI.def's lists: buffer and scalar names in parameter order;
+    `kind` "DECODE" or "TRAINING" reads those kernels' lists."""
 
-    def __init__(self, path=ABI_DEF):
+    def __init__(self, kind="", path=ABI_DEF):
         text = open(path).read()
+        prefix = f"SQA_GPU_{kind}_" if kind else "SQA_GPU_"
 
         def entries(macro):
             return re.findall(rf"^{macro}\((\w+),\s*([^)]*?)\)\s*$", text, re.M)
 
-        self.buffers = [c_name for _, c_name in entries("SQA_GPU_BUFFER")]
-        self.scalars = [c_name for _, c_name in entries("SQA_GPU_SCALAR")]
+        self.buffers = [c_name for _, c_name in entries(prefix + "BUFFER")]
+        self.scalars = [c_name for _, c_name in entries(prefix + "SCALAR")]
         if not self.buffers or not self.scalars:
-            raise RuntimeError(f"{path}: no SQA_GPU_BUFFER/SQA_GPU_SCALAR entries")
+            raise RuntimeError(f"{path}: no {prefix}BUFFER/{prefix}SCALAR entries")
+
+    def launch(self, launcher, lib, kernel, grid, geometry, arrays, named):
+        """Runs `kernel` on `grid` through the emulator's `launcher`
+        (sqa_emu_launch_decode or _training), its buffers from `arrays` and
+        its scalars from `named` in ABI order; returns the launcher's status."""
+        missing = [n for n in self.buffers if n not in arrays] + \
+            [n for n in self.scalars if n not in named]
+        if missing:
+            raise RuntimeError(f"GPUKernelABI.def lists {missing}; this checker does not know them")
+        buffers = [arrays[n] for n in self.buffers]
+        pointers = (ctypes.c_void_p * len(buffers))(*[x.ctypes.data if x.size else None
+                                                      for x in buffers])
+        sizes = (ctypes.c_int64 * len(buffers))(*[x.size for x in buffers])
+        scalars = (ctypes.c_int64 * len(self.scalars))(*[named[n] for n in self.scalars])
+        entry = ctypes.cast(getattr(lib, f"_mlir_ciface_{kernel}"), ctypes.c_void_p)
+        return launcher(entry, *grid, geometry["threads"], geometry["shared_memory_bytes"],
+                        pointers, sizes, scalars)
 
     def scalar_values(self, values):
         """The scalars in ABI order from a name -> value dict."""
@@ -116,6 +135,42 @@ def emulated_library(args, aot_argv, workdir):
          "-o", lib, llvm_ir, os.path.join(testpaths.CUDA_TEST_LIB, "gpu_emulator.c"),
          "-lpthread", "-lm"])
     return lib, open(kernel_mlir).read()
+
+
+def load_emulated(path, launcher):
+    """The emulated kernel library at `path`, its `launcher` (sqa_emu_launch,
+    _decode or _training: kernel, grid x/y, threads, shared bytes, buffers,
+    sizes, scalars) typed."""
+    lib = ctypes.CDLL(path)
+    entry = getattr(lib, launcher)
+    entry.restype = ctypes.c_int
+    entry.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 4 + [ctypes.c_void_p] * 3
+    return lib
+
+
+def emulated_stage_kernels(args, config, workdir, stage, launcher):
+    """Builds and loads the emulated kernels of a CUDA configuration (an
+    aot_arguments dict); returns the library and {kernel: launch} of the
+    kernels that have `stage` ("decode_stage" or "training_stage")."""
+    path, text = emulated_library(args, aot_arguments(**config), workdir)
+    kernels = {name: launch for name, launch in launch_geometry(text).items()
+               if stage in launch}
+    return load_emulated(path, launcher), kernels
+
+
+def array_strides(array, layout):
+    """Element strides (batch, head, position) of a library-layout array:
+    rank 4 in `layout`, or rank 3 (B, H, S) as lse."""
+    s = [x // array.itemsize for x in array.strides]
+    if array.ndim == 4 and layout == "bshd":
+        return [s[0], s[2], s[1]]
+    return s[:3]
+
+
+def stride_scalars(arrays, layout):
+    """The ABI's NAME_stride_{batch,head,pos} scalars of `arrays`."""
+    return {f"{name}_stride_{dim}": stride for name, array in arrays.items()
+            for dim, stride in zip(("batch", "head", "pos"), array_strides(array, layout))}
 
 
 def build(args, workdir):
@@ -244,10 +299,7 @@ def main(argv=None) -> int:
             print(f"wrote {args.library_out} (kernel {name})")
             return 0
         abi = KernelABI()
-        lib = ctypes.CDLL(path)
-        lib.sqa_emu_launch.restype = ctypes.c_int
-        lib.sqa_emu_launch.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 4 + \
-            [ctypes.c_void_p] * 3
+        lib = load_emulated(path, "sqa_emu_launch")
         kernel = ctypes.cast(getattr(lib, f"_mlir_ciface_{name}"), ctypes.c_void_p)
         results = [check_shape(lib, kernel, launch, abi, args, B, S, T, rng)
                    for B, S, T in args.shapes]

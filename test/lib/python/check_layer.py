@@ -262,8 +262,7 @@ class Setup:
                   rope=self.rope, causal=self.causal, alignment=self.alignment,
                   window=self.window, scale=self.scale, dtype=self.dtype,
                   return_intermediates=intermediates)
-        for b in aot.BIAS_NAMES:
-            kw["b_" + b] = val["b_" + b] if b in self.bias else None
+        kw.update(self.bias_args(val))
         kw.update(override)
         return L.attention_layer(val["x"], val["w_q"], val["w_k"], val["w_v"],
                                  val["w_o"], **kw)
@@ -275,12 +274,16 @@ class Setup:
         return L.layer_tolerance(y, inter["attn"], val_wo, b_o, dtype=self.dtype,
                                  max_position=max_pos)
 
+    def bias_args(self, arrays, names=aot.BIAS_NAMES):
+        """{b_NAME: the array, or None where the bias is not configured} for
+        `names` (a subset of aot.BIAS_NAMES)."""
+        return {"b_" + b: (arrays["b_" + b] if b in self.bias else None) for b in names}
+
     def call(self, lib, arrays, out, **sizes):
         """NAME_layer_forward with the configured biases (others NULL)."""
-        kw = {("b_" + b): (arrays["b_" + b] if b in self.bias else None)
-              for b in aot.BIAS_NAMES}
         return lib.forward(arrays["x"], arrays["w_q"], arrays["w_k"], arrays["w_v"],
-                           arrays["w_o"], out, memory=arrays["memory"], **kw, **sizes)
+                           arrays["w_o"], out, memory=arrays["memory"],
+                           **self.bias_args(arrays), **sizes)
 
 
 def compare(got, ref, tol):
@@ -369,11 +372,9 @@ def backward_arrays(lib, st: Setup, B, S, T, rng):
 
 
 def backward_call(lib, st: Setup, arrays, d_y, grads, **sizes):
-    kw = {("b_" + b): (arrays["b_" + b] if b in st.bias else None)
-          for b in aot.BIAS_NAMES}
     return lib.backward(arrays["x"], arrays["w_q"], arrays["w_k"], arrays["w_v"],
-                        arrays["w_o"], d_y, grads, memory=arrays["memory"], **kw,
-                        **sizes)
+                        arrays["w_o"], d_y, grads, memory=arrays["memory"],
+                        **st.bias_args(arrays), **sizes)
 
 
 def check_backward_shape(lib, st: Setup, B, S, T, rng):
@@ -385,8 +386,7 @@ def check_backward_shape(lib, st: Setup, B, S, T, rng):
         return False, float("nan"), f"status {status}: {lib.error_string(status)}"
     val = {k: (None if v is None else from_storage(v, st.dtype))
            for k, v in arrays.items()}
-    kw = {("b_" + b): (val["b_" + b] if b in st.bias else None)
-          for b in aot.BIAS_NAMES}
+    kw = st.bias_args(val)
     want = L.attention_layer_backward(
         val["x"], val["w_q"], val["w_k"], val["w_v"], val["w_o"],
         from_storage(d_y, st.dtype), memory=val["memory"] if st.cross else None,
@@ -1238,6 +1238,34 @@ def run_selftest(seed: int = 0) -> bool:
 
 # ---------------------------------------------------------------------------
 
+def build_layer_library(args, st: Setup, outdir):
+    """The layer library of the configuration in `outdir`, loaded; None
+    (after a FAIL line) if sqa-aot fails or the library does not load."""
+    try:
+        r = st.rope
+        path = aot.build_library(
+            args.sqa_aot, outdir, layer=True, variant=args.variant,
+            heads=args.heads, groups=args.groups, q_heads=args.q_heads,
+            kv_heads=args.kv_heads, head_dim=args.head_dim, dtype=args.dtype,
+            cross_attention=args.cross_attention, rope=args.rope,
+            rope_base=args.rope_base, rope_factor=args.rope_factor,
+            rope_original_max=args.rope_original_max,
+            rope_offset=args.rope_offset,
+            rope_queries_only=bool(r and r["queries_only"]),
+            bias=st.bias or None, causal=args.causal, alignment=args.alignment,
+            window=None if st.window == (-1, -1) else st.window,
+            scale=args.scale, kernel=args.kernel, name=args.name)
+    except (aot.AOTError, OSError) as e:
+        print(f"FAIL {st.desc} sqa-aot error (see stderr)", flush=True)
+        print(str(e), file=sys.stderr)
+        return None
+    try:
+        return aot.LayerLibrary(path, args.name, args.dtype)
+    except (OSError, AttributeError) as e:
+        print(f"FAIL {st.desc} cannot load {path}: {e}", flush=True)
+        return None
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -1262,28 +1290,8 @@ def main(argv=None) -> int:
 
     outdir = args.outdir or tempfile.mkdtemp(prefix="sqa-check-layer-")
     try:
-        try:
-            r = st.rope
-            path = aot.build_library(
-                args.sqa_aot, outdir, layer=True, variant=args.variant,
-                heads=args.heads, groups=args.groups, q_heads=args.q_heads,
-                kv_heads=args.kv_heads, head_dim=args.head_dim, dtype=args.dtype,
-                cross_attention=args.cross_attention, rope=args.rope,
-                rope_base=args.rope_base, rope_factor=args.rope_factor,
-                rope_original_max=args.rope_original_max,
-                rope_offset=args.rope_offset,
-                rope_queries_only=bool(r and r["queries_only"]),
-                bias=st.bias or None, causal=args.causal, alignment=args.alignment,
-                window=None if st.window == (-1, -1) else st.window,
-                scale=args.scale, kernel=args.kernel, name=args.name)
-        except (aot.AOTError, OSError) as e:
-            print(f"FAIL {st.desc} sqa-aot error (see stderr)", flush=True)
-            print(str(e), file=sys.stderr)
-            return 1
-        try:
-            lib = aot.LayerLibrary(path, args.name, args.dtype)
-        except (OSError, AttributeError) as e:
-            print(f"FAIL {st.desc} cannot load {path}: {e}", flush=True)
+        lib = build_layer_library(args, st, outdir)
+        if lib is None:
             return 1
 
         if args.error_paths:

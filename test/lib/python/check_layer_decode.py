@@ -44,10 +44,6 @@ def parse_lens(text):
     return [int(t) for t in text.split(",") if t.strip()]
 
 
-def configured_biases(st, arrays, names):
-    return {"b_" + b: (arrays["b_" + b] if b in st.bias else None) for b in names}
-
-
 class Run:
     """One library and the arrays of a decode loop."""
 
@@ -60,7 +56,7 @@ class Run:
         out = nan_storage(x.shape, self.st.dtype)
         status = self.lib.forward(x, arrays["w_q"], arrays["w_k"], arrays["w_v"],
                                   arrays["w_o"], out, memory=memory,
-                                  **configured_biases(self.st, arrays, aot.BIAS_NAMES))
+                                  **self.st.bias_args(arrays))
         if status != aot.SQA_OK:
             raise RuntimeError(f"forward status {status}: {self.lib.error_string(status)}")
         return from_storage(out, self.st.dtype)
@@ -69,7 +65,7 @@ class Run:
         names = ("q", "o") + (() if self.st.cross else ("k", "v"))
         return self.lib.decode(x_new, arrays["w_q"], arrays["w_k"], arrays["w_v"],
                                arrays["w_o"], kc, vc, lens, y,
-                               **configured_biases(self.st, arrays, names))
+                               **self.st.bias_args(arrays, names))
 
     def check(self, N, rng):
         st, steps, start = self.st, self.args.steps, self.args.start
@@ -99,7 +95,7 @@ class Run:
                 mem = np.ascontiguousarray(arrays["memory"][b:b + 1, :T[b]])
                 status_ok("memory_kv", self.lib.memory_kv(
                     mem, arrays["w_k"], arrays["w_v"], kc[b:b + 1], vc[b:b + 1],
-                    **configured_biases(st, arrays, ("k", "v"))))
+                    **st.bias_args(arrays, ("k", "v"))))
             cache_before = (kc.copy(), vc.copy())
         else:
             lens = np.array(starts, dtype=np.int64)
@@ -183,7 +179,7 @@ def check_error_paths(lib, st, rng) -> bool:
         p = {"x_new": arrays["x"], "w_q": arrays["w_q"], "w_k": arrays["w_k"],
              "w_v": arrays["w_v"], "w_o": arrays["w_o"], "k_cache": kc,
              "v_cache": vc, "cache_lens": lens, "y": y}
-        p.update(configured_biases(st, arrays, aot.BIAS_NAMES))
+        p.update(st.bias_args(arrays))
         return p
 
     order = ("x_new", "w_q", "w_k", "w_v", "w_o", "b_q", "b_k", "b_v", "b_o",
@@ -252,7 +248,7 @@ def check_error_paths(lib, st, rng) -> bool:
         def kv(case, want, **sizes):
             sz = {"batch": B, "mem_len": 4, "capacity": C}
             sz.update(sizes)
-            bias = configured_biases(st, arrays, ("k", "v"))
+            bias = st.bias_args(arrays, ("k", "v"))
             status = lib.memory_kv_raw(mem, arrays["w_k"], arrays["w_v"], bias["b_k"],
                                        bias["b_v"], kc, vc, sz["batch"],
                                        sz["mem_len"], sz["capacity"])
@@ -281,25 +277,9 @@ def main(argv=None) -> int:
     st = check_layer.Setup(args, parser)
     outdir = args.outdir or tempfile.mkdtemp(prefix="sqa-check-layer-decode-")
     try:
-        r = st.rope
-        try:
-            path = aot.build_library(
-                args.sqa_aot, outdir, layer=True, variant=args.variant,
-                heads=args.heads, groups=args.groups, q_heads=args.q_heads,
-                kv_heads=args.kv_heads, head_dim=args.head_dim, dtype=args.dtype,
-                cross_attention=args.cross_attention, rope=args.rope,
-                rope_base=args.rope_base, rope_factor=args.rope_factor,
-                rope_original_max=args.rope_original_max,
-                rope_offset=args.rope_offset,
-                rope_queries_only=bool(r and r["queries_only"]),
-                bias=st.bias or None, causal=args.causal, alignment=args.alignment,
-                window=None if st.window == (-1, -1) else st.window,
-                scale=args.scale, kernel=args.kernel, name=args.name)
-        except (aot.AOTError, OSError) as e:
-            print(f"FAIL {st.desc} sqa-aot error (see stderr)", flush=True)
-            print(str(e), file=sys.stderr)
+        lib = check_layer.build_layer_library(args, st, outdir)
+        if lib is None:
             return 1
-        lib = aot.LayerLibrary(path, args.name, args.dtype)
         failed = False
         run = Run(lib, st, args)
         for N in args.new_lens:
