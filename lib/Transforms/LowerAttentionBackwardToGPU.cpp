@@ -22,6 +22,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "GPUHostSupport.h"
+#include "TensorCoreBackward.h"
 #include "sqa/Transforms/GPUKernelABI.h"
 #include "sqa/Transforms/OptionLimits.h"
 #include "sqa/Transforms/Passes.h"
@@ -422,10 +423,21 @@ LogicalResult LowerAttentionBackwardToGPUPass::lower(AttentionBackwardOp op,
       return op.emitOpError("the GPU kernels need a static innermost stride "
                             "of 1 on every operand, got ")
              << operand.getType();
+  // f16/bf16 with whole MMA tiles take the tensor-core kernels
+  // (TensorCoreBackward.cpp); the rest, and tensor-cores=false, SIMT.
+  TensorCoreBackwardSpec tcSpec{spec.elementType, spec.headDim, spec.valueDim,
+                                spec.heads,       spec.mask,    spec.scale};
+  bool tc = tensorCores && supportsTensorCoreBackward(
+                               spec.elementType, spec.headDim, spec.valueDim);
+  auto sharedBytes = [&](Stage stage) {
+    return tc ? tensorCoreBackwardSharedBytes(tcSpec, stage == Stage::KeyValue)
+              : spec.sharedMemoryBytes(stage);
+  };
+  int64_t rowsPerBlock = tc ? kTensorCoreBackwardRows : kThreads;
   for (Stage stage : {Stage::KeyValue, Stage::Query})
-    if (spec.sharedMemoryBytes(stage) > 227 * 1024)
+    if (sharedBytes(stage) > 227 * 1024)
       return op.emitOpError("the backward kernels need ")
-             << spec.sharedMemoryBytes(stage)
+             << sharedBytes(stage)
              << " bytes of shared memory (more than 227 KiB); lower tile";
 
   MLIRContext *ctx = op.getContext();
@@ -473,22 +485,25 @@ LogicalResult LowerAttentionBackwardToGPUPass::lower(AttentionBackwardOp op,
         DenseI32ArrayAttr::get(ctx, {static_cast<int32_t>(kThreads), 1, 1}));
     // Grid y: one kv head (dK/dV) or query head (dQ) per block row.
     int64_t heads = kv ? spec.heads.kvHeads : spec.heads.queryHeads;
-    auto launch = GPULaunchAttr::get(ctx, kThreads, kThreads, 1, heads,
-                                     spec.sharedMemoryBytes(stage));
+    auto launch = GPULaunchAttr::get(ctx, kThreads, rowsPerBlock, 1, heads,
+                                     sharedBytes(stage));
     func->setAttr(kLaunchAttrName, launch);
     func->setAttr(kTrainingStageAttrName,
                   StringAttr::get(ctx, kv ? "dkdv" : "dq"));
     {
       ImplicitLocOpBuilder kb(op.getLoc(), ctx);
       kb.setInsertionPointToStart(&func.getBody().front());
-      BackwardKernelBuilder builder(kb, spec, func);
-      if (kv)
-        builder.buildKeyValueKernel();
+      if (tc && kv)
+        buildTensorCoreKeyValueKernel(kb, tcSpec, func);
+      else if (tc)
+        buildTensorCoreQueryKernel(kb, tcSpec, func);
+      else if (kv)
+        BackwardKernelBuilder(kb, spec, func).buildKeyValueKernel();
       else
-        builder.buildQueryKernel();
+        BackwardKernelBuilder(kb, spec, func).buildQueryKernel();
     }
-    launchOverRows(b, func, kv ? keyLen : queryLen, kThreads, batch, heads,
-                   kThreads, spec.sharedMemoryBytes(stage), args);
+    launchOverRows(b, func, kv ? keyLen : queryLen, rowsPerBlock, batch, heads,
+                   kThreads, sharedBytes(stage), args);
   }
   op.erase();
   return success();
