@@ -14,6 +14,7 @@ rows that see no key), the gradients with reference.attention_backward
 must be exactly 0. Outputs start as NaN: a kernel that skips an element
 fails.
 
+  backward kernels: dkdv=<tensor-core|simt> dq=<tensor-core|simt>
   PASS <config> B=.. S=.. T=.. out=<err> lse=<err> dq=<err> dk=<err> dv=<err>
 """
 
@@ -191,6 +192,12 @@ def main(argv=None) -> int:
         kernels = {n: g for n, g in launch_geometry(text).items() if "training_stage" in g}
         if sorted(g["training_stage"] for g in kernels.values()) != ["dkdv", "dq", "lse"]:
             raise RuntimeError(f"expected the lse, dkdv and dq kernels, found {sorted(kernels)}")
+        # Which kernels the lowering chose: tensor cores (mma.sync) or SIMT.
+        bodies = {chunk.split("(", 1)[0]: chunk for chunk in text.split("gpu.func @")[1:]}
+        print("backward kernels: " + " ".join(
+            f"{g['training_stage']}={'tensor-core' if 'mma.sync' in bodies[n] else 'simt'}"
+            for n, g in sorted(kernels.items(), key=lambda kv: kv[1]["training_stage"])
+            if g["training_stage"] != "lse"))
         lib = ctypes.CDLL(path)
         lib.sqa_emu_launch_training.restype = ctypes.c_int
         lib.sqa_emu_launch_training.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 4 + \
