@@ -171,13 +171,16 @@ def main(argv=None) -> int:
     p.add_argument("--mask", default="none", choices=list(MASKS))
     p.add_argument("--shapes", type=parse_shapes, default=parse_shapes("1x20x20"),
                    help="BxSxT list, e.g. 1x1x1,2x70x130")
+    p.add_argument("--gpu-backward", choices=("tensor-core", "simt"),
+                   help="sqa-aot --gpu-backward (default: its default)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.value_head_dim is None:
         args.value_head_dim = args.head_dim
     config = dict(q_heads=args.q_heads, kv_heads=args.kv_heads, head_dim=args.head_dim,
                   value_head_dim=args.value_head_dim, dtype=args.dtype,
-                  layout=args.layout, name="emulated", target="cuda")
+                  layout=args.layout, name="emulated", target="cuda",
+                  gpu_backward=args.gpu_backward)
     m = MASKS[args.mask]
     if "causal" in m:
         config["causal"] = m["causal"]
