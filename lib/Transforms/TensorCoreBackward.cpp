@@ -179,17 +179,23 @@ private:
     nvgpu::DeviceAsyncWaitOp::create(b, group, b.getI32IntegerAttr(0));
   }
   /// lse * log2(e) and Delta = rowsum(dO * O) of `layout.stateRows` rows of
-  /// output head `head` from `first` (clamped: rows past S are masked out
-  /// by their scores, their state need only be finite). Delta is computed
-  /// where it is staged: Dv multiply-adds per row, no preprocess kernel.
+  /// output head `head` from `first`. Rows past S get lse +inf and Delta 0,
+  /// so that their P and dS are 0 without element masks (blocks that need
+  /// none still hold such padding rows). Delta is computed where it is
+  /// staged: Dv multiply-adds per row, no preprocess kernel.
   void stageRowState(Value lse2s, Value deltas, Value batch, Value head,
                      Value first) {
     forLoop(tid, index(layout.stateRows), index(kThreads), [&](Value r) {
+      Value valid = slt(add(first, r), queryLen);
       Value pos = minS(add(first, r), sub(queryLen, index(1)));
       Value lse = memref::LoadOp::create(
           b, memrefs[kTrainingLse],
           ValueRange{index3(kTrainingLse, batch, head, pos)});
-      memref::StoreOp::create(b, mulF(lse, f32(kLog2E)), lse2s, r);
+      memref::StoreOp::create(
+          b,
+          select(valid, mulF(lse, f32(kLog2E)),
+                 f32(std::numeric_limits<float>::infinity())),
+          lse2s, r);
       Value dOut = index3(kTrainingDOut, batch, head, pos);
       Value out = index3(kTrainingOut, batch, head, pos);
       Value delta =
@@ -201,7 +207,7 @@ private:
                                                      ValueRange{add(out, d)});
                     return {fma(toF32(x), toF32(y), acc[0])};
                   })[0];
-      memref::StoreOp::create(b, delta, deltas, r);
+      memref::StoreOp::create(b, select(valid, delta, f32(0.0f)), deltas, r);
     });
   }
 
@@ -289,18 +295,40 @@ private:
   }
   /// P and dS (rules: probabilityFromLogSumExp, scoreGradient) in place of
   /// the scores and dP of the tiles; `at(t, i)` gives the (query position,
-  /// key, lse2, Delta) of element i of tile t.
+  /// key, lse2, Delta) of element i of tile t. Element masks only where
+  /// `needsMask` (blockNeedsMask): elsewhere every key is visible to every
+  /// row in range, and rows or keys past the end are zero-filled Q/dO or
+  /// K/V rows, whose P and dS multiply zeros or are never stored.
   struct ElementInfo {
     Value pos, key, lse2, delta;
   };
   void softmaxGradient(SmallVector<Frag> &scores, SmallVector<Frag> &dp,
+                       Value needsMask,
                        function_ref<ElementInfo(int64_t, int64_t)> at) {
     Value scaleLog2 = f32(spec.scale * kLog2E);
-    for (int64_t t = 0; t < static_cast<int64_t>(scores.size()); ++t)
+    int64_t tiles = scores.size();
+    SmallVector<Value> scaled;
+    for (const Frag &f : scores)
+      for (Value x : f)
+        scaled.push_back(mulF(x, scaleLog2));
+    SmallVector<Type> types(scaled.size(), b.getF32Type());
+    SmallVector<Value> masked = ifThenElse(
+        needsMask, types,
+        [&]() -> SmallVector<Value> {
+          SmallVector<Value> out;
+          for (int64_t t = 0; t < tiles; ++t)
+            for (int64_t i = 0; i < 4; ++i) {
+              ElementInfo e = at(t, i);
+              out.push_back(maskedScore(scaled[4 * t + i], e.pos, e.key));
+            }
+          return out;
+        },
+        [&]() -> SmallVector<Value> { return scaled; });
+    for (int64_t t = 0; t < tiles; ++t)
       for (int64_t i = 0; i < 4; ++i) {
         ElementInfo e = at(t, i);
-        Value score = maskedScore(mulF(scores[t][i], scaleLog2), e.pos, e.key);
-        Value p = Softmax::probabilityFromLogSumExp(*this, score, e.lse2, exp);
+        Value p = Softmax::probabilityFromLogSumExp(*this, masked[4 * t + i],
+                                                    e.lse2, exp);
         dp[t][i] = Softmax::scoreGradient(*this, p, dp[t][i], e.delta);
         scores[t][i] = p;
       }
@@ -478,14 +506,19 @@ void TensorCoreBackwardBuilder::buildKeyValueKernel() {
                         [&](int64_t k, int64_t n) {
                           return loadB(dOuts, n, 16 * k);
                         });
-                    softmaxGradient(scores, dp, [&](int64_t t, int64_t i) {
-                      Value r = add(index(8 * t), accCol(i));
-                      return ElementInfo{
-                          add(rowBegin, r),
-                          add(add(keyStart, warpKey0), accRow(i)),
-                          memref::LoadOp::create(b, lse2s, r),
-                          memref::LoadOp::create(b, deltas, r)};
-                    });
+                    Value needsMask = sqa::blockNeedsMask(
+                        *this, mask, keyStart, kRows, keyLen,
+                        add(rowBegin, diagonal),
+                        add(sub(rowEnd, index(1)), diagonal));
+                    softmaxGradient(
+                        scores, dp, needsMask, [&](int64_t t, int64_t i) {
+                          Value r = add(index(8 * t), accCol(i));
+                          return ElementInfo{
+                              add(rowBegin, r),
+                              add(add(keyStart, warpKey0), accRow(i)),
+                              memref::LoadOp::create(b, lse2s, r),
+                              memref::LoadOp::create(b, deltas, r)};
+                        });
 
                     // dV += P^T dO and dK += dS^T Q, K = the tile's rows.
                     SmallVector<Frag> dk = unflatten(tileAcc, 0, keyTiles);
@@ -598,7 +631,11 @@ void TensorCoreBackwardBuilder::buildQueryKernel() {
                   [&](int64_t k, int64_t n) {
                     return loadB(values, n, 16 * k);
                   });
-              softmaxGradient(scores, dp, [&](int64_t t, int64_t i) {
+              Value needsMask =
+                  sqa::blockNeedsMask(*this, mask, keyStart, kStreamRows,
+                                      keyLen, add(rowBegin, diagonal),
+                                      add(sub(rowEnd, index(1)), diagonal));
+              softmaxGradient(scores, dp, needsMask, [&](int64_t t, int64_t i) {
                 return ElementInfo{pos[i / 2],
                                    add(keyStart, add(index(8 * t), accCol(i))),
                                    rowLse2[i / 2], rowDelta[i / 2]};
