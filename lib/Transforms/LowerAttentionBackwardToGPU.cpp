@@ -17,7 +17,8 @@
 // 2 * tile * (D + Dv) for the tile's products, and needs no scratch buffer
 // or extra launch. Arithmetic is f32 (f16/bf16 inputs are extended); each
 // gradient is rounded once to the element type. Parameters follow
-// GPUKernelABI.def's training list.
+// GPUKernelABI.def's training list. f16/bf16 kernels whose head dims fit
+// run the same structure on tensor cores (TensorCoreBackward.cpp).
 //
 //===----------------------------------------------------------------------===//
 
