@@ -17,8 +17,12 @@
 #    cuda_decode_bench.py times them (DIR/decode-<date>.json).
 #    Training (NAME_forward_lse / NAME_backward of CUDA libraries): DIR/backward
 #    is prepared by check_backward.py --target cuda --prepare; on the GPU the
-#    same script checks each library against numpy (per dtype). No backward
-#    timing yet.
+#    same script checks each library against numpy (per dtype).
+#    Tensor-core backward: DIR/backward-tc is prepared by
+#    bench/cuda_backward_bench.py --prepare (each configuration with
+#    --gpu-backward tensor-core and simt); on the GPU it checks both against
+#    numpy (and for determinism), then times NAME_backward of both in one run
+#    (DIR/backward-tc-<date>.json).
 # 3. Print a summary. Exit status 0 only if nothing failed.
 #
 # The GPU machine needs only DIR, python/, test/lib/python/ and bench/ (plus
@@ -60,7 +64,7 @@ while [ $# -gt 0 ]; do
     --bench-only) do_check=0; shift ;;
     --no-prepare) do_prepare=0; shift ;;
     --bench-args) read -r -a extra <<<"$2"; bench_args+=("${extra[@]}"); shift 2 ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -95,7 +99,7 @@ if [ "$do_prepare" = 1 ] && [ -x "$SQA_AOT" ]; then
     fi
     echo "== preparing backward libraries into $LIBS/backward"
     bfail=0
-    for dt in f32 bf16; do
+    for dt in f32 bf16 f16; do
       "$PY" test/lib/python/check_backward.py --sqa-aot "$SQA_AOT" --target cuda \
         --dtype "$dt" --prepare "$LIBS/backward" || bfail=1
     done
@@ -103,6 +107,12 @@ if [ "$do_prepare" = 1 ] && [ -x "$SQA_AOT" ]; then
       note "prepare: backward libraries built into $LIBS/backward"
     else
       note "prepare: backward libraries FAILED (see above)"; status=1
+    fi
+    echo "== preparing tensor-core backward libraries into $LIBS/backward-tc"
+    if "$PY" bench/cuda_backward_bench.py --sqa-aot "$SQA_AOT" --prepare "$LIBS/backward-tc"; then
+      note "prepare: tensor-core backward libraries built into $LIBS/backward-tc"
+    else
+      note "prepare: tensor-core backward libraries FAILED (see above)"; status=1
     fi
     echo "== preparing decode libraries into $LIBS/decode"
     if "$PY" bench/cuda_decode_bench.py --sqa-aot "$SQA_AOT" --prepare "$LIBS/decode"; then
@@ -209,7 +219,7 @@ if [ "$gpu_ok" = 0 ] && [ -d "$LIBS/backward" ] && [ "$do_check" = 1 ]; then
   echo "== backward checks ($LIBS/backward), log $tlog"
   tfail=0
   : >"$tlog"
-  for dt in f32 bf16; do
+  for dt in f32 bf16 f16; do
     "$PY" test/lib/python/check_backward.py --sqa-aot none --target cuda --dtype "$dt" \
       --lib-dir "$LIBS/backward" 2>&1 | tee -a "$tlog"
     [ "${PIPESTATUS[0]}" = 0 ] || tfail=1
@@ -220,6 +230,20 @@ if [ "$gpu_ok" = 0 ] && [ -d "$LIBS/backward" ] && [ "$do_check" = 1 ]; then
     note "backward checks: FAILED (log $tlog)"; status=1
   fi
   [ -n "${OUT:-}" ] && cp "$tlog" "$OUT/" 2>/dev/null
+fi
+
+# --- 2d. tensor-core backward on the GPU: checks, then timing against SIMT ---
+if [ "$gpu_ok" = 0 ] && [ -d "$LIBS/backward-tc" ]; then
+  tclog="$LIBS/backward-tc-$stamp.log"
+  tcjson="$LIBS/backward-tc-$stamp.json"
+  echo "== tensor-core backward ($LIBS/backward-tc), log $tclog"
+  "$PY" bench/cuda_backward_bench.py --lib-dir "$LIBS/backward-tc" --json "$tcjson" 2>&1 | tee "$tclog"
+  if [ "${PIPESTATUS[0]}" = 0 ]; then
+    note "tensor-core backward: checks passed, timing in $tcjson (log $tclog)"
+  else
+    note "tensor-core backward: FAILED (log $tclog)"; status=1
+  fi
+  [ -n "${OUT:-}" ] && cp "$tclog" "$tcjson" "$OUT/" 2>/dev/null
 fi
 
 # --- 3. summary -------------------------------------------------------------

@@ -424,6 +424,7 @@ bool aot::compileCUDALibrary(ModuleOp module, const CodegenOptions &options,
   pipeline.kvBlock = options.gpuKVBlock;
   pipeline.headsPerBlock = options.gpuHeadsPerBlock;
   pipeline.rowsPerWarp = options.gpuRowsPerWarp;
+  pipeline.backwardTensorCores = options.gpuBackwardTensorCores;
 
   PassManager kernelStage(module.getContext());
   buildCUDAKernelPipeline(kernelStage, pipeline);

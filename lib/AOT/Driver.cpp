@@ -208,13 +208,14 @@ std::string aot::resolveCodegenOptions(const DriverOptions &options,
                  options.cpuNR || options.cpuVectorWidth;
   bool gpuKnob =
       options.gpuKVBlock || options.gpuHeadsPerBlock || options.gpuRowsPerWarp;
+  gpuKnob |= options.gpuBackward.has_value();
   if (cpuKnob && (cuda || options.kernel != "flash"))
     return "--cpu-query-tile, --cpu-kv-block, --cpu-mr, --cpu-nr and "
            "--cpu-vector-width tune the CPU flash kernel (--target cpu "
            "--kernel flash)";
   if (gpuKnob && !cuda)
-    return "--gpu-kv-block, --gpu-heads-per-block and --gpu-rows-per-warp "
-           "need --target cuda";
+    return "--gpu-kv-block, --gpu-heads-per-block, --gpu-rows-per-warp and "
+           "--gpu-backward need --target cuda";
   for (auto [option, value, hi] :
        {std::tuple{"cpu-query-tile", options.cpuQueryTile, kMaxCPUTile},
         {"cpu-kv-block", options.cpuKVBlock, kMaxCPUTile},
@@ -235,6 +236,11 @@ std::string aot::resolveCodegenOptions(const DriverOptions &options,
       !llvm::is_contained({16, 32}, *options.gpuRowsPerWarp))
     return "--gpu-rows-per-warp must be 16 or 32, got " +
            std::to_string(*options.gpuRowsPerWarp);
+  if (options.gpuBackward &&
+      !llvm::is_contained({"tensor-core", "simt"}, *options.gpuBackward))
+    return "--gpu-backward must be tensor-core or simt, got '" +
+           *options.gpuBackward + "'";
+  codegen.gpuBackwardTensorCores = options.gpuBackward.value_or("") != "simt";
   codegen.cpuQueryTile = options.cpuQueryTile;
   codegen.cpuKVBlock = options.cpuKVBlock;
   codegen.cpuMR = options.cpuMR;

@@ -113,7 +113,9 @@ void sqa::buildCUDAKernelPipeline(OpPassManager &pm,
   gpuOptions.rowsPerWarp = options.rowsPerWarp;
   pm.addPass(createLowerAttentionToGPU(gpuOptions));
   pm.addPass(createLowerDecodeToGPU());
-  pm.addPass(createLowerAttentionBackwardToGPU());
+  LowerAttentionBackwardToGPUOptions backwardOptions;
+  backwardOptions.tensorCores = options.backwardTensorCores;
+  pm.addPass(createLowerAttentionBackwardToGPU(backwardOptions));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
 }
@@ -180,6 +182,7 @@ struct SQACUDAPipelinePass
     options.kvBlock = kvBlock;
     options.headsPerBlock = headsPerBlock;
     options.rowsPerWarp = rowsPerWarp;
+    options.backwardTensorCores = backwardTensorCores;
     return options;
   }
 };

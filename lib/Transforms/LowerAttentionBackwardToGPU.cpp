@@ -17,11 +17,13 @@
 // 2 * tile * (D + Dv) for the tile's products, and needs no scratch buffer
 // or extra launch. Arithmetic is f32 (f16/bf16 inputs are extended); each
 // gradient is rounded once to the element type. Parameters follow
-// GPUKernelABI.def's training list.
+// GPUKernelABI.def's training list. f16/bf16 kernels whose head dims fit
+// run the same structure on tensor cores (TensorCoreBackward.cpp).
 //
 //===----------------------------------------------------------------------===//
 
 #include "GPUHostSupport.h"
+#include "TensorCoreBackward.h"
 #include "sqa/Transforms/GPUKernelABI.h"
 #include "sqa/Transforms/OptionLimits.h"
 #include "sqa/Transforms/Passes.h"
@@ -421,10 +423,21 @@ LogicalResult LowerAttentionBackwardToGPUPass::lower(AttentionBackwardOp op,
       return op.emitOpError("the GPU kernels need a static innermost stride "
                             "of 1 on every operand, got ")
              << operand.getType();
+  // f16/bf16 with whole MMA tiles take the tensor-core kernels
+  // (TensorCoreBackward.cpp); the rest, and tensor-cores=false, SIMT.
+  TensorCoreBackwardSpec tcSpec{spec.elementType, spec.headDim, spec.valueDim,
+                                spec.heads,       spec.mask,    spec.scale};
+  bool tc = tensorCores && supportsTensorCoreBackward(
+                               spec.elementType, spec.headDim, spec.valueDim);
+  auto sharedBytes = [&](Stage stage) {
+    return tc ? tensorCoreBackwardSharedBytes(tcSpec, stage == Stage::KeyValue)
+              : spec.sharedMemoryBytes(stage);
+  };
+  int64_t rowsPerBlock = tc ? kTensorCoreBackwardRows : kThreads;
   for (Stage stage : {Stage::KeyValue, Stage::Query})
-    if (spec.sharedMemoryBytes(stage) > 227 * 1024)
+    if (sharedBytes(stage) > 227 * 1024)
       return op.emitOpError("the backward kernels need ")
-             << spec.sharedMemoryBytes(stage)
+             << sharedBytes(stage)
              << " bytes of shared memory (more than 227 KiB); lower tile";
 
   MLIRContext *ctx = op.getContext();
@@ -458,8 +471,8 @@ LogicalResult LowerAttentionBackwardToGPUPass::lower(AttentionBackwardOp op,
     bool kv = stage == Stage::KeyValue;
     // Grid y: one kv head (dK/dV) or query head (dQ) per block row.
     int64_t heads = kv ? spec.heads.kvHeads : spec.heads.queryHeads;
-    auto launch = GPULaunchAttr::get(ctx, kThreads, kThreads, 1, heads,
-                                     spec.sharedMemoryBytes(stage));
+    auto launch = GPULaunchAttr::get(ctx, kThreads, rowsPerBlock, 1, heads,
+                                     sharedBytes(stage));
     gpu::GPUFuncOp func = createKernel(kernels, kernelTable, op.getLoc(),
                                        baseName + (kv ? "_dkdv" : "_dq"),
                                        argTypes, kThreads, launch);
@@ -468,14 +481,17 @@ LogicalResult LowerAttentionBackwardToGPUPass::lower(AttentionBackwardOp op,
     {
       ImplicitLocOpBuilder kb(op.getLoc(), ctx);
       kb.setInsertionPointToStart(&func.getBody().front());
-      BackwardKernelBuilder builder(kb, spec, func);
-      if (kv)
-        builder.buildKeyValueKernel();
+      if (tc && kv)
+        buildTensorCoreKeyValueKernel(kb, tcSpec, func);
+      else if (tc)
+        buildTensorCoreQueryKernel(kb, tcSpec, func);
+      else if (kv)
+        BackwardKernelBuilder(kb, spec, func).buildKeyValueKernel();
       else
-        builder.buildQueryKernel();
+        BackwardKernelBuilder(kb, spec, func).buildQueryKernel();
     }
-    launchOverRows(b, func, kv ? keyLen : queryLen, kThreads, batch, heads,
-                   kThreads, spec.sharedMemoryBytes(stage), args);
+    launchOverRows(b, func, kv ? keyLen : queryLen, rowsPerBlock, batch, heads,
+                   kThreads, sharedBytes(stage), args);
   }
   op.erase();
   return success();

@@ -137,7 +137,7 @@ _OPTIONS = (
     # GPU libraries: target "cuda" with chip "sm_90" (sqa-aot --target/--chip).
     "target", "chip",
     # GPU kernel tuning (sqa-aot --gpu-kv-block etc.).
-    "gpu_kv_block", "gpu_heads_per_block", "gpu_rows_per_warp",
+    "gpu_kv_block", "gpu_heads_per_block", "gpu_rows_per_warp", "gpu_backward",
     # Whole-layer libraries (sqa-aot --layer).
     "layer", "cross_attention", "rope", "rope_base", "rope_factor",
     "rope_original_max", "rope_offset", "rope_queries_only", "bias",
@@ -204,7 +204,8 @@ def build_library(sqa_aot: str, outdir: str, **config) -> str:
     "L,R"), scale, layout, name, cpu, kernel, target ("cpu" or "cuda") and
     chip (with target="cuda", e.g. "sm_90"), the CPU tuning options
     cpu_query_tile, cpu_kv_block, cpu_mr, cpu_nr and the GPU ones
-    gpu_kv_block, gpu_heads_per_block, gpu_rows_per_warp. The library is
+    gpu_kv_block, gpu_heads_per_block, gpu_rows_per_warp, gpu_backward
+    ("tensor-core" or "simt"). The library is
     ``outdir/lib<name>.so``, the header ``outdir/<name>.h``; a CUDA library
     is called through :class:`CUDAAttentionLibrary`.
 
@@ -539,7 +540,8 @@ def library_name(prefix: str = "sqa", **config) -> str:
              "rope_factor": "rf", "rope_original_max": "rom", "rope_offset": "ro",
              "cpu_query_tile": "qt", "cpu_kv_block": "kb", "cpu_mr": "mr",
              "cpu_nr": "nr", "gpu_kv_block": "gkb", "gpu_heads_per_block": "ghb",
-             "cpu_vector_width": "vw", "gpu_rows_per_warp": "grw"}
+             "cpu_vector_width": "vw", "gpu_rows_per_warp": "grw",
+             "gpu_backward": "gbw"}
     parts = [prefix]
     for key in _OPTIONS:
         value = config.get(key)

@@ -82,6 +82,12 @@ static Opt<int64_t> gpuRowsPerWarp(
     "gpu-rows-per-warp",
     cl::desc("--target cuda: query rows per warp, 16 (default) or 32"),
     cl::cat(category));
+static Opt<std::string> gpuBackward(
+    "gpu-backward",
+    cl::desc("--target cuda: backward kernels, tensor-core (default: "
+             "mma.sync for f16/bf16 with head dims multiples of 16 up to 128, "
+             "SIMT otherwise) or simt"),
+    cl::cat(category));
 static Opt<int64_t> cpuQueryTile(
     "cpu-query-tile",
     cl::desc("CPU flash kernel: query rows per parallel tile (64)"),
@@ -219,6 +225,7 @@ int main(int argc, char **argv) {
   options.gpuKVBlock = given(gpuKVBlock);
   options.gpuHeadsPerBlock = given(gpuHeadsPerBlock);
   options.gpuRowsPerWarp = given(gpuRowsPerWarp);
+  options.gpuBackward = given(gpuBackward);
   options.cpuQueryTile = given(cpuQueryTile);
   options.cpuKVBlock = given(cpuKVBlock);
   options.cpuMR = given(cpuMR);

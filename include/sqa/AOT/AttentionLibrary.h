@@ -126,6 +126,9 @@ struct CodegenOptions {
   int64_t gpuKVBlock = 64;
   int64_t gpuHeadsPerBlock = 0;
   int64_t gpuRowsPerWarp = 16;
+  /// f16/bf16 backward on mma.sync where the head dims allow
+  /// (sqa-lower-attention-backward-to-gpu's tensor-cores).
+  bool gpuBackwardTensorCores = true;
   /// CPU flash kernel tiling (sqa-cpu-pipeline's query-tile, kv-block, mr,
   /// nr and vector-width); the pipeline's defaults when not set, and the
   /// target's vector width (16 with AVX-512, else 8).

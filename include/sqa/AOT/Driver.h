@@ -34,6 +34,8 @@ struct DriverOptions {
   std::string target = "cpu";
   std::string chip = "sm_90";
   std::optional<int64_t> gpuKVBlock, gpuHeadsPerBlock, gpuRowsPerWarp;
+  /// "tensor-core" or "simt" (--gpu-backward).
+  std::optional<std::string> gpuBackward;
   std::optional<int64_t> cpuQueryTile, cpuKVBlock, cpuMR, cpuNR, cpuVectorWidth;
   std::string cudaToolkit;
   std::string cpu = "all";

@@ -95,7 +95,10 @@ def SQACUDAPipeline : Pass<"sqa-cuda-pipeline", "::mlir::ModuleOp"> {
            "Output heads per thread block (0: largest of 4, 2, 1 that "
            "divides the heads per key/value head)">,
     Option<"rowsPerWarp", "rows-per-warp", "int64_t", /*default=*/"16",
-           "Query rows per warp on tensor cores (16 or 32)">
+           "Query rows per warp on tensor cores (16 or 32)">,
+    Option<"backwardTensorCores", "backward-tensor-cores", "bool",
+           /*default=*/"true",
+           "mma.sync backward kernels for f16/bf16 where the head dims allow">
   ];
 }
 

@@ -370,18 +370,31 @@ def LowerAttentionBackwardToGPU : Pass<"sqa-lower-attention-backward-to-gpu",
     `include/sqa/Transforms/GPUKernelABI.def`; each kernel carries
     `sqa.gpu_launch` and `sqa.gpu_training_stage`. Compiles; measured only
     on the CPU emulator.
+
+    With `tensor-cores` (default), f16/bf16 with head dims that are
+    multiples of 16 and at most 128 take mma.sync kernels instead
+    (TensorCoreBackward.cpp): the same two kernels with 64 keys (dK/dV) or
+    rows (dQ) per block of 4 warps, tiles of 32 rows/keys, the five GEMMs
+    on m16n8k16 with f32 accumulation, P and dS rounded to the element type
+    as MMA operands. Compiles; run only on the CPU emulator.
   }];
   let options = [
     Option<"tile", "tile", "int64_t", /*default=*/"32",
            "Rows per shared-memory tile: query rows (dK/dV kernel), keys "
-           "(dQ kernel)">
+           "(dQ kernel)">,
+    Option<"tensorCores", "tensor-cores", "bool", /*default=*/"true",
+           "mma.sync kernels for f16/bf16 with head dims that are multiples "
+           "of 16, at most 128 (others take the SIMT kernels)">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
     "::mlir::gpu::GPUDialect",
     "::mlir::memref::MemRefDialect",
+    "::mlir::LLVM::LLVMDialect",
     "::mlir::NVVM::NVVMDialect",
-    "::mlir::scf::SCFDialect"
+    "::mlir::nvgpu::NVGPUDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect"
   ];
 }
 

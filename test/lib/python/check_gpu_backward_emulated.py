@@ -14,6 +14,7 @@ rows that see no key), the gradients with reference.attention_backward
 must be exactly 0. Outputs start as NaN: a kernel that skips an element
 fails.
 
+  backward kernels: dkdv=<tensor-core|simt> dq=<tensor-core|simt>
   PASS <config> B=.. S=.. T=.. out=<err> lse=<err> dq=<err> dk=<err> dv=<err>
 """
 
@@ -130,13 +131,16 @@ def main(argv=None) -> int:
     p.add_argument("--mask", default="none", choices=list(MASKS))
     p.add_argument("--shapes", type=parse_shapes, default=parse_shapes("1x20x20"),
                    help="BxSxT list, e.g. 1x1x1,2x70x130")
+    p.add_argument("--gpu-backward", choices=("tensor-core", "simt"),
+                   help="sqa-aot --gpu-backward (default: its default)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.value_head_dim is None:
         args.value_head_dim = args.head_dim
     config = dict(q_heads=args.q_heads, kv_heads=args.kv_heads, head_dim=args.head_dim,
                   value_head_dim=args.value_head_dim, dtype=args.dtype,
-                  layout=args.layout, name="emulated", target="cuda")
+                  layout=args.layout, name="emulated", target="cuda",
+                  gpu_backward=args.gpu_backward)
     m = MASKS[args.mask]
     if "causal" in m:
         config["causal"] = m["causal"]
@@ -147,10 +151,16 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     abi = KernelABI("TRAINING")
     with tempfile.TemporaryDirectory(prefix="sqa-emu-bwd-") as workdir:
-        lib, kernels = emulated_stage_kernels(args, config, workdir, "training_stage",
+        lib, kernels, text = emulated_stage_kernels(args, config, workdir, "training_stage",
                                               "sqa_emu_launch_training")
         if sorted(g["training_stage"] for g in kernels.values()) != ["dkdv", "dq", "lse"]:
             raise RuntimeError(f"expected the lse, dkdv and dq kernels, found {sorted(kernels)}")
+        # Which kernels the lowering chose: tensor cores (mma.sync) or SIMT.
+        bodies = {chunk.split("(", 1)[0]: chunk for chunk in text.split("gpu.func @")[1:]}
+        print("backward kernels: " + " ".join(
+            f"{g['training_stage']}={'tensor-core' if 'mma.sync' in bodies[n] else 'simt'}"
+            for n, g in sorted(kernels.items(), key=lambda kv: kv[1]["training_stage"])
+            if g["training_stage"] != "lse"))
         results = [check_shape(lib, abi, kernels, args, B, S, T, rng)
                    for B, S, T in args.shapes]
     failed = results.count(False)

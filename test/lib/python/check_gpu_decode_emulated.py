@@ -127,7 +127,7 @@ def main(argv=None) -> int:
                   scale=args.scale, layout=args.layout, name=args.name, target="cuda")
     abi = KernelABI("DECODE")
     with tempfile.TemporaryDirectory(prefix="sqa-emu-decode-") as workdir:
-        lib, kernels = emulated_stage_kernels(args, config, workdir, "decode_stage",
+        lib, kernels, _ = emulated_stage_kernels(args, config, workdir, "decode_stage",
                                               "sqa_emu_launch_decode")
         failed = 0
         for case in args.cases:

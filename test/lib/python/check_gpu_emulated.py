@@ -150,12 +150,13 @@ def load_emulated(path, launcher):
 
 def emulated_stage_kernels(args, config, workdir, stage, launcher):
     """Builds and loads the emulated kernels of a CUDA configuration (an
-    aot_arguments dict); returns the library and {kernel: launch} of the
-    kernels that have `stage` ("decode_stage" or "training_stage")."""
+    aot_arguments dict); returns the library, {kernel: launch} of the
+    kernels that have `stage` ("decode_stage" or "training_stage") and the
+    kernels' MLIR text."""
     path, text = emulated_library(args, aot_arguments(**config), workdir)
     kernels = {name: launch for name, launch in launch_geometry(text).items()
                if stage in launch}
-    return load_emulated(path, launcher), kernels
+    return load_emulated(path, launcher), kernels, text
 
 
 def array_strides(array, layout):
