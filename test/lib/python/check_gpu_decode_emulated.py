@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     abi = KernelABI("DECODE")
     with tempfile.TemporaryDirectory(prefix="sqa-emu-decode-") as workdir:
         lib, kernels, _ = emulated_stage_kernels(args, config, workdir, "decode_stage",
-                                              "sqa_emu_launch_decode")
+                                                 "sqa_emu_launch_decode")
         failed = 0
         for case in args.cases:
             ok, err, tol, why = run_case(lib, kernels, abi, st, case, rng)
