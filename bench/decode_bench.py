@@ -88,15 +88,21 @@ def time_calls(fn, warmup, repeats):
     return time_interleaved([fn], warmup, repeats)[0]
 
 
-def time_interleaved(fns, warmup, repeats):
+def time_interleaved(fns, warmup, repeats, settle=0.0):
     """Median and min seconds per function; the calls alternate, so load on
-    the machine affects every function alike."""
+    the machine affects every function alike. Each timed call waits `settle`
+    seconds first: our libraries' libomp workers spin up to 200 ms after a
+    call (KMP_BLOCKTIME) and PyTorch's libgomp workers spin after every op,
+    so without the pause each call pays for its predecessor's spinning (a
+    step timed right after SDPA ran up to 2x slower here)."""
     for _ in range(warmup):
         for fn in fns:
             fn()
     times = [[] for _ in fns]
     for _ in range(repeats):
         for fn, ts in zip(fns, times):
+            if settle > 0:
+                time.sleep(settle)
             t = time.perf_counter()
             fn()
             ts.append(time.perf_counter() - t)
@@ -164,6 +170,10 @@ def main(argv=None):
     p.add_argument("--dtype", choices=aot.STORAGE_DTYPES, default="f32")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--settle", type=float, default=0.25,
+                   help="seconds to wait before each timed call, so the previous "
+                        "call's spinning OpenMP workers (ours or PyTorch's) are idle "
+                        "(default 0.25; 0: back to back)")
     p.add_argument("--max-gib", type=float, default=8.0,
                    help="skip steps whose caches exceed this many GiB")
     p.add_argument("--long-row", type=int, default=100000,
@@ -176,7 +186,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.smoke:
         args.shapes, args.caches, args.batches = ["8/2/64", "8/8/64"], [1024, 4096], [1, 4]
-        args.new_lens, args.repeats, args.warmup = [1, 4], 2, 1
+        args.new_lens, args.repeats, args.warmup, args.settle = [1, 4], 2, 1, 0.0
         args.long_row, args.stream_mib = 4096, 64
     threads = int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
     workdir = args.workdir or tempfile.mkdtemp(prefix="sqa-decode-bench-")
@@ -236,7 +246,7 @@ def main(argv=None):
                     run = sdpa_runner(torch, step, args.dtype) if torch else None
                     if run:
                         fns.append(run)
-                    ts = time_interleaved(fns, args.warmup, args.repeats)
+                    ts = time_interleaved(fns, args.warmup, args.repeats, args.settle)
                     t = ts[0]
                     rec = {"kind": "decode", "shape": shape, "dtype": args.dtype, "batch": B,
                            "cache": C, "new_len": n, **t, "kv_bytes": step.kv_bytes,
