@@ -13,6 +13,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "GPUHostSupport.h"
+#include "MmaSync.h"
 #include "sqa/Transforms/GPUKernelABI.h"
 #include "sqa/Transforms/OptionLimits.h"
 #include "sqa/Transforms/Passes.h"
@@ -350,53 +351,7 @@ Value KernelBuilder::packPair(Value x, Value y) {
 
 Frag KernelBuilder::mma(ArrayRef<Value> a, ArrayRef<Value> bFrag,
                         const Frag &c) {
-  Type element = spec.elementType;
-  if (element.isF16()) {
-    Value aVec = arith::ConstantOp::create(
-        b, b.getZeroAttr(VectorType::get({4, 2}, element)));
-    for (int64_t i = 0; i < 4; ++i)
-      aVec = vector::InsertOp::create(b, a[i], aVec, i);
-    Value bVec = arith::ConstantOp::create(
-        b, b.getZeroAttr(VectorType::get({2, 2}, element)));
-    for (int64_t i = 0; i < 2; ++i)
-      bVec = vector::InsertOp::create(b, bFrag[i], bVec, i);
-    Value cVec = arith::ConstantOp::create(
-        b, b.getZeroAttr(VectorType::get({2, 2}, f32Type)));
-    for (int64_t i = 0; i < 4; ++i)
-      cVec = vector::InsertOp::create(b, c[i], cVec,
-                                      ArrayRef<int64_t>{i / 2, i % 2});
-    Value d = nvgpu::MmaSyncOp::create(b, aVec, bVec, cVec,
-                                       ArrayRef<int64_t>{16, 8, 16});
-    Frag out;
-    for (int64_t i = 0; i < 4; ++i)
-      out[i] = vector::ExtractOp::create(b, d, ArrayRef<int64_t>{i / 2, i % 2});
-    return out;
-  }
-  // bf16: nvgpu-to-nvvm in MLIR 22 cannot deduce bf16 PTX types, so emit
-  // the NVVM op with the pairs packed into i32 as PTX expects.
-  auto i32 = b.getI32Type();
-  auto asI32 = [&](Value pair) -> Value {
-    Value packed =
-        vector::BitCastOp::create(b, VectorType::get({1}, i32), pair);
-    return vector::ExtractOp::create(b, packed, 0);
-  };
-  SmallVector<Value> aRegs, bRegs;
-  for (Value v : a)
-    aRegs.push_back(asI32(v));
-  for (Value v : bFrag)
-    bRegs.push_back(asI32(v));
-  auto resultType = LLVM::LLVMStructType::getLiteral(
-      b.getContext(), SmallVector<Type>(4, f32Type));
-  Value d = NVVM::MmaOp::create(
-      b, resultType, aRegs, bRegs, ValueRange(c), ArrayRef<int64_t>{16, 8, 16},
-      std::nullopt, std::nullopt,
-      std::array<NVVM::MMATypes, 2>{NVVM::MMATypes::bf16, NVVM::MMATypes::bf16},
-      std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
-                                     NVVM::MMALayout::col});
-  Frag out;
-  for (int64_t i = 0; i < 4; ++i)
-    out[i] = LLVM::ExtractValueOp::create(b, d, i);
-  return out;
+  return emitMmaSyncM16N8K16(b, spec.elementType, a, bFrag, c);
 }
 
 void KernelBuilder::buildTensorCoreKernel() {
