@@ -41,6 +41,8 @@ sqa::verifyCPUPipelineOptions(const SQACPUPipelineOptions &options) {
        {checkOptionRange("vector-width", options.vectorWidth, 1,
                          kMaxVectorWidth),
         checkOptionRange("query-tile", options.queryTile, 1, kMaxQueryTile),
+        checkOptionRange("backward-query-block", options.backwardQueryBlock,
+                         1, kMaxQueryTile),
         checkOptionRange("kv-block", options.kvBlock, 1, kMaxBlock),
         checkOptionRange("mr", options.rowsPerKernel, 1, kMaxRowsPerKernel),
         checkOptionRange("nr", options.vectorsPerKernel, 1,
@@ -104,9 +106,9 @@ void sqa::buildCPUPipeline(OpPassManager &pm,
     // Keys of a backward block along lanes: the flash kv-block is a
     // multiple of the vector width.
     backwardOptions.kvBlock = options.kvBlock;
-    // Rows per tile and register tiles as the forward's (--cpu-query-tile,
-    // --cpu-mr, --cpu-nr).
-    backwardOptions.queryBlock = options.queryTile;
+    // Register tiles as the forward's (--cpu-mr, --cpu-nr); rows per block
+    // its own.
+    backwardOptions.queryBlock = options.backwardQueryBlock;
     backwardOptions.rowsPerKernel = options.rowsPerKernel;
     backwardOptions.vectorsPerKernel = options.vectorsPerKernel;
     pm.addPass(createLowerFlashAttentionBackward(backwardOptions));
@@ -158,6 +160,7 @@ struct SQACPUPipelinePass
     options.attentionKernel = attentionKernel;
     options.vectorWidth = vectorWidth;
     options.queryTile = queryTile;
+    options.backwardQueryBlock = backwardQueryBlock;
     options.kvBlock = kvBlock;
     options.rowsPerKernel = rowsPerKernel;
     options.vectorsPerKernel = vectorsPerKernel;

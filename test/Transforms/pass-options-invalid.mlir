@@ -24,6 +24,7 @@
 
 // RUN: not sqa-opt %s --sqa-cpu-pipeline=vector-width=0 2>&1 | FileCheck %s --check-prefix=CW0
 // RUN: not sqa-opt %s --sqa-cpu-pipeline=query-tile=-64 2>&1 | FileCheck %s --check-prefix=CQT
+// RUN: not sqa-opt %s --sqa-cpu-pipeline=backward-query-block=0 2>&1 | FileCheck %s --check-prefix=CBQB
 // RUN: not sqa-opt %s --sqa-cpu-pipeline=kv-block=0 2>&1 | FileCheck %s --check-prefix=CKV0
 // RUN: not sqa-opt %s --sqa-cpu-pipeline=kv-block=72 2>&1 | FileCheck %s --check-prefix=CKVMUL
 // RUN: not sqa-opt %s --sqa-cpu-pipeline=mr=33 2>&1 | FileCheck %s --check-prefix=CMR
@@ -32,6 +33,7 @@
 // RUN: not sqa-opt %s --sqa-cpu-pipeline=buffer-alignment=0 2>&1 | FileCheck %s --check-prefix=CAL0
 // CW0: error: vector-width must be in [1, 64], got 0
 // CQT: error: query-tile must be in [1, 65536], got -64
+// CBQB: error: backward-query-block must be in [1, 65536], got 0
 // CKV0: error: kv-block must be in [1, 65536], got 0
 // CKVMUL: error: kv-block (72) must be a multiple of nr * vector-width (16)
 // CMR: error: mr must be in [1, 32], got 33

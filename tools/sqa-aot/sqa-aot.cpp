@@ -90,7 +90,7 @@ static Opt<std::string> gpuBackward(
     cl::cat(category));
 static Opt<int64_t> cpuQueryTile(
     "cpu-query-tile",
-    cl::desc("CPU flash kernel: query rows per parallel tile (64)"),
+    cl::desc("CPU flash kernel: query rows per parallel tile of the forward (128)"),
     cl::cat(category));
 static Opt<int64_t> cpuKVBlock(
     "cpu-kv-block",
