@@ -30,10 +30,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(BENCH_DIR), "python"))
@@ -54,19 +52,9 @@ QUICK_CONFIGS = ["mha:h4:d16", "gqa:h4:g2:d16:causal", "sqa:h4:d16", "xsqa:h4:d1
 QUICK_SHAPES = [(1, 70, 53)]
 
 
-def timed(fn, warmup: int, reps: int):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def torch_backward(cfg, shape, warmup, reps):
-    """(fwd, bwd) medians of PyTorch's CPU SDPA with enable_gqa, or None."""
+def torch_backward(cfg, shape):
+    """PyTorch's CPU SDPA with enable_gqa on the shape: (forward, forward +
+    backward) callables, or None."""
     try:
         import torch
         import torch.nn.functional as F
@@ -90,12 +78,11 @@ def torch_backward(cfg, shape, warmup, reps):
         holder["out"].backward(torch.ones_like(holder["out"]))
 
     try:
-        t_fwd = timed(fwd, warmup, reps)
-        t_both = timed(bwd, warmup, reps)
+        bwd()
     except (RuntimeError, TypeError) as e:  # e.g. an old torch without enable_gqa
         print(f"note: torch SDPA failed: {e}", file=sys.stderr)
         return None
-    return t_fwd, max(t_both - t_fwd, 0.0)
+    return fwd, bwd
 
 
 def check(lib, cfg, q, k, v, d_out, out, lse, grads):
@@ -124,13 +111,17 @@ def main():
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--peak-seconds", type=float, default=0.3)
+    p.add_argument("--settle", type=float, default=0.25,
+                   help="seconds to wait before each timed call, so the previous "
+                        "call's spinning OpenMP workers (ours or PyTorch's) are idle "
+                        "(default 0.25; 0: back to back)")
     p.add_argument("--json")
     args = p.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     configs = args.configs or (QUICK_CONFIGS if args.quick else DEFAULT_CONFIGS)
     shapes = args.shapes or (QUICK_SHAPES if args.quick else DEFAULT_SHAPES)
     if args.quick:
-        args.warmup, args.reps = 0, 1
+        args.warmup, args.reps, args.settle = 0, 1, 0.0
 
     workdir = tempfile.mkdtemp(prefix="sqa-bwd-bench-")
     cc = harness.find_cc(None)
@@ -168,13 +159,20 @@ def main():
             def bwd():
                 state["grads"] = lib.backward(q, k, v, state["out"], d_out, state["lse"])
 
-            t_fwd = timed(fwd, args.warmup, args.reps)
-            t_bwd = timed(bwd, args.warmup, args.reps)
+            # Ours and PyTorch's calls alternate, each after a pause (--settle)
+            # so neither pays for the other's spinning OpenMP workers.
+            fns = [fwd, bwd]
+            torch_fns = torch_backward(cfg, shape)
+            if torch_fns:
+                fns += torch_fns
+            ts = [t["median_s"] for t in
+                  harness.time_interleaved(fns, args.warmup, args.reps, args.settle)]
+            t_fwd, t_bwd = ts[:2]
+            torch_t = (ts[2], max(ts[3] - ts[2], 0.0)) if torch_fns else None
             if args.quick:
                 check(lib, cfg, q, k, v, d_out, state["out"], state["lse"], state["grads"])
             fl = 2.5 * AB.flops(cfg, shape)
             gflops = fl / t_bwd / 1e9
-            torch_t = torch_backward(cfg, shape, args.warmup, args.reps)
             key = (cfg.head_dim, cfg.causal, shape)
             if cfg.variant == "mha":
                 mha_time[key] = t_fwd + t_bwd

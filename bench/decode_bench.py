@@ -48,7 +48,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH_DIR)
@@ -85,32 +84,7 @@ def measure_bandwidth(cc, workdir, threads, mib):
 
 
 def time_calls(fn, warmup, repeats):
-    return time_interleaved([fn], warmup, repeats)[0]
-
-
-def time_interleaved(fns, warmup, repeats, settle=0.0):
-    """Median and min seconds per function; the calls alternate, so load on
-    the machine affects every function alike. Each timed call waits `settle`
-    seconds first: our libraries' libomp workers spin up to 200 ms after a
-    call (KMP_BLOCKTIME) and PyTorch's libgomp workers spin after every op,
-    so without the pause each call pays for its predecessor's spinning (a
-    step timed right after SDPA ran up to 2x slower here)."""
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, ts in zip(fns, times):
-            if settle > 0:
-                time.sleep(settle)
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
-    out = []
-    for ts in times:
-        ts.sort()
-        out.append({"median_s": ts[len(ts) // 2], "min_s": ts[0]})
-    return out
+    return harness.time_interleaved([fn], warmup, repeats)[0]
 
 
 class Step:
@@ -246,7 +220,7 @@ def main(argv=None):
                     run = sdpa_runner(torch, step, args.dtype) if torch else None
                     if run:
                         fns.append(run)
-                    ts = time_interleaved(fns, args.warmup, args.repeats, args.settle)
+                    ts = harness.time_interleaved(fns, args.warmup, args.repeats, args.settle)
                     t = ts[0]
                     rec = {"kind": "decode", "shape": shape, "dtype": args.dtype, "batch": B,
                            "cache": C, "new_len": n, **t, "kv_bytes": step.kv_bytes,

@@ -327,6 +327,31 @@ def time_calls(timed_call, warmup_call, warmup: int, repeats: int, min_repeats: 
     cores_busy = (time.process_time() - cpu0) / sum(times) if sum(times) > 0 else None
     return times, cores_busy
 
+def time_interleaved(fns, warmup, repeats, settle=0.0):
+    """Median and min seconds per function; the calls alternate, so load on
+    the machine affects every function alike. Each timed call waits `settle`
+    seconds first: our libraries' libomp workers spin up to 200 ms after a
+    call (KMP_BLOCKTIME) and PyTorch's libgomp workers spin after every op,
+    so without the pause each call pays for its predecessor's spinning (a
+    step timed right after SDPA ran up to 2x slower here)."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times):
+            if settle > 0:
+                time.sleep(settle)
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+    out = []
+    for ts in times:
+        ts.sort()
+        out.append({"median_s": ts[len(ts) // 2], "min_s": ts[0]})
+    return out
+
+
 def merge_measured(first, second):
     """Pools two time_calls results of one case (interleaved rounds): the
     times, and the cores kept busy weighted by each part's wall time."""
