@@ -19,7 +19,10 @@ measured in the same run on the same thread count. Where torch is
 importable, PyTorch's CPU scaled_dot_product_attention backward
 (enable_gqa=True, same shapes, f32) is timed side by side; each variant's
 fwd+bwd speed-up over the MHA row of the same head dim, mask and shape is
-printed (the paper's training claim). --quick also checks the gradients of
+printed (the paper's training claim). "bwd extra MiB": how far the first
+backward call raised the process's peak resident set above its size before
+the call (dq, dk, dv included; Linux), e.g. with --shapes 1x32768x32768 to
+show no S x T buffer exists. --quick also checks the gradients of
 every row against the float64 reference.
 
 Output: a markdown table on stdout and, with --json, one JSON record per row.
@@ -131,8 +134,8 @@ def main():
     print(f"# backward benchmark, {args.threads} threads, FMA peak "
           f"{peak_gflops:.1f} GFLOP/s" if peak_gflops else "# no FMA peak measured")
     print("| config | BxSxT | fwd ms | bwd ms | fwd+bwd ms | bwd GFLOP/s | bwd % peak "
-          "| torch bwd ms | vs torch | fwd+bwd vs MHA |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| torch bwd ms | vs torch | fwd+bwd vs MHA | bwd extra MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
 
     rng = np.random.default_rng(0)
     records, mha_time = [], {}
@@ -159,6 +162,8 @@ def main():
             def bwd():
                 state["grads"] = lib.backward(q, k, v, state["out"], d_out, state["lse"])
 
+            # The first backward call alone, for its memory beyond the inputs.
+            extra = harness.extra_peak_rss(bwd)
             # Ours and PyTorch's calls alternate, each after a pause (--settle)
             # so neither pays for the other's spinning OpenMP workers.
             fns = [fwd, bwd]
@@ -178,7 +183,7 @@ def main():
                 mha_time[key] = t_fwd + t_bwd
             speedup = mha_time.get(key)
             rec = dict(config=text, shape=shape, fwd_s=t_fwd, bwd_s=t_bwd,
-                       bwd_gflops=gflops,
+                       bwd_gflops=gflops, bwd_extra_peak_bytes=extra,
                        bwd_peak_pct=100 * gflops / peak_gflops if peak_gflops else None,
                        torch_fwd_s=torch_t[0] if torch_t else None,
                        torch_bwd_s=torch_t[1] if torch_t else None,
@@ -189,7 +194,8 @@ def main():
                   + (f"{rec['bwd_peak_pct']:.1f}%" if peak_gflops else "-") + " | "
                   + (f"{torch_t[1] * 1e3:.2f} | {torch_t[1] / t_bwd:.2f}x" if torch_t
                      else "- | -") + " | "
-                  + (f"{rec['fwdbwd_speedup_vs_mha']:.2f}x" if speedup else "-") + " |",
+                  + (f"{rec['fwdbwd_speedup_vs_mha']:.2f}x" if speedup else "-") + " | "
+                  + (f"{extra / 2**20:.1f}" if extra is not None else "-") + " |",
                   flush=True)
     if args.json:
         with open(args.json, "w") as f:

@@ -113,6 +113,32 @@ def mem_available() -> Optional[int]:
         pass
     return None
 
+def _status_kib(field: str) -> Optional[int]:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def extra_peak_rss(fn) -> Optional[int]:
+    """Bytes by which the process's resident set peaked above its size
+    before fn() ran (Linux: the peak is reset through /proc/self/clear_refs);
+    None where that is unavailable. Memory the allocator kept from earlier
+    calls and reuses is not counted: a lower bound on what fn allocated, an
+    upper bound on what it needs beyond that."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = _status_kib("VmRSS")
+    except (OSError, ValueError):
+        fn()
+        return None
+    fn()
+    peak = _status_kib("VmHWM")
+    return None if before is None or peak is None else max(peak - before, 0) * 1024
+
+
 def find_cc(requested: Optional[str]) -> Optional[str]:
     if requested:
         return requested
