@@ -11,6 +11,7 @@
 #define SQA_TRANSFORMS_GPUHOSTSUPPORT_H
 
 #include "SQA/IR/SQAAttrs.h"
+#include "SQA/Utils/LoweringBuilder.h"
 #include "sqa/Transforms/GPUKernelABI.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -157,6 +158,40 @@ inline void launchOverRows(ImplicitLocOpBuilder &b, gpu::GPUFuncOp func,
 /// PTX: math.exp2 / math.log2 would lower to libdevice calls, which only
 /// link where a CUDA toolkit is found at compile time. ex2.approx gives +0
 /// at -inf; lg2.approx gives -inf at 0.
+/// A training kernel's arguments (the training list of GPUKernelABI.def):
+/// flat buffers, their (batch, head, position) strides and the lengths.
+/// The SIMT and tensor-core backward builders derive from it, so the list
+/// is read in one place.
+struct TrainingKernelArguments {
+  explicit TrainingKernelArguments(gpu::GPUFuncOp func) {
+    using namespace gpu_abi;
+    for (int i = 0; i < kNumTrainingBuffers; ++i)
+      memrefs[i] = func.getArgument(i);
+    auto scalar = [&](int i) {
+      return func.getArgument(kNumTrainingBuffers + i);
+    };
+    queryLen = scalar(kTrainingQueryLen);
+    keyLen = scalar(kTrainingKeyLen);
+    diagonal = scalar(kTrainingDiagonal);
+    for (int i = 0; i < kNumTrainingBuffers; ++i)
+      for (int j = 0; j < 3; ++j)
+        strides[i][j] =
+            scalar(trainingFirstStride(static_cast<TrainingBuffer>(i)) + j);
+  }
+
+  /// Element offset of row (batch, head, pos) of `buffer`.
+  Value rowOffset(LoweringBuilder &lb, int buffer, Value batch, Value head,
+                  Value pos) const {
+    const Value *s = strides[buffer];
+    return lb.add(lb.add(lb.mul(batch, s[0]), lb.mul(head, s[1])),
+                  lb.mul(pos, s[2]));
+  }
+
+  Value memrefs[gpu_abi::kNumTrainingBuffers];
+  Value strides[gpu_abi::kNumTrainingBuffers][3];
+  Value queryLen, keyLen, diagonal;
+};
+
 inline Value ptxExp2(OpBuilder &b, Location loc, Value x) {
   return NVVM::InlinePtxOp::create(b, loc, TypeRange{b.getF32Type()},
                                    ValueRange{x}, ValueRange{},

@@ -70,23 +70,13 @@ struct BackwardSpec {
   }
 };
 
-class BackwardKernelBuilder : public LoweringBuilder {
+class BackwardKernelBuilder : public LoweringBuilder,
+                              private TrainingKernelArguments {
 public:
   BackwardKernelBuilder(ImplicitLocOpBuilder &b, const BackwardSpec &spec,
                         gpu::GPUFuncOp func)
-      : LoweringBuilder(b, b.getLoc()), b(b), spec(spec), func(func) {
-    for (int i = 0; i < kNumTrainingBuffers; ++i)
-      memrefs[i] = func.getArgument(i);
-    auto scalar = [&](int i) {
-      return func.getArgument(kNumTrainingBuffers + i);
-    };
-    queryLen = scalar(kTrainingQueryLen);
-    keyLen = scalar(kTrainingKeyLen);
-    diagonal = scalar(kTrainingDiagonal);
-    for (int i = 0; i < kNumTrainingBuffers; ++i)
-      for (int j = 0; j < 3; ++j)
-        strides[i][j] =
-            scalar(trainingFirstStride(static_cast<TrainingBuffer>(i)) + j);
+      : LoweringBuilder(b, b.getLoc()), TrainingKernelArguments(func), b(b),
+        spec(spec), func(func) {
     mask = MaskBounds::get(spec.mask);
   }
 
@@ -100,15 +90,11 @@ private:
       [this](Value x) { return ptxExp2(b, b.getLoc(), x); },
       /*zeroAtNegInf=*/true};
 
-  Value index3(int buffer, Value batch, Value head, Value pos) {
-    Value *s = strides[buffer];
-    return add(add(mul(batch, s[0]), mul(head, s[1])), mul(pos, s[2]));
-  }
   /// Element `col` of row (batch, head, pos) of `buffer`, as f32.
   Value loadF32(int buffer, Value batch, Value head, Value pos, Value col) {
     Value x = memref::LoadOp::create(
         b, memrefs[buffer],
-        ValueRange{add(index3(buffer, batch, head, pos), col)});
+        ValueRange{add(rowOffset(*this, buffer, batch, head, pos), col)});
     return toF32(x);
   }
   void storeElement(Value x, int buffer, Value batch, Value head, Value pos,
@@ -117,7 +103,7 @@ private:
       x = arith::TruncFOp::create(b, spec.elementType, x);
     memref::StoreOp::create(
         b, x, memrefs[buffer],
-        ValueRange{add(index3(buffer, batch, head, pos), col)});
+        ValueRange{add(rowOffset(*this, buffer, batch, head, pos), col)});
   }
   Value alloca(int64_t n) {
     return memref::AllocaOp::create(b, MemRefType::get({n}, b.getF32Type()));
@@ -162,7 +148,7 @@ private:
   Value lse2(Value batch, Value head, Value pos) {
     Value lse = memref::LoadOp::create(
         b, memrefs[kTrainingLse],
-        ValueRange{index3(kTrainingLse, batch, head, pos)});
+        ValueRange{rowOffset(*this, kTrainingLse, batch, head, pos)});
     return mulF(lse, f32(kLog2EF32));
   }
   /// The score in the exp2 domain, -inf unless query row `pos` (< S when
@@ -177,9 +163,6 @@ private:
   ImplicitLocOpBuilder &b;
   const BackwardSpec &spec;
   gpu::GPUFuncOp func;
-  Value memrefs[kNumTrainingBuffers];
-  Value strides[kNumTrainingBuffers][3];
-  Value queryLen, keyLen, diagonal;
   MaskBounds mask;
 };
 

@@ -92,25 +92,14 @@ using AFrag = std::array<Value, 4>;
 /// A 16x8 B operand: two packed pairs.
 using BFrag = std::array<Value, 2>;
 
-class TensorCoreBackwardBuilder : public LoweringBuilder {
+class TensorCoreBackwardBuilder : public LoweringBuilder,
+                                  private TrainingKernelArguments {
 public:
   TensorCoreBackwardBuilder(ImplicitLocOpBuilder &b,
                             const TensorCoreBackwardSpec &spec,
                             gpu::GPUFuncOp func, bool keyValue)
-      : LoweringBuilder(b, b.getLoc()), b(b), spec(spec),
-        layout(layoutOf(spec, keyValue)) {
-    for (int i = 0; i < kNumTrainingBuffers; ++i)
-      memrefs[i] = func.getArgument(i);
-    auto scalar = [&](int i) {
-      return func.getArgument(kNumTrainingBuffers + i);
-    };
-    queryLen = scalar(kTrainingQueryLen);
-    keyLen = scalar(kTrainingKeyLen);
-    diagonal = scalar(kTrainingDiagonal);
-    for (int i = 0; i < kNumTrainingBuffers; ++i)
-      for (int j = 0; j < 3; ++j)
-        strides[i][j] =
-            scalar(trainingFirstStride(static_cast<TrainingBuffer>(i)) + j);
+      : LoweringBuilder(b, b.getLoc()), TrainingKernelArguments(func), b(b),
+        spec(spec), layout(layoutOf(spec, keyValue)) {
     mask = MaskBounds::get(spec.mask);
     tid = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
     warp = divU(tid, 32);
@@ -148,10 +137,6 @@ private:
     return memref::ViewOp::create(b, type, smem, index(byteOffset),
                                   ValueRange{});
   }
-  Value index3(int buffer, Value batch, Value head, Value pos) {
-    Value *s = strides[buffer];
-    return add(add(mul(batch, s[0]), mul(head, s[1])), mul(pos, s[2]));
-  }
 
   /// cp.async of rows [first, first + rows) x `cols` of (batch, head) of
   /// `buffer` into `dst`, 16 bytes per copy; rows at or past `limit` are
@@ -165,7 +150,7 @@ private:
       Value col = mul(remU(c, chunksPerRow), perCopy);
       Value pos = add(first, row);
       Value clamped = maxS(index(0), minS(pos, sub(limit, index(1))));
-      Value src = add(index3(buffer, batch, head, clamped), col);
+      Value src = add(rowOffset(*this, buffer, batch, head, clamped), col);
       nvgpu::DeviceAsyncCopyOp::create(
           b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), dst,
           ValueRange{row, col}, memrefs[buffer], ValueRange{src},
@@ -191,14 +176,14 @@ private:
       Value pos = minS(add(first, r), sub(queryLen, index(1)));
       Value lse = memref::LoadOp::create(
           b, memrefs[kTrainingLse],
-          ValueRange{index3(kTrainingLse, batch, head, pos)});
+          ValueRange{rowOffset(*this, kTrainingLse, batch, head, pos)});
       memref::StoreOp::create(
           b,
           select(valid, mulF(lse, f32(kLog2E)),
                  f32(std::numeric_limits<float>::infinity())),
           lse2s, r);
-      Value dOut = index3(kTrainingDOut, batch, head, pos);
-      Value out = index3(kTrainingOut, batch, head, pos);
+      Value dOut = rowOffset(*this, kTrainingDOut, batch, head, pos);
+      Value out = rowOffset(*this, kTrainingOut, batch, head, pos);
       Value delta =
           forLoop(index(0), index(spec.valueDim), 1, ValueRange{f32(0.0f)},
                   [&](Value d, ValueRange acc) -> SmallVector<Value> {
@@ -340,7 +325,7 @@ private:
                  Value head, std::array<Value, 2> pos, Value limit) {
     for (int64_t h = 0; h < 2; ++h)
       ifThen(slt(pos[h], limit), [&] {
-        Value row = index3(buffer, batch, head, pos[h]);
+        Value row = rowOffset(*this, buffer, batch, head, pos[h]);
         for (int64_t t = 0; t < static_cast<int64_t>(acc.size()); ++t) {
           Value x = mulF(acc[t][2 * h], f32(scale));
           Value y = mulF(acc[t][2 * h + 1], f32(scale));
@@ -369,9 +354,6 @@ private:
   ImplicitLocOpBuilder &b;
   const TensorCoreBackwardSpec &spec;
   SharedLayout layout;
-  Value memrefs[kNumTrainingBuffers];
-  Value strides[kNumTrainingBuffers][3];
-  Value queryLen, keyLen, diagonal;
   MaskBounds mask;
   Value tid, warp, laneRow, laneCol, smem;
 };
