@@ -45,17 +45,24 @@ constexpr int64_t kVectorsPerPass = 8;
 /// Keys whose dot products one pass over the head dim computes for a single
 /// row; the option check keeps kv-block a multiple of it.
 constexpr int64_t kKeysPerDot = 4;
-/// Rows of a group that share each loaded K or V vector at head dims of 128
-/// and more: with one key per dot-product pass, K is then read in address
-/// order and each vector, once in a register, serves two rows. Measured
-/// (one thread, CPU time, 16k cache): 32/8/128 and 8/2/128 run 0.82-0.84x
-/// the time of row-at-a-time, while 4-row tiles (more passes over each V
-/// block) and several keys per pass at 2 rows ran no faster; at head dim 64
-/// one row with kKeysPerDot keys was best.
-constexpr int64_t kRowTile = 2;
-constexpr int64_t kRowTileMinHeadDim = 128;
-/// Value vectors per P.V pass of a row tile: 2 x 6 accumulators.
-constexpr int64_t kTileValueVectors = 6;
+/// Vector registers the register tiles are sized for: AVX2 has 16 (the
+/// AVX-512 variants compiled from the same IR have 32). A 2 x 6 P.V tile
+/// plus its 6 loaded V vectors spilled three accumulators per key on AVX2.
+constexpr int64_t kVectorRegisters = 16;
+/// Dot-product accumulators per pass over the head dim (rows x keys) when
+/// a key row is short enough that several keys are read side by side.
+constexpr int64_t kDotAccumulators = 8;
+
+/// Rows of a group (x new_len) that share each loaded K or V vector: the
+/// whole group up to 4. Each V vector then feeds 4 FMAs and Q.K^T reads K
+/// once per 4 rows. Measured (2 threads, wall, 16k cache, with the V
+/// prefetch below, against 2-row tiles at head dims >= 128 only and no
+/// prefetch): 32/8/128 0.76x, 8/2/128 0.69x, 14/2/64 0.84x the time;
+/// 16/8/64 (2-row tiles, 4 keys per pass) 0.90x.
+static int64_t rowTileFor(int64_t groupSize) {
+  return groupSize >= 4 ? 4 : groupSize >= 2 ? 2 : 1;
+}
+
 /// Work items a call aims for (over all kv heads and batch rows): enough to
 /// keep 64 cores busy before splits shrink below split-keys.
 constexpr int64_t kTargetItems = 64;
@@ -126,6 +133,8 @@ private:
   // Rows per register tile and, per tile, keys per dot-product pass and
   // value vectors per P.V pass.
   int64_t rowTile = 1, keysPerDot = kKeysPerDot, valueVectors = kVectorsPerPass;
+  // V elements per 64-byte cache line (prefetch granularity).
+  int64_t valueElementsPerLine = 16;
   HeadMapping heads;
   MaskBounds mask;
   Value newLen, rows;
@@ -310,6 +319,16 @@ void SplitKVBuilder::workItem(Value item, Value kvHead) {
         SmallVector<Value> keys;
         for (int64_t k = 0; k < keysPerDot; ++k)
           keys.push_back(minS(add(blockStart, add(n0, k)), lastKey));
+        // P.V reads these keys' V rows after the softmax. Fetched now,
+        // they stream while Q.K^T computes; otherwise memory idles through
+        // the compute-bound phases of grouped heads (32/8/128 at 16k took
+        // 1.3x as long without).
+        for (Value key : keys)
+          for (int64_t c = 0; c < valueDim; c += valueElementsPerLine)
+            memref::PrefetchOp::create(b, loc, op.getValueCache(),
+                                       ValueRange{batch, kvHead, key, index(c)},
+                                       /*isWrite=*/false, /*localityHint=*/3,
+                                       /*isDataCache=*/true);
         SmallVector<Value> init(rowTile * keysPerDot, zeroVector());
         SmallVector<Value> sums = forLoop(
             index(0), index(headDim), width, init,
@@ -469,13 +488,20 @@ void SplitKVBuilder::build() {
     width *= 2;
   vecType = VectorType::get({width}, f32Type);
   heads = op.getHeadMapping();
-  // A group's rows (x new_len) come in multiples of its size: a 2-row tile
-  // wastes nothing when the size is even.
-  bool tiled = heads.outputsPerKVHead() >= kRowTile &&
-               std::max(headDim, valueDim) >= kRowTileMinHeadDim;
-  rowTile = tiled ? kRowTile : 1;
-  keysPerDot = tiled ? 1 : kKeysPerDot;
-  valueVectors = tiled ? kTileValueVectors : kVectorsPerPass;
+  // A group's rows (x new_len) come in multiples of its size; a last,
+  // partial tile repeats the last row (14/2/64: 16 rows computed for 14).
+  valueElementsPerLine = std::max<int64_t>(
+      1, 512 / op.getValueCacheType().getElementTypeBitWidth());
+  rowTile = rowTileFor(heads.outputsPerKVHead());
+  bool tiled = rowTile > 1;
+  // Key rows of 128 and more elements are read one at a time, in address
+  // order (4 rows side by side ran 1.2x slower from DRAM at 16/8/128).
+  keysPerDot = !tiled           ? kKeysPerDot
+               : headDim >= 128 ? 1
+                                : kDotAccumulators / rowTile;
+  // A tile's accumulators, its loaded V vectors and one broadcast fit.
+  valueVectors =
+      tiled ? (kVectorRegisters - 1) / (rowTile + 1) : kVectorsPerPass;
   mask = MaskBounds::get(op.getEffectiveMask());
   Value batchSize = dim(op.getQuery(), 0);
   newLen = dim(op.getQuery(), 2);
