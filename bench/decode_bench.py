@@ -14,7 +14,8 @@ size, with L_b the keys the row attends to (cache + new tokens).
 For each head shape Hq/Hkv/D one library is built with sqa-aot (causal,
 bottom-right); for each batch, cache length and new_len the caches hold
 cache - new_len tokens per row and the step appends new_len tokens (the
-same positions every repeat). Timed: warm-up calls, then --repeats calls
+same positions every repeat). Timed: warm-up calls, then --repeats calls,
+each after a --settle pause and --rewarm untimed calls of the same function
 (time.perf_counter around the ctypes call); median and min are reported.
 When torch is importable, torch.nn.functional.scaled_dot_product_attention
 runs on the same cached tensors (q of length new_len against each row's
@@ -148,6 +149,10 @@ def main(argv=None):
                    help="seconds to wait before each timed call, so the previous "
                         "call's spinning OpenMP workers (ours or PyTorch's) are idle "
                         "(default 0.25; 0: back to back)")
+    p.add_argument("--rewarm", type=int, default=1,
+                   help="untimed calls of the same function between the pause and each "
+                        "timed call, so it finds its own workers awake as in a decode "
+                        "loop (default 1)")
     p.add_argument("--max-gib", type=float, default=8.0,
                    help="skip steps whose caches exceed this many GiB")
     p.add_argument("--long-row", type=int, default=100000,
@@ -220,7 +225,8 @@ def main(argv=None):
                     run = sdpa_runner(torch, step, args.dtype) if torch else None
                     if run:
                         fns.append(run)
-                    ts = harness.time_interleaved(fns, args.warmup, args.repeats, args.settle)
+                    ts = harness.time_interleaved(fns, args.warmup, args.repeats, args.settle,
+                                                 args.rewarm)
                     t = ts[0]
                     rec = {"kind": "decode", "shape": shape, "dtype": args.dtype, "batch": B,
                            "cache": C, "new_len": n, **t, "kv_bytes": step.kv_bytes,
