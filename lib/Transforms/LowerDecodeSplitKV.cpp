@@ -53,14 +53,28 @@ constexpr int64_t kVectorRegisters = 16;
 /// a key row is short enough that several keys are read side by side.
 constexpr int64_t kDotAccumulators = 8;
 
-/// Rows of a group (x new_len) that share each loaded K or V vector: the
-/// whole group up to 4. Each V vector then feeds 4 FMAs and Q.K^T reads K
-/// once per 4 rows. Measured (2 threads, wall, 16k cache, with the V
-/// prefetch below, against 2-row tiles at head dims >= 128 only and no
-/// prefetch): 32/8/128 0.76x, 8/2/128 0.69x, 14/2/64 0.84x the time;
-/// 16/8/64 (2-row tiles, 4 keys per pass) 0.90x.
-static int64_t rowTileFor(int64_t groupSize) {
-  return groupSize >= 4 ? 4 : groupSize >= 2 ? 2 : 1;
+/// How a work item's stacked rows share the loaded K and V vectors: rows
+/// per register tile, keys per dot-product pass, value vectors per P.V pass.
+struct RowTiling {
+  int64_t rows, keysPerDot, valueVectors;
+};
+
+/// The tiling for at least `stackedRows` rows: tiles of 4 rows when there
+/// are 4 (2 for 2-3), so each loaded K/V vector feeds 4 FMAs and Q.K^T reads
+/// K once per 4 rows. Measured (2 threads, wall, 16k cache, with the V
+/// prefetch, against 2-row tiles at head dims >= 128 only and no prefetch):
+/// 32/8/128 0.76x, 8/2/128 0.69x, 14/2/64 0.84x the time; 16/8/64 (2-row
+/// tiles, 4 keys per pass) 0.90x.
+static RowTiling rowTilingFor(int64_t stackedRows, int64_t headDim) {
+  int64_t rows = stackedRows >= 4 ? 4 : stackedRows >= 2 ? 2 : 1;
+  if (rows == 1)
+    return {1, kKeysPerDot, kVectorsPerPass};
+  // Key rows of 128 and more elements are read one at a time, in address
+  // order (4 rows side by side ran 1.2x slower from DRAM at 16/8/128);
+  // shorter ones kDotAccumulators / rows at a time. A tile's P.V
+  // accumulators, its loaded V vectors and one broadcast fit the registers.
+  return {rows, headDim >= 128 ? 1 : kDotAccumulators / rows,
+          (kVectorRegisters - 1) / (rows + 1)};
 }
 
 /// Work items a call aims for (over all kv heads and batch rows): enough to
@@ -133,6 +147,11 @@ private:
   // Rows per register tile and, per tile, keys per dot-product pass and
   // value vectors per P.V pass.
   int64_t rowTile = 1, keysPerDot = kKeysPerDot, valueVectors = kVectorsPerPass;
+  void setTiling(RowTiling tiling) {
+    rowTile = tiling.rows;
+    keysPerDot = tiling.keysPerDot;
+    valueVectors = tiling.valueVectors;
+  }
   // V elements per 64-byte cache line (prefetch granularity).
   int64_t valueElementsPerLine = 16;
   HeadMapping heads;
@@ -305,130 +324,151 @@ void SplitKVBuilder::workItem(Value item, Value kvHead) {
     });
   });
 
-  forLoop(firstBlock, endBlock, 1, [&](Value block) {
-    Value blockStart = mul(block, kvBlock);
-    Value validKeys = minS(index(kvBlock), sub(valid, blockStart));
-    // Scores: dot products along the head dim for a tile of rows x
-    // keysPerDot keys per pass (keys past the row read its last key, rows
-    // past the last repeat it; both are overwritten or masked below).
-    forLoop(index(0), rows, rowTile, [&](Value r0) {
-      SmallVector<Value> tileRows;
-      for (int64_t i = 0; i < rowTile; ++i)
-        tileRows.push_back(minS(add(r0, index(i)), lastRow));
-      forLoop(index(0), index(kvBlock), keysPerDot, [&](Value n0) {
-        SmallVector<Value> keys;
-        for (int64_t k = 0; k < keysPerDot; ++k)
-          keys.push_back(minS(add(blockStart, add(n0, k)), lastKey));
-        // P.V reads these keys' V rows after the softmax. Fetched now,
-        // they stream while Q.K^T computes; otherwise memory idles through
-        // the compute-bound phases of grouped heads (32/8/128 at 16k took
-        // 1.3x as long without).
-        for (Value key : keys)
-          for (int64_t c = 0; c < valueDim; c += valueElementsPerLine)
-            memref::PrefetchOp::create(b, loc, op.getValueCache(),
-                                       ValueRange{batch, kvHead, key, index(c)},
-                                       /*isWrite=*/false, /*localityHint=*/3,
-                                       /*isDataCache=*/true);
-        SmallVector<Value> init(rowTile * keysPerDot, zeroVector());
-        SmallVector<Value> sums = forLoop(
-            index(0), index(headDim), width, init,
-            [&](Value c, ValueRange sum) -> SmallVector<Value> {
-              SmallVector<Value> keyVectors, next;
-              for (Value key : keys)
-                keyVectors.push_back(
-                    loadVector(op.getKeyCache(), {batch, kvHead, key, c}));
-              for (auto [i, row] : llvm::enumerate(tileRows)) {
-                Value q = vector::LoadOp::create(b, loc, vecType, queries,
-                                                 ValueRange{row, c});
-                for (int64_t k = 0; k < keysPerDot; ++k)
-                  next.push_back(
-                      fma(q, keyVectors[k], sum[i * keysPerDot + k]));
-              }
-              return next;
-            });
-        storeDotProducts(sums, tileRows, keysPerDot, scores, n0);
+  auto streamBlocks = [&] {
+    forLoop(firstBlock, endBlock, 1, [&](Value block) {
+      Value blockStart = mul(block, kvBlock);
+      Value validKeys = minS(index(kvBlock), sub(valid, blockStart));
+      // Scores: dot products along the head dim for a tile of rows x
+      // keysPerDot keys per pass (keys past the row read its last key, rows
+      // past the last repeat it; both are overwritten or masked below).
+      forLoop(index(0), rows, rowTile, [&](Value r0) {
+        SmallVector<Value> tileRows;
+        for (int64_t i = 0; i < rowTile; ++i)
+          tileRows.push_back(minS(add(r0, index(i)), lastRow));
+        forLoop(index(0), index(kvBlock), keysPerDot, [&](Value n0) {
+          SmallVector<Value> keys;
+          for (int64_t k = 0; k < keysPerDot; ++k)
+            keys.push_back(minS(add(blockStart, add(n0, k)), lastKey));
+          // P.V reads these keys' V rows after the softmax. Fetched now,
+          // they stream while Q.K^T computes; otherwise memory idles through
+          // the compute-bound phases of grouped heads (32/8/128 at 16k took
+          // 1.3x as long without).
+          for (Value key : keys)
+            for (int64_t c = 0; c < valueDim; c += valueElementsPerLine)
+              memref::PrefetchOp::create(
+                  b, loc, op.getValueCache(),
+                  ValueRange{batch, kvHead, key, index(c)},
+                  /*isWrite=*/false, /*localityHint=*/3,
+                  /*isDataCache=*/true);
+          SmallVector<Value> init(rowTile * keysPerDot, zeroVector());
+          SmallVector<Value> sums = forLoop(
+              index(0), index(headDim), width, init,
+              [&](Value c, ValueRange sum) -> SmallVector<Value> {
+                SmallVector<Value> keyVectors, next;
+                for (Value key : keys)
+                  keyVectors.push_back(
+                      loadVector(op.getKeyCache(), {batch, kvHead, key, c}));
+                for (auto [i, row] : llvm::enumerate(tileRows)) {
+                  Value q = vector::LoadOp::create(b, loc, vecType, queries,
+                                                   ValueRange{row, c});
+                  for (int64_t k = 0; k < keysPerDot; ++k)
+                    next.push_back(
+                        fma(q, keyVectors[k], sum[i * keysPerDot + k]));
+                }
+                return next;
+              });
+          storeDotProducts(sums, tileRows, keysPerDot, scores, n0);
+        });
       });
-    });
-    ifThen(blockNeedsMask(*this, mask, blockStart, kvBlock, valid,
-                          firstDiagonal, lastDiagonal),
-           [&] {
-             forLoop(index(0), rows, 1, [&](Value r) {
-               Value diagonal = add(firstDiagonal, remU(r, newLen));
-               forLoop(index(0), index(kvBlock), 1, [&](Value n) {
-                 Value visible =
-                     andI(slt(n, validKeys), isKeyVisible(*this, mask, diagonal,
-                                                          add(blockStart, n)));
-                 store(select(visible, load(scores, {r, n}), f32(-inf)), scores,
-                       {r, n});
+      ifThen(blockNeedsMask(*this, mask, blockStart, kvBlock, valid,
+                            firstDiagonal, lastDiagonal),
+             [&] {
+               forLoop(index(0), rows, 1, [&](Value r) {
+                 Value diagonal = add(firstDiagonal, remU(r, newLen));
+                 forLoop(index(0), index(kvBlock), 1, [&](Value n) {
+                   Value visible = andI(
+                       slt(n, validKeys),
+                       isKeyVisible(*this, mask, diagonal, add(blockStart, n)));
+                   store(select(visible, load(scores, {r, n}), f32(-inf)),
+                         scores, {r, n});
+                 });
                });
              });
-           });
-    // The block's online softmax, row by row, keys along lanes.
-    forLoop(index(0), rows, 1, [&](Value r) {
-      Value maxVector =
-          forLoop(index(0), index(kvBlock), width,
-                  ValueRange{floatLike(zeroVector(), -inf)},
-                  [&](Value n, ValueRange m) -> SmallVector<Value> {
-                    Value s = vector::LoadOp::create(b, loc, vecType, scores,
-                                                     ValueRange{r, n});
-                    return {maxF(m[0], s)};
-                  })[0];
-      Value oldMax = load(partMax, {item, kvHead, r});
-      Value newMax =
-          maxF(oldMax, reduce(vector::CombiningKind::MAXNUMF, maxVector));
-      Value alpha = Softmax::rescale(*this, oldMax, newMax, exponential());
-      Value shift = splat(Softmax::shift(*this, newMax));
-      Value sumVector =
-          forLoop(index(0), index(kvBlock), width, ValueRange{zeroVector()},
-                  [&](Value n, ValueRange sum) -> SmallVector<Value> {
-                    Value s = vector::LoadOp::create(b, loc, vecType, scores,
-                                                     ValueRange{r, n});
-                    Value p =
-                        Softmax::probability(*this, s, shift, exponential());
-                    storeVector(p, scores, {r, n});
-                    return {addF(sum[0], p)};
-                  })[0];
-      Value blockSum = reduce(vector::CombiningKind::ADD, sumVector);
-      store(Softmax::nextSum(*this, alpha, load(partSum, {item, kvHead, r}),
-                             blockSum),
-            partSum, {item, kvHead, r});
-      store(newMax, partMax, {item, kvHead, r});
-      store(alpha, alphas, {r});
+      // The block's online softmax, row by row, keys along lanes.
+      forLoop(index(0), rows, 1, [&](Value r) {
+        Value maxVector =
+            forLoop(index(0), index(kvBlock), width,
+                    ValueRange{floatLike(zeroVector(), -inf)},
+                    [&](Value n, ValueRange m) -> SmallVector<Value> {
+                      Value s = vector::LoadOp::create(b, loc, vecType, scores,
+                                                       ValueRange{r, n});
+                      return {maxF(m[0], s)};
+                    })[0];
+        Value oldMax = load(partMax, {item, kvHead, r});
+        Value newMax =
+            maxF(oldMax, reduce(vector::CombiningKind::MAXNUMF, maxVector));
+        Value alpha = Softmax::rescale(*this, oldMax, newMax, exponential());
+        Value shift = splat(Softmax::shift(*this, newMax));
+        Value sumVector =
+            forLoop(index(0), index(kvBlock), width, ValueRange{zeroVector()},
+                    [&](Value n, ValueRange sum) -> SmallVector<Value> {
+                      Value s = vector::LoadOp::create(b, loc, vecType, scores,
+                                                       ValueRange{r, n});
+                      Value p =
+                          Softmax::probability(*this, s, shift, exponential());
+                      storeVector(p, scores, {r, n});
+                      return {addF(sum[0], p)};
+                    })[0];
+        Value blockSum = reduce(vector::CombiningKind::ADD, sumVector);
+        store(Softmax::nextSum(*this, alpha, load(partSum, {item, kvHead, r}),
+                               blockSum),
+              partSum, {item, kvHead, r});
+        store(newMax, partMax, {item, kvHead, r});
+        store(alpha, alphas, {r});
+      });
+      // O = alpha * O + P.V over the valid keys, value columns along lanes,
+      // a tile of rows per loaded V vector.
+      forLoop(index(0), rows, rowTile, [&](Value r0) {
+        SmallVector<Value> tileRows, rowAlphas;
+        for (int64_t i = 0; i < rowTile; ++i) {
+          tileRows.push_back(minS(add(r0, index(i)), lastRow));
+          rowAlphas.push_back(splat(load(alphas, {tileRows.back()})));
+        }
+        for (int64_t c0 = 0; c0 < valueDim; c0 += valueVectors * width) {
+          int64_t count = std::min(valueVectors, (valueDim - c0) / width);
+          SmallVector<Value> init;
+          for (auto [row, alpha] : llvm::zip_equal(tileRows, rowAlphas))
+            for (int64_t v = 0; v < count; ++v)
+              init.push_back(mulF(
+                  alpha,
+                  vector::LoadOp::create(
+                      b, loc, vecType, partAcc,
+                      ValueRange{item, kvHead, row, index(c0 + v * width)})));
+          SmallVector<Value> sums = emitOuterProductLoop(
+              b, loc, index(0), validKeys, init, rowTile, count, vecType,
+              [&](Value n, int64_t v) {
+                return loadVector(
+                    op.getValueCache(),
+                    {batch, kvHead, add(blockStart, n), index(c0 + v * width)});
+              },
+              [&](Value n, int64_t i) {
+                return load(scores, {tileRows[i], n});
+              });
+          for (auto [i, row] : llvm::enumerate(tileRows))
+            for (int64_t v = 0; v < count; ++v)
+              storeVector(sums[i * count + v], partAcc,
+                          {item, kvHead, row, index(c0 + v * width)});
+        }
+      });
     });
-    // O = alpha * O + P.V over the valid keys, value columns along lanes,
-    // a tile of rows per loaded V vector.
-    forLoop(index(0), rows, rowTile, [&](Value r0) {
-      SmallVector<Value> tileRows, rowAlphas;
-      for (int64_t i = 0; i < rowTile; ++i) {
-        tileRows.push_back(minS(add(r0, index(i)), lastRow));
-        rowAlphas.push_back(splat(load(alphas, {tileRows.back()})));
-      }
-      for (int64_t c0 = 0; c0 < valueDim; c0 += valueVectors * width) {
-        int64_t count = std::min(valueVectors, (valueDim - c0) / width);
-        SmallVector<Value> init;
-        for (auto [row, alpha] : llvm::zip_equal(tileRows, rowAlphas))
-          for (int64_t v = 0; v < count; ++v)
-            init.push_back(mulF(alpha, vector::LoadOp::create(
-                                           b, loc, vecType, partAcc,
-                                           ValueRange{item, kvHead, row,
-                                                      index(c0 + v * width)})));
-        SmallVector<Value> sums = emitOuterProductLoop(
-            b, loc, index(0), validKeys, init, rowTile, count, vecType,
-            [&](Value n, int64_t v) {
-              return loadVector(
-                  op.getValueCache(),
-                  {batch, kvHead, add(blockStart, n), index(c0 + v * width)});
-            },
-            [&](Value n, int64_t i) {
-              return load(scores, {tileRows[i], n});
-            });
-        for (auto [i, row] : llvm::enumerate(tileRows))
-          for (int64_t v = 0; v < count; ++v)
-            storeVector(sums[i * count + v], partAcc,
-                        {item, kvHead, row, index(c0 + v * width)});
-      }
-    });
-  });
+  };
+  // new_len > 1 can stack 4 rows where the group alone has fewer (MHA with
+  // new_len 4 read K/V at 47% of the bandwidth against 74% at new_len 1):
+  // the wider tiling, chosen at run time.
+  RowTiling groupTiling{rowTile, keysPerDot, valueVectors};
+  RowTiling stackTiling = rowTilingFor(4, headDim);
+  if (groupTiling.rows >= stackTiling.rows) {
+    streamBlocks();
+  } else {
+    ifThenElse(
+        cmp(arith::CmpIPredicate::sge, rows, index(stackTiling.rows)),
+        [&] {
+          setTiling(stackTiling);
+          streamBlocks();
+          setTiling(groupTiling);
+        },
+        streamBlocks);
+  }
   for (Value buffer : scratch)
     memref::DeallocOp::create(b, loc, buffer);
 }
@@ -492,16 +532,7 @@ void SplitKVBuilder::build() {
   // partial tile repeats the last row (14/2/64: 16 rows computed for 14).
   valueElementsPerLine = std::max<int64_t>(
       1, 512 / op.getValueCacheType().getElementTypeBitWidth());
-  rowTile = rowTileFor(heads.outputsPerKVHead());
-  bool tiled = rowTile > 1;
-  // Key rows of 128 and more elements are read one at a time, in address
-  // order (4 rows side by side ran 1.2x slower from DRAM at 16/8/128).
-  keysPerDot = !tiled           ? kKeysPerDot
-               : headDim >= 128 ? 1
-                                : kDotAccumulators / rowTile;
-  // A tile's accumulators, its loaded V vectors and one broadcast fit.
-  valueVectors =
-      tiled ? (kVectorRegisters - 1) / (rowTile + 1) : kVectorsPerPass;
+  setTiling(rowTilingFor(heads.outputsPerKVHead(), headDim));
   mask = MaskBounds::get(op.getEffectiveMask());
   Value batchSize = dim(op.getQuery(), 0);
   newLen = dim(op.getQuery(), 2);
