@@ -15,8 +15,9 @@ For each head shape Hq/Hkv/D one library is built with sqa-aot (causal,
 bottom-right); for each batch, cache length and new_len the caches hold
 cache - new_len tokens per row and the step appends new_len tokens (the
 same positions every repeat). Timed: warm-up calls, then --repeats calls,
-each after a --settle pause and --rewarm untimed calls of the same function
-(time.perf_counter around the ctypes call); median and min are reported.
+each after a --settle pause and --rewarm seconds of untimed calls of the
+same function (time.perf_counter around the ctypes call); median and min
+are reported.
 When torch is importable, torch.nn.functional.scaled_dot_product_attention
 runs on the same cached tensors (q of length new_len against each row's
 valid prefix, enable_gqa, bottom-right causal mask for new_len > 1), its
@@ -149,10 +150,10 @@ def main(argv=None):
                    help="seconds to wait before each timed call, so the previous "
                         "call's spinning OpenMP workers (ours or PyTorch's) are idle "
                         "(default 0.25; 0: back to back)")
-    p.add_argument("--rewarm", type=int, default=1,
-                   help="untimed calls of the same function between the pause and each "
-                        "timed call, so it finds its own workers awake as in a decode "
-                        "loop (default 1)")
+    p.add_argument("--rewarm", type=float, default=0.01,
+                   help="seconds of untimed calls of the same function (at least one) "
+                        "between the pause and each timed call, so it finds its "
+                        "runtime awake as in a decode loop (default 0.01)")
     p.add_argument("--max-gib", type=float, default=8.0,
                    help="skip steps whose caches exceed this many GiB")
     p.add_argument("--long-row", type=int, default=100000,

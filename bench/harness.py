@@ -353,17 +353,18 @@ def time_calls(timed_call, warmup_call, warmup: int, repeats: int, min_repeats: 
     cores_busy = (time.process_time() - cpu0) / sum(times) if sum(times) > 0 else None
     return times, cores_busy
 
-def time_interleaved(fns, warmup, repeats, settle=0.0, rewarm=0):
+def time_interleaved(fns, warmup, repeats, settle=0.0, rewarm=0.0):
     """Median and min seconds per function; the calls alternate, so load on
     the machine affects every function alike. Each timed call waits `settle`
     seconds first: our libraries' libomp workers spin up to 200 ms after a
     call (KMP_BLOCKTIME) and PyTorch's libgomp workers spin after every op,
     so without the pause each call pays for its predecessor's spinning (a
     step timed right after SDPA ran up to 2x slower here). After the pause,
-    `rewarm` untimed calls of the same function wake its own runtime again,
-    as a loop calling it step after step keeps it: a ~1 ms decode step
-    timed straight after a 0.25 s pause read 1.7-2.4x its back-to-back time
-    (sleeping OpenMP workers and idle vCPUs of this VM)."""
+    the same function runs untimed for `rewarm` seconds (at least once) to
+    wake its own runtime again, as a loop calling it step after step keeps
+    it: straight after a 0.25 s pause a decode step took 2-4x its
+    back-to-back time, falling over ~3 ms of calls (sleeping OpenMP workers,
+    this VM's idle vCPUs and clocks)."""
     for _ in range(warmup):
         for fn in fns:
             fn()
@@ -372,8 +373,11 @@ def time_interleaved(fns, warmup, repeats, settle=0.0, rewarm=0):
         for fn, ts in zip(fns, times):
             if settle > 0:
                 time.sleep(settle)
-            for _ in range(rewarm):
+            if rewarm > 0:
+                until = time.perf_counter() + rewarm
                 fn()
+                while time.perf_counter() < until:
+                    fn()
             t = time.perf_counter()
             fn()
             ts.append(time.perf_counter() - t)
