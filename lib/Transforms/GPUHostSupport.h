@@ -154,29 +154,16 @@ inline void launchOverRows(ImplicitLocOpBuilder &b, gpu::GPUFuncOp func,
       arith::ConstantIntOp::create(b, b.getI32Type(), sharedBytes), args);
 }
 
-/// 2^x and log2(x) (f32) with the approximate PTX instructions. Spelled as
-/// PTX: math.exp2 / math.log2 would lower to libdevice calls, which only
-/// link where a CUDA toolkit is found at compile time. ex2.approx gives +0
-/// at -inf; lg2.approx gives -inf at 0.
-/// A training kernel's arguments (the training list of GPUKernelABI.def):
-/// flat buffers, their (batch, head, position) strides and the lengths.
-/// The SIMT and tensor-core backward builders derive from it, so the list
-/// is read in one place.
-struct TrainingKernelArguments {
-  explicit TrainingKernelArguments(gpu::GPUFuncOp func) {
-    using namespace gpu_abi;
-    for (int i = 0; i < kNumTrainingBuffers; ++i)
-      memrefs[i] = func.getArgument(i);
-    auto scalar = [&](int i) {
-      return func.getArgument(kNumTrainingBuffers + i);
-    };
-    queryLen = scalar(kTrainingQueryLen);
-    keyLen = scalar(kTrainingKeyLen);
-    diagonal = scalar(kTrainingDiagonal);
-    for (int i = 0; i < kNumTrainingBuffers; ++i)
+/// The (batch, head, position) strides of a kernel's N strided buffers,
+/// read from its scalar arguments (3 per buffer from `firstStride(buffer)`),
+/// and the element offset of a row. Shared by the training and decode
+/// argument lists of GPUKernelABI.def.
+template <int N> struct RowStrides {
+  RowStrides(function_ref<Value(int)> scalar,
+             function_ref<int(int)> firstStride) {
+    for (int i = 0; i < N; ++i)
       for (int j = 0; j < 3; ++j)
-        strides[i][j] =
-            scalar(trainingFirstStride(static_cast<TrainingBuffer>(i)) + j);
+        strides[i][j] = scalar(firstStride(i) + j);
   }
 
   /// Element offset of row (batch, head, pos) of `buffer`.
@@ -187,11 +174,38 @@ struct TrainingKernelArguments {
                   lb.mul(pos, s[2]));
   }
 
+  Value strides[N][3];
+};
+
+/// A training kernel's arguments (the training list of GPUKernelABI.def):
+/// flat buffers, their strides and the lengths. The SIMT and tensor-core
+/// backward builders derive from it, so the list is read in one place.
+struct TrainingKernelArguments : RowStrides<gpu_abi::kNumTrainingBuffers> {
+  explicit TrainingKernelArguments(gpu::GPUFuncOp func)
+      : RowStrides(
+            [&](int i) {
+              return func.getArgument(gpu_abi::kNumTrainingBuffers + i);
+            },
+            [](int buffer) {
+              return gpu_abi::trainingFirstStride(
+                  static_cast<gpu_abi::TrainingBuffer>(buffer));
+            }) {
+    using namespace gpu_abi;
+    for (int i = 0; i < kNumTrainingBuffers; ++i)
+      memrefs[i] = func.getArgument(i);
+    queryLen = func.getArgument(kNumTrainingBuffers + kTrainingQueryLen);
+    keyLen = func.getArgument(kNumTrainingBuffers + kTrainingKeyLen);
+    diagonal = func.getArgument(kNumTrainingBuffers + kTrainingDiagonal);
+  }
+
   Value memrefs[gpu_abi::kNumTrainingBuffers];
-  Value strides[gpu_abi::kNumTrainingBuffers][3];
   Value queryLen, keyLen, diagonal;
 };
 
+/// 2^x and log2(x) (f32) with the approximate PTX instructions. Spelled as
+/// PTX: math.exp2 / math.log2 would lower to libdevice calls, which only
+/// link where a CUDA toolkit is found at compile time. ex2.approx gives +0
+/// at -inf; lg2.approx gives -inf at 0.
 inline Value ptxExp2(OpBuilder &b, Location loc, Value x) {
   return NVVM::InlinePtxOp::create(b, loc, TypeRange{b.getF32Type()},
                                    ValueRange{x}, ValueRange{},

@@ -89,19 +89,16 @@ public:
   DecodeKernelBuilder(ImplicitLocOpBuilder &b, const DecodeSpec &spec,
                       gpu::GPUFuncOp func)
       : LoweringBuilder(b, b.getLoc()), b(b), spec(spec), func(func),
-        f32Type(b.getF32Type()) {
+        f32Type(b.getF32Type()),
+        rows([&](int i) { return scalar(i); },
+             [](int buffer) {
+               return decodeFirstStride(static_cast<DecodeBuffer>(buffer));
+             }) {
     for (int i = 0; i < kNumDecodeBuffers; ++i)
       buffers[i] = func.getArgument(i);
-    auto scalar = [&](int i) {
-      return func.getArgument(kNumDecodeBuffers + i);
-    };
     newLen = scalar(kDecodeNewLen);
     capacity = scalar(kDecodeCapacity);
     splits = scalar(kDecodeSplits);
-    for (int i = 0; i < kNumDecodeStridedBuffers; ++i)
-      for (int j = 0; j < 3; ++j)
-        strides[i][j] =
-            scalar(decodeFirstStride(static_cast<DecodeBuffer>(i)) + j);
   }
 
   /// arith.maxnumf would lower to libdevice's __nv_fmaxf; maximumf maps to
@@ -129,10 +126,10 @@ private:
   }
 
   Value globalIndex(int buffer, Value batch, Value head, Value pos, Value col) {
-    Value *s = strides[buffer];
-    return add(add(add(mul(batch, s[0]), mul(head, s[1])), mul(pos, s[2])),
-               col);
+    return add(rows.rowOffset(*this, buffer, batch, head, pos), col);
   }
+  /// Scalar argument `i` of the decode list (after the buffers).
+  Value scalar(int i) { return func.getArgument(kNumDecodeBuffers + i); }
   Value threadId() { return gpu::ThreadIdOp::create(b, gpu::Dimension::x); }
   Value blockId(gpu::Dimension dim) { return gpu::BlockIdOp::create(b, dim); }
   /// Threads of the block stride over [0, n).
@@ -193,8 +190,8 @@ private:
   const DecodeSpec &spec;
   gpu::GPUFuncOp func;
   Type f32Type;
+  RowStrides<kNumDecodeStridedBuffers> rows;
   Value buffers[kNumDecodeBuffers];
-  Value strides[kNumDecodeStridedBuffers][3];
   Value newLen, capacity, splits;
 };
 
