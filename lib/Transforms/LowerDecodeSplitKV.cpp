@@ -61,10 +61,11 @@ struct RowTiling {
 
 /// The tiling for at least `stackedRows` rows: tiles of 4 rows when there
 /// are 4 (2 for 2-3), so each loaded K/V vector feeds 4 FMAs and Q.K^T reads
-/// K once per 4 rows. Measured (2 threads, wall, 16k cache, with the V
-/// prefetch, against 2-row tiles at head dims >= 128 only and no prefetch):
-/// 32/8/128 0.76x, 8/2/128 0.69x, 14/2/64 0.84x the time; 16/8/64 (2-row
-/// tiles, 4 keys per pass) 0.90x.
+/// K once per 4 rows. A last, partial tile repeats the last row (14/2/64
+/// computes 8 rows per kv head for its 7). Measured (2 threads, wall, 16k
+/// cache, with the V prefetch, against 2-row tiles at head dims >= 128 only and
+/// no prefetch): 32/8/128 0.76x, 8/2/128 0.69x, 14/2/64 0.84x the time; 16/8/64
+/// (2-row tiles, 4 keys per pass) 0.90x.
 static RowTiling rowTilingFor(int64_t stackedRows, int64_t headDim) {
   int64_t rows = stackedRows >= 4 ? 4 : stackedRows >= 2 ? 2 : 1;
   if (rows == 1)
@@ -144,16 +145,6 @@ private:
   Type f32Type;
   VectorType vecType;
   int64_t width = 1, headDim = 0, valueDim = 0;
-  // Rows per register tile and, per tile, keys per dot-product pass and
-  // value vectors per P.V pass.
-  int64_t rowTile = 1, keysPerDot = kKeysPerDot, valueVectors = kVectorsPerPass;
-  void setTiling(RowTiling tiling) {
-    rowTile = tiling.rows;
-    keysPerDot = tiling.keysPerDot;
-    valueVectors = tiling.valueVectors;
-  }
-  // V elements per 64-byte cache line (prefetch granularity).
-  int64_t valueElementsPerLine = 16;
   HeadMapping heads;
   MaskBounds mask;
   Value newLen, rows;
@@ -324,7 +315,13 @@ void SplitKVBuilder::workItem(Value item, Value kvHead) {
     });
   });
 
-  auto streamBlocks = [&] {
+  // V elements per 64-byte cache line (prefetch granularity).
+  int64_t valueElementsPerLine = std::max<int64_t>(
+      1, 512 / op.getValueCacheType().getElementTypeBitWidth());
+  // The item's key blocks with one row tiling.
+  auto streamBlocks = [&](RowTiling tiling) {
+    int64_t rowTile = tiling.rows, keysPerDot = tiling.keysPerDot,
+            valueVectors = tiling.valueVectors;
     forLoop(firstBlock, endBlock, 1, [&](Value block) {
       Value blockStart = mul(block, kvBlock);
       Value validKeys = minS(index(kvBlock), sub(valid, blockStart));
@@ -455,20 +452,14 @@ void SplitKVBuilder::workItem(Value item, Value kvHead) {
   // new_len > 1 can stack 4 rows where the group alone has fewer (MHA with
   // new_len 4 read K/V at 47% of the bandwidth against 74% at new_len 1):
   // the wider tiling, chosen at run time.
-  RowTiling groupTiling{rowTile, keysPerDot, valueVectors};
+  RowTiling groupTiling = rowTilingFor(heads.outputsPerKVHead(), headDim);
   RowTiling stackTiling = rowTilingFor(4, headDim);
-  if (groupTiling.rows >= stackTiling.rows) {
-    streamBlocks();
-  } else {
+  if (groupTiling.rows >= stackTiling.rows)
+    streamBlocks(groupTiling);
+  else
     ifThenElse(
         cmp(arith::CmpIPredicate::sge, rows, index(stackTiling.rows)),
-        [&] {
-          setTiling(stackTiling);
-          streamBlocks();
-          setTiling(groupTiling);
-        },
-        streamBlocks);
-  }
+        [&] { streamBlocks(stackTiling); }, [&] { streamBlocks(groupTiling); });
   for (Value buffer : scratch)
     memref::DeallocOp::create(b, loc, buffer);
 }
@@ -528,11 +519,6 @@ void SplitKVBuilder::build() {
     width *= 2;
   vecType = VectorType::get({width}, f32Type);
   heads = op.getHeadMapping();
-  // A group's rows (x new_len) come in multiples of its size; a last,
-  // partial tile repeats the last row (14/2/64: 16 rows computed for 14).
-  valueElementsPerLine = std::max<int64_t>(
-      1, 512 / op.getValueCacheType().getElementTypeBitWidth());
-  setTiling(rowTilingFor(heads.outputsPerKVHead(), headDim));
   mask = MaskBounds::get(op.getEffectiveMask());
   Value batchSize = dim(op.getQuery(), 0);
   newLen = dim(op.getQuery(), 2);
